@@ -1,0 +1,3 @@
+from grantkeeper.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The ``grantkeeper`` command. Each command group lives in its own module under ``_cli``."""
+
+from __future__ import annotations
+
+import typer
+
+from grantkeeper._version import __version__
+
+app = typer.Typer(
+    name="grantkeeper",
+    help="Keep Google grants for your users: sign-in with server auth codes, offline access.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"grantkeeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Keep Google grants for your users: sign-in with server auth codes, offline access."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,209 @@
+"""One exception tree for grantkeeper.
+
+Every error a user or an operator can meet carries a stable ``code`` (the ``code`` member of the
+RFC 9457 problem document on the wire), an HTTP ``status``, an ``advice`` sentence saying what to
+do, and whether retrying the same call may succeed (``retryable``). The web layer maps any
+:class:`GrantkeeperError` to ``application/problem+json`` in one place; the CLI prints
+``code: message`` and ``advice``. Messages never contain tokens or codes.
+
+::
+
+    GrantkeeperError
+    ├── ConfigurationError (ValueError)          config_invalid        500
+    ├── InvalidRequest (ValueError)              invalid_request       400
+    │   ├── CsrfHeaderMissing                    csrf_header_missing   403
+    │   ├── InsecureTransport                    https_required        403
+    │   └── PayloadTooLarge                      payload_too_large     413
+    ├── Unauthorized                             unauthorized          401
+    ├── InvalidCode                              invalid_code          400
+    ├── UntrustedIdToken                         untrusted_id_token    401
+    ├── UnknownUser                              unknown_user          404
+    ├── MissingScopes                            insufficient_scope    403
+    ├── GrantRevoked                             grant_revoked         409
+    ├── ProviderError                            provider_error        502
+    │   └── ProviderUnavailable                  provider_unavailable  503 (retryable)
+    │       └── ProviderTimeout                  provider_timeout      504 (retryable)
+    ├── StoreUnavailable                         store_unavailable     503 (retryable)
+    └── TokenDecryptionError                     token_undecryptable   500
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GrantkeeperError(Exception):
+    """Root of every error grantkeeper raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    advice: ClassVar[str] = "This is a bug in grantkeeper; please report it with the log lines."
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.title
+        #: Extra members for the problem document (never secrets).
+        self.extra: dict[str, Any] = extra
+        super().__init__(self.message)
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 problem document for this error."""
+        body: dict[str, Any] = {
+            "type": f"https://grantkeeper.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.message,
+            "advice": self.advice,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class ConfigurationError(GrantkeeperError, ValueError):
+    code = "config_invalid"
+    title = "Configuration is invalid"
+    advice = "Fix the setting named in the message (GRANTKEEPER_* variables or .env) and restart."
+
+
+class InvalidRequest(GrantkeeperError, ValueError):
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+    advice = "Send the fields the API documents at /docs."
+
+
+class CsrfHeaderMissing(InvalidRequest):
+    code = "csrf_header_missing"
+    status = 403
+    title = "X-Requested-With header missing"
+    advice = (
+        "Send the X-Requested-With header with the request, as Google's guide says; "
+        "without it the request could be forged."
+    )
+
+
+class InsecureTransport(InvalidRequest):
+    code = "https_required"
+    status = 403
+    title = "HTTPS required"
+    advice = (
+        "Call this endpoint over HTTPS (a trusted proxy must send X-Forwarded-Proto: https), "
+        "or set GRANTKEEPER_ALLOW_INSECURE_HTTP=true for local development."
+    )
+
+
+class PayloadTooLarge(InvalidRequest):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+    advice = "Send only the documented fields; a server auth code is at most 256 bytes."
+
+
+class Unauthorized(GrantkeeperError):
+    code = "unauthorized"
+    status = 401
+    title = "Service key missing or wrong"
+    advice = "Send Authorization: Bearer <key> with a key listed in GRANTKEEPER_SERVICE_API_KEYS."
+
+
+class InvalidCode(GrantkeeperError):
+    code = "invalid_code"
+    status = 400
+    title = "Server auth code rejected"
+    advice = (
+        "Sign the user in again to get a fresh one-time server auth code; a code is malformed, "
+        "expired or already used."
+    )
+
+
+class UntrustedIdToken(GrantkeeperError):
+    """The ID token failed verification. ``reason`` goes to the log, never to the body."""
+
+    code = "untrusted_id_token"
+    status = 401
+    title = "ID token could not be verified"
+    advice = "Sign the user in again; if it persists, check the allowed client ids and the clock."
+
+    def __init__(self, reason: str, message: str | None = None, **extra: Any) -> None:
+        self.reason = reason
+        super().__init__(message, **extra)
+
+
+class UnknownUser(GrantkeeperError):
+    code = "unknown_user"
+    status = 404
+    title = "Unknown user"
+    advice = "The user has never signed in with this backend (or was forgotten); sign in first."
+
+
+class MissingScopes(GrantkeeperError):
+    code = "insufficient_scope"
+    status = 403
+    title = "The grant lacks a scope"
+    advice = (
+        "Ask the user for the missing scopes with incremental authorization "
+        "(include_granted_scopes=true), then send the new server auth code to sign in again."
+    )
+
+    def __init__(self, missing: list[str], message: str | None = None) -> None:
+        self.missing = sorted(missing)
+        super().__init__(
+            message or "The grant does not include: " + " ".join(self.missing),
+            missing_scopes=self.missing,
+        )
+
+
+class GrantRevoked(GrantkeeperError):
+    code = "grant_revoked"
+    status = 409
+    title = "The grant was revoked"
+    advice = "The user must sign in again to give the app offline access."
+
+    def __init__(self, reason: str, message: str | None = None, **extra: Any) -> None:
+        self.reason = reason
+        super().__init__(
+            message or f"The grant is no longer valid ({reason}).", reason=reason, **extra
+        )
+
+
+class ProviderError(GrantkeeperError):
+    code = "provider_error"
+    status = 502
+    title = "The identity provider answered with an error"
+    advice = "Check the provider's status and the client configuration; the log has details."
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    status = 503
+    title = "The identity provider is unavailable"
+    advice = "Retry later; nothing was lost and the grant is unchanged."
+    retryable = True
+
+
+class ProviderTimeout(ProviderUnavailable):
+    code = "provider_timeout"
+    status = 504
+    title = "The identity provider did not answer in time"
+
+
+class StoreUnavailable(GrantkeeperError):
+    code = "store_unavailable"
+    status = 503
+    title = "The grant store is unavailable"
+    advice = "Check GRANTKEEPER_DATABASE_URL and that the database is up; then retry."
+    retryable = True
+
+
+class TokenDecryptionError(GrantkeeperError):
+    code = "token_undecryptable"
+    status = 500
+    title = "A stored token could not be decrypted"
+    advice = (
+        "Make sure GRANTKEEPER_ENCRYPTION_KEYS still holds the key the token was written with "
+        "(grantkeeper keys status lists key ids in use)."
+    )
