@@ -1,0 +1,23 @@
+"""A Google-compatible OAuth 2.0 / OpenID Connect provider on localhost, with a control API.
+
+``create_app`` builds the ASGI app; ``run_emulator`` serves it on a free port in a background
+thread for tests and embedding; ``EmulatorControl`` drives the control API over HTTP.
+"""
+
+from grantkeeper.emulator.config import EmulatorConfig, EmulatorSettings
+from grantkeeper.emulator.faults import DropConnection, Fault, FaultBook, fault_response
+from grantkeeper.emulator.models import AccessTokenRecord, Client, User
+from grantkeeper.emulator.state import EmulatorState
+
+__all__ = [
+    "AccessTokenRecord",
+    "Client",
+    "DropConnection",
+    "EmulatorConfig",
+    "EmulatorSettings",
+    "EmulatorState",
+    "Fault",
+    "FaultBook",
+    "User",
+    "fault_response",
+]

@@ -1,0 +1,96 @@
+"""What the emulator can be told: start-up configuration and the settings the control API changes.
+
+Every behaviour google-protocol.md marks as unconfirmed ([U]) is a field here, so a test or a user
+who learns what Google really does can change it without touching code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from grantkeeper.clock import Clock
+
+GOOGLE_ISSUER = "https://accounts.google.com"
+DAY = 24 * 3600
+
+
+class EmulatorSettings(BaseModel):
+    """Behaviour switches; ``POST /emulator/settings`` accepts any subset of these fields."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    issuer: str | None = None
+    """``iss`` of ID tokens and the discovery ``issuer``; ``None`` means the emulator's base URL.
+    Set ``https://accounts.google.com`` for clients that hard-code Google's issuer."""
+
+    access_token_ttl: int = Field(3599, ge=1)
+    """Lifetime of access tokens in seconds, reported as ``expires_in`` (Google: 3599)."""
+
+    id_token_ttl: int = Field(3600, ge=1)
+    """``exp - iat`` of ID tokens (Google: 3600)."""
+
+    code_ttl: int = Field(600, ge=1)
+    """Lifetime of authorization codes in seconds [U: about ten minutes]."""
+
+    testing_mode: bool = False
+    """Publishing status "Testing": refresh tokens with non-basic scopes die after 7 days."""
+
+    testing_refresh_lifetime: int = Field(7 * DAY, ge=1)
+    """Lifetime of refresh tokens in testing mode."""
+
+    report_testing_expiry: bool = False
+    """Send ``refresh_token_expires_in`` for testing-mode refresh tokens too [U]."""
+
+    refresh_idle_expiry: int = Field(180 * DAY, ge=1)
+    """A refresh token unused for this long stops working (Google: six months)."""
+
+    max_refresh_tokens: int = Field(100, ge=1)
+    """Live refresh tokens per user per client; the oldest silently dies beyond it."""
+
+    rotate_refresh_tokens: bool = False
+    """Answer every refresh with a new refresh token and kill the old one (Google does not)."""
+
+    latency_ms: int = Field(0, ge=0)
+    """Added to every answer of the Google endpoints (not the control API)."""
+
+    code_reuse_description: str = "Bad Request"
+    """``error_description`` for a used, expired or foreign code [U; 2015-2017: "Code was
+    already redeemed."]."""
+
+    unauthorized_client_status: int = 401
+    """Status of ``unauthorized_client`` (refresh token of another client) [U]."""
+
+    invalid_scope_description: str = "Bad Request"
+    """``error_description`` when a refresh asks for scopes never granted [U]."""
+
+    revoke_error_description: str = "Token expired or revoked"
+    """``error_description`` when revoking an unknown or dead token [U]."""
+
+    include_locale_claim: bool = False
+    """Add ``locale`` to ID tokens (Google dropped it from ``claims_supported`` by 2024)."""
+
+    certs_max_age: int = Field(21155, ge=0)
+    """``Cache-Control: max-age`` of the certs endpoints (Google: about 5-7 hours)."""
+
+    key_overlap: int = Field(DAY, ge=0)
+    """After a key rotation the oldest key stays published this long, then it is retired."""
+
+
+@dataclass
+class EmulatorConfig:
+    """How an emulator starts. Everything has a default; ``EmulatorConfig()`` is a fine emulator."""
+
+    base_url: str | None = None
+    """Public origin, no trailing slash; ``None`` takes it from each request's Host header."""
+
+    settings: EmulatorSettings = field(default_factory=EmulatorSettings)
+    """Initial behaviour settings (``POST /emulator/settings`` changes them later)."""
+
+    clock: Clock | None = None
+    """Time source; ``None`` is an ``OffsetClock`` that ``POST /emulator/clock`` advances. A clock
+    given here must have ``advance(seconds)`` for the control API to move it."""
+
+    signing_keys: int = 2
+    """Keys published at start (Google publishes two)."""
