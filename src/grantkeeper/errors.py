@@ -13,7 +13,8 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     ├── InvalidRequest (ValueError)              invalid_request       400
     │   ├── CsrfHeaderMissing                    csrf_header_missing   403
     │   ├── InsecureTransport                    https_required        403
-    │   └── PayloadTooLarge                      payload_too_large     413
+    │   ├── PayloadTooLarge                      payload_too_large     413
+    │   └── InvalidSecurityEvent                 invalid_security_event 400
     ├── Unauthorized                             unauthorized          401
     ├── InvalidCode                              invalid_code          400
     ├── UntrustedIdToken                         untrusted_id_token    401
@@ -101,6 +102,21 @@ class PayloadTooLarge(InvalidRequest):
     status = 413
     title = "Payload too large"
     advice = "Send only the documented fields; a server auth code is at most 256 bytes."
+
+
+class InvalidSecurityEvent(InvalidRequest):
+    """A Cross-Account Protection SET was refused. ``err`` is RFC 8935 §2.4's error code."""
+
+    code = "invalid_security_event"
+    status = 400
+    title = "Security event token rejected"
+    advice = (
+        "Only Google's RISC issuer (or the emulator's) can deliver events here; check "
+        "GRANTKEEPER_ISSUER and the client ids if genuine events are refused."
+    )
+
+    def __init__(self, err: str, description: str) -> None:
+        super().__init__(description, err=err, description=description)
 
 
 class Unauthorized(GrantkeeperError):
