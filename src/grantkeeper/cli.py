@@ -29,5 +29,10 @@ def _root(
     """Keep Google grants for your users: sign-in with server auth codes, offline access."""
 
 
+from grantkeeper._cli.db import app as _db_app  # noqa: E402
+
+app.add_typer(_db_app, name="db")
+
+
 def main() -> None:
     app()

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL; default SQLite in the data directory; ``postgresql://…`` for PostgreSQL."""
 
+    database_schema: str | None = None
+    """PostgreSQL only: keep grantkeeper's tables in this schema (created by ``db upgrade``)."""
+
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Key ring for tokens at rest, comma-separated; the first key encrypts, all decrypt."""
 

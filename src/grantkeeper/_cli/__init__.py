@@ -1,0 +1,1 @@
+"""Command groups of the ``grantkeeper`` CLI, one module each (registered in ``cli.py``)."""

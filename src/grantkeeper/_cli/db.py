@@ -1,0 +1,80 @@
+"""``grantkeeper db upgrade|current``: the store's schema, migrated with the packaged Alembic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+
+from grantkeeper.errors import GrantkeeperError
+from grantkeeper.settings import Settings
+from grantkeeper.store import migrate
+from grantkeeper.store.engine import create_engine, display_url, normalize_url
+
+T = TypeVar("T")
+
+app = typer.Typer(help="The grant store's database schema.", no_args_is_help=True)
+
+_URL = typer.Option(
+    None, "--database-url", help="Overrides GRANTKEEPER_DATABASE_URL.", show_default=False
+)
+_SCHEMA = typer.Option(
+    None, "--schema", help="PostgreSQL schema; overrides GRANTKEEPER_DATABASE_SCHEMA."
+)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(work)
+    except GrantkeeperError as error:
+        typer.echo(f"{error.code}: {error.message}", err=True)
+        typer.echo(error.advice, err=True)
+        raise typer.Exit(1) from None
+
+
+async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[str, str | None]:
+    engine = create_engine(normalize_url(url), schema=schema)
+    try:
+        if upgrade:
+            await migrate.upgrade(engine, schema=schema)
+        return display_url(engine.url), await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def upgrade(database_url: str | None = _URL, schema: str | None = _SCHEMA) -> None:
+    """Create or migrate the tables to the newest revision (safe to run on every deploy)."""
+    settings = Settings()
+    url, revision = _run(
+        _with_engine(
+            database_url or settings.effective_database_url,
+            schema or settings.database_schema,
+            upgrade=True,
+        )
+    )
+    typer.echo(f"{url}: at revision {revision} (head)")
+
+
+@app.command()
+def current(
+    database_url: str | None = _URL,
+    schema: str | None = _SCHEMA,
+    check: bool = typer.Option(False, "--check", help="Exit 1 unless at the newest revision."),
+) -> None:
+    """Print the database's migration revision and the newest one this version ships."""
+    settings = Settings()
+    url, revision = _run(
+        _with_engine(
+            database_url or settings.effective_database_url,
+            schema or settings.database_schema,
+            upgrade=False,
+        )
+    )
+    head = migrate.head_revision()
+    typer.echo(f"{url}: revision {revision or 'none (empty database)'}; newest {head}")
+    if check and revision != head:
+        typer.echo("The database needs: grantkeeper db upgrade", err=True)
+        raise typer.Exit(1)

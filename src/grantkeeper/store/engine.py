@@ -1,0 +1,135 @@
+"""Database URLs and engines: SQLite (embedded default) and PostgreSQL, both async.
+
+- ``sqlite:///path`` / ``sqlite+aiosqlite:///path``: WAL journal, a busy timeout, foreign keys
+  on, and transactions begun by SQLAlchemy (``BEGIN IMMEDIATE`` for writes) instead of by the
+  ``sqlite3`` module's legacy mode, so a read-modify-write never fails half-way on a lock.
+- ``postgresql://``, ``postgres://`` or ``postgresql+psycopg://``: psycopg 3. A ``schema``
+  puts every table (and Alembic's version table) in that schema via ``search_path``; a
+  ``search_path`` in the URL's ``options`` works too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from grantkeeper.errors import ConfigurationError, StoreUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_WRITE = "grantkeeper_write"
+
+
+def normalize_url(url: str) -> URL:
+    """Pick the async driver for a user-supplied URL; refuse backends we do not test."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise ConfigurationError(
+            "GRANTKEEPER_DATABASE_URL is not a database URL "
+            "(expected sqlite:///path or postgresql://user@host/db)."
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigurationError(
+        f"GRANTKEEPER_DATABASE_URL uses {backend!r}; grantkeeper supports sqlite and postgresql."
+    )
+
+
+def check_schema_name(schema: str) -> str:
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigurationError(
+            f"Schema name {schema!r} must be lower-case letters, digits and _ (max 63)."
+        )
+    return schema
+
+
+def display_url(url: URL) -> str:
+    """The URL for messages: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        _ensure_sqlite_directory(url)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    if schema is not None:
+        # libpq applies this to every new connection, including those Alembic uses.
+        connect_args["options"] = f"-c search_path={check_schema_name(schema)}"
+    return create_async_engine(
+        url, connect_args=connect_args, pool_pre_ping=True, pool_size=5, max_overflow=10
+    )
+
+
+def _ensure_sqlite_directory(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (see the "begin" hook below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # A write transaction takes the write lock up front, so it waits (busy timeout) rather
+        # than failing when it would have to upgrade a read lock another writer made stale.
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """One short transaction; connection failures become :class:`StoreUnavailable`."""
+    try:
+        async with engine.connect() as conn:
+            if write:
+                conn = await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise unavailable(engine.url, error) from error
+    except OSError as error:
+        raise unavailable(engine.url, error) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated or _missing_table(error):
+            raise unavailable(engine.url, error) from error
+        raise
+
+
+def _missing_table(error: exc.DBAPIError) -> bool:
+    # SQLite says "no such table"; PostgreSQL's SQLSTATE 42P01 is undefined_table.
+    return "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
+
+
+def unavailable(url: URL, error: BaseException) -> StoreUnavailable:
+    # The driver's message can quote SQL parameters; only its class name goes in ours.
+    if isinstance(error, exc.DBAPIError) and _missing_table(error):
+        return StoreUnavailable(
+            f"The database at {display_url(url)} has no grantkeeper tables; "
+            "run: grantkeeper db upgrade."
+        )
+    cause = type(getattr(error, "orig", None) or error).__name__
+    return StoreUnavailable(f"The database at {display_url(url)} is unavailable ({cause}).")

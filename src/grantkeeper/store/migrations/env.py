@@ -1,0 +1,25 @@
+"""Alembic environment: runs only programmatically, on a connection the store hands over.
+
+See :func:`grantkeeper.store.migrate.upgrade`; there is no ``alembic.ini`` on purpose, so the
+package's migrations always run against the URL and schema the store was opened with.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from grantkeeper.store.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("Run migrations with `grantkeeper db upgrade` or GrantStore.migrate().")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    # SQLite cannot ALTER most things; batch mode rebuilds tables when a migration needs it.
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
