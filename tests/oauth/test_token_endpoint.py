@@ -86,7 +86,7 @@ def test_success_of_a_code_exchange() -> None:
     assert tokens.access_token == ACCESS
     assert tokens.refresh_token == REFRESH
     assert tokens.id_token == "eyJ.x.y"
-    assert tokens.scopes == {EMAIL, PROFILE, "openid"}
+    assert tokens.scopes == frozenset({EMAIL, PROFILE, "openid"})
     assert tokens.expires_at == NOW + timedelta(seconds=3599)
     assert tokens.refresh_token_expires_at == NOW + timedelta(seconds=15551999)
     assert ACCESS not in repr(tokens)

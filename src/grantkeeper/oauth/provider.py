@@ -57,6 +57,7 @@ from grantkeeper.oauth.id_token import (
 from grantkeeper.oauth.jwks import JwksCache, KeyLookup, parse_jwks
 from grantkeeper.oauth.retry import RetryPolicy, send_with_retries
 from grantkeeper.oauth.token_endpoint import (
+    MOBILE_REDIRECT_URIS,
     Platform,
     TokenResponse,
     authorization_code_form,
@@ -124,6 +125,11 @@ class OAuthProvider:
                     "client's client_secret_*.json."
                 )
             client_secrets = load_client_secrets(settings.client_secrets_file)
+        if settings.mobile_redirect_uri not in MOBILE_REDIRECT_URIS:
+            raise ConfigurationError(
+                "GRANTKEEPER_MOBILE_REDIRECT_URI must be '' or 'postmessage', the redirect URIs "
+                "Google accepts for iOS/Android server auth codes."
+            )
         self.settings = settings
         self.client_secrets = client_secrets
         self.clock = clock
@@ -301,32 +307,27 @@ class OAuthProvider:
     async def sign_in(
         self, code: str, platform: Platform = "ios", *, nonce: str | None = None
     ) -> SignIn:
-        """Exchange a code and verify the ID token that came with it.
+        """Exchange a code and verify the ID token that came with it (``at_hash`` included).
 
-        If the ID token is missing or untrusted, the freshly issued tokens are revoked (best
-        effort) before :class:`UntrustedIdToken` is raised: tokens we refuse to keep should not
-        stay alive at the provider (RFC 9700 §4.5, code injection).
+        Tokens of a sign-in whose ID token is missing or untrusted are dropped, not revoked:
+        at Google, revoking any token of a grant ends the user's whole grant to this client, so
+        a clock or configuration problem would otherwise destroy every returning user's stored
+        grant. Revoking on a proven identity mismatch is the keeper's decision.
+
+        Raises:
+            UntrustedIdToken: no ID token, or it failed verification.
+            and everything :meth:`exchange_code` raises.
         """
         tokens = await self.exchange_code(code, platform)
-        try:
-            if tokens.id_token is None:
-                raise UntrustedIdToken(
-                    "no ID token in the token response (the app must request the openid, "
-                    "email or profile scope)"
-                )
-            identity = await self.verify_id_token(
-                tokens.id_token, access_token=tokens.access_token, nonce=nonce
+        if tokens.id_token is None:
+            raise UntrustedIdToken(
+                "no ID token in the token response (the app must request the openid, "
+                "email or profile scope)"
             )
-        except UntrustedIdToken:
-            await self._revoke_quietly(tokens.refresh_token or tokens.access_token)
-            raise
+        identity = await self.verify_id_token(
+            tokens.id_token, access_token=tokens.access_token, nonce=nonce
+        )
         return SignIn(tokens=tokens, identity=identity)
-
-    async def _revoke_quietly(self, token: str) -> None:
-        try:
-            await self.revoke(token)
-        except GrantkeeperError as error:
-            logger.warning("could not revoke tokens of a rejected sign-in: %s", error.code)
 
     async def _signing_key(self, kid: str, metadata: ProviderMetadata) -> RSAKey:
         async with self._jwks_lock:
