@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     """Accept plain HTTP without a trusted ``X-Forwarded-Proto: https``; default on only in dev
     mode with the emulator."""
 
+    trusted_proxies: str = "127.0.0.1"
+    """Comma list of proxy addresses whose ``X-Forwarded-Proto``/``-For`` headers are believed."""
+
+    max_request_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    """Largest request body the keeper reads (a server auth code is at most 256 bytes)."""
+
     mobile_redirect_uri: str = ""
     """``redirect_uri`` used to redeem iOS/Android server auth codes (``''`` or ``postmessage``)."""
 
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
 
     refresh_margin_seconds: int = Field(default=300, ge=0, le=3000)
     """An access token is handed out only if it stays valid at least this long."""
+
+    refresh_lease_seconds: float = Field(default=30.0, gt=0, le=600)
+    """How long one instance may hold a grant's refresh lease before others may take over."""
 
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """Timeout of each call to the provider."""

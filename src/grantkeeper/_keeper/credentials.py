@@ -1,0 +1,83 @@
+"""google-auth credentials whose refresh goes through the keeper.
+
+google-auth's own refresh would need the refresh token in the worker's memory and has no hook to
+persist what it gets back; these credentials never hold the refresh token. When googleapiclient
+finds the token expired, or an API answers 401, ``refresh`` asks the keeper, which refreshes at
+most once per grant across threads and processes and stores the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from google.auth import exceptions as google_exceptions
+from google.oauth2 import credentials as google_credentials
+
+from grantkeeper._keeper.results import AccessToken
+from grantkeeper.errors import GrantkeeperError
+
+if TYPE_CHECKING:
+    from grantkeeper.keeper import Keeper
+
+#: How long a synchronous caller waits for the keeper (refresh retries included).
+_WAIT_SECONDS = 120.0
+
+
+class KeeperCredentials(google_credentials.Credentials):
+    """Credentials for one user; ``refresh`` goes through the :class:`Keeper`."""
+
+    def __init__(
+        self, keeper: Keeper, sub: str, token: AccessToken, scopes: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(token=token.token, scopes=scopes)
+        self._keeper = keeper
+        self.sub = sub
+        self._set(token)
+        self._lock = threading.Lock()
+
+    def _set(self, token: AccessToken) -> None:
+        self.token = token.token
+        # google-auth compares naive UTC datetimes.
+        self.expiry = token.expires_at.astimezone(UTC).replace(tzinfo=None)
+
+    def refresh(self, request: Any) -> None:
+        """Get a fresh token from the keeper (``request`` is unused: the keeper talks to the
+        provider with its own client). A token that just failed is never handed back."""
+        loop = self._keeper.loop
+        if loop is None or loop.is_closed():
+            raise google_exceptions.RefreshError("The keeper behind these credentials is closed.")
+        if _running_in(loop):
+            raise google_exceptions.RefreshError(
+                "These credentials were used on the keeper's event-loop thread; call "
+                "googleapiclient from a worker thread (asyncio.to_thread) instead of blocking "
+                "the loop."
+            )
+        with self._lock:
+            rejected = self.token
+            future = asyncio.run_coroutine_threadsafe(
+                self._keeper.access_token(self.sub, self._scopes, rejected=rejected), loop
+            )
+            try:
+                token = future.result(_WAIT_SECONDS)
+            except GrantkeeperError as error:
+                raise google_exceptions.RefreshError(
+                    f"{error.code}: {error.message} {error.advice}", retryable=error.retryable
+                ) from error
+            except concurrent.futures.TimeoutError as error:
+                future.cancel()
+                raise google_exceptions.RefreshError(
+                    "The keeper did not produce a token in time.", retryable=True
+                ) from error
+            self._set(token)
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,150 @@
+"""What the keeper answers: plain dataclasses with a stable JSON form (the HTTP API's bodies)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from grantkeeper.store.records import Grant, SignInRecord, User
+
+#: What each platform's app must do to get a refresh token again.
+OFFLINE_ADVICE = {
+    "ios": (
+        "Sign the user in again asking for offline access with consent: GIDSignIn with the "
+        "server client id (GIDServerClientID) after the user removed the app's access, "
+        "or prompt for consent again."
+    ),
+    "android": (
+        "Request the server auth code with requestServerAuthCode(serverClientId, "
+        "forceCodeForRefreshToken = true) so Google shows consent and issues a refresh token."
+    ),
+    "web": (
+        "Start the code flow with access_type=offline and prompt=consent so Google issues a "
+        "refresh token."
+    ),
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "sub": user.sub,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.name,
+        "picture": user.picture,
+        "locale": user.locale,
+        "given_name": user.given_name,
+        "family_name": user.family_name,
+        "hd": user.hd,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SignInResult:
+    """The answer to a sign-in: who the user is and what the grant can do now."""
+
+    user: dict[str, Any]
+    grant: dict[str, Any]
+    replayed: bool = False
+    """True when this is the cached answer to a retried POST of the same code."""
+
+    @classmethod
+    def from_record(cls, record: SignInRecord, platform: str) -> SignInResult:
+        grant = record.grant
+        body: dict[str, Any] = {
+            "client_id": grant.client_id,
+            "scopes": sorted(grant.scopes),
+            "added_scopes": sorted(record.added_scopes),
+            "offline": grant.offline,
+            "refresh_token_expires_at": _iso(grant.refresh_token_expires_at),
+            "new_user": record.new_user,
+        }
+        if not grant.offline:
+            body["offline_reason"] = (
+                "Google returned no refresh token with this sign-in and none is stored, so the "
+                "backend cannot act while the user is away."
+            )
+            body["action"] = OFFLINE_ADVICE.get(platform, OFFLINE_ADVICE["web"])
+        return cls(user=user_json(record.user), grant=body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "grant": self.grant}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str) -> SignInResult:
+        data = json.loads(text)
+        return cls(user=data["user"], grant=data["grant"], replayed=True)
+
+    @property
+    def sub(self) -> str:
+        return str(self.user["sub"])
+
+    @property
+    def offline(self) -> bool:
+        return bool(self.grant["offline"])
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A fresh access token; the token itself is hidden from ``repr``."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+    scopes: frozenset[str]
+    sub: str
+    refreshed: bool = False
+    """True if this call refreshed the token (False: a stored token was fresh enough)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "access_token": self.token,
+            "token_type": "Bearer",
+            "expires_at": _iso(self.expires_at),
+            "scopes": sorted(self.scopes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectOutcome:
+    sub: str
+    revoked_at_provider: bool
+    pending: bool
+    forgotten: bool
+    grants: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sub": self.sub,
+            "revoked_at_provider": self.revoked_at_provider,
+            "revocation_pending": self.pending,
+            "forgotten": self.forgotten,
+            "grants": self.grants,
+        }
+
+
+def grant_json(grant: Grant) -> dict[str, Any]:
+    """A grant's state for ``users show`` and the API: never a token."""
+    return {
+        "client_id": grant.client_id,
+        "status": grant.status,
+        "status_reason": grant.status_reason,
+        "status_changed_at": _iso(grant.status_changed_at),
+        "offline": grant.offline,
+        "scopes": sorted(grant.scopes),
+        "access_token_expires_at": _iso(grant.access_token_expires_at),
+        "refresh_token_expires_at": _iso(grant.refresh_token_expires_at),
+        "created_at": _iso(grant.created_at),
+        "updated_at": _iso(grant.updated_at),
+        "last_used_at": _iso(grant.last_used_at),
+        "last_refreshed_at": _iso(grant.last_refreshed_at),
+        "version": grant.version,
+    }

@@ -1,0 +1,72 @@
+"""A synchronous facade for scripts and task queues (Celery, RQ): the async keeper runs on its
+own event loop in a background thread, and every call hops onto it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
+from grantkeeper.clock import SYSTEM_CLOCK, Clock
+from grantkeeper.keeper import Keeper
+from grantkeeper.settings import Settings
+
+if TYPE_CHECKING:
+    from grantkeeper._keeper.credentials import KeeperCredentials
+
+
+class SyncKeeper:
+    """The :class:`Keeper` for synchronous code::
+
+    with SyncKeeper(Settings()) as keeper:
+        creds = keeper.credentials(sub)
+        drive = googleapiclient.discovery.build("drive", "v3", credentials=creds)
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK, **kwargs: Any
+    ) -> None:
+        self._stack = ExitStack()
+        self._portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
+        try:
+            self.keeper = Keeper(settings, clock=clock, **kwargs)
+            self._portal.call(self.keeper.open)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self._portal.call(self.keeper.close)
+        finally:
+            self._stack.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def sign_in(self, code: str, platform: str = "ios") -> SignInResult:
+        return self._portal.call(self.keeper.sign_in, code, platform)
+
+    def access_token(self, sub: str, scopes: Iterable[str] | None = None) -> AccessToken:
+        return self._portal.call(self.keeper.access_token, sub, scopes)
+
+    def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
+        return self._portal.call(self.keeper.credentials, sub, scopes)
+
+    def disconnect(self, sub: str, *, forget: bool = False) -> DisconnectOutcome:
+        async def run() -> DisconnectOutcome:
+            return await self.keeper.disconnect(sub, forget=forget)
+
+        return self._portal.call(run)

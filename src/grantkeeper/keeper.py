@@ -1,0 +1,488 @@
+"""The grant life cycle: sign in with a server auth code, hand out fresh access tokens,
+disconnect. The CLI, the HTTP API and the library all call this one class.
+
+Refreshes are single-flight per grant: within a process an ``asyncio.Lock`` per grant queues
+callers behind the refresh in flight; across processes and hosts the store's lease (taken and
+released by compare-and-swap, expiring on its own if its holder dies) does, and the result is
+written with a compare-and-swap on the grant's version. No database transaction is held open
+across a call to the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from grantkeeper._keeper.decisions import (
+    PLATFORMS,
+    check_code,
+    is_fresh,
+    missing_scopes,
+    revocation_reason,
+)
+from grantkeeper._keeper.events import EventBus, GrantEvent, Listener
+from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
+from grantkeeper.clock import SYSTEM_CLOCK, Clock
+from grantkeeper.errors import (
+    GrantkeeperError,
+    GrantRevoked,
+    InvalidCode,
+    InvalidRequest,
+    MissingScopes,
+    StoreUnavailable,
+    UnknownUser,
+)
+from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
+from grantkeeper.settings import Settings
+from grantkeeper.store import Grant, GrantStatus, GrantStore, UserProfile, signin_code_hash
+
+if TYPE_CHECKING:
+    from grantkeeper._keeper.credentials import KeeperCredentials
+
+log = logging.getLogger("grantkeeper.keeper")
+
+#: How long a retried POST of the same code gets the same answer (issue 3).
+REPLAY_TTL = timedelta(minutes=10)
+#: A concurrent retry in another process may still be writing its answer.
+_REPLAY_WAITS = (0.1, 0.25, 0.5, 1.0)
+
+
+class Keeper:
+    """Keeps Google grants for your users.
+
+    ::
+
+        async with Keeper(Settings()) as keeper:
+            result = await keeper.sign_in(code, platform="ios")
+            token = await keeper.access_token(result.sub)
+
+    Args:
+        settings: the ``GRANTKEEPER_*`` configuration.
+        clock: the time source of every expiry rule.
+        store: an open :class:`GrantStore`; by default opened (and migrated) from the settings.
+        provider: an :class:`OAuthProvider`; by default built from the settings.
+        transport: an httpx transport for the default provider (tests mount an ASGI app).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        store: GrantStore | None = None,
+        provider: OAuthProvider | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.clock = clock
+        self._store = store
+        self._owns_store = store is None
+        self._provider = provider
+        self._owns_provider = provider is None
+        self._transport = transport
+        self._owner = f"keeper-{secrets.token_hex(6)}"
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._signin_locks: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.events = EventBus()
+
+    # -- life ----------------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Open the store (running migrations) and the provider client. Idempotent."""
+        self._loop = asyncio.get_running_loop()
+        if self._provider is None:
+            self._provider = OAuthProvider(
+                self.settings, clock=self.clock, transport=self._transport
+            )
+        if self._store is None:
+            self._store = await GrantStore.open_from_settings(self.settings, self.clock)
+        return self
+
+    async def close(self) -> None:
+        if self._owns_provider and self._provider is not None:
+            await self._provider.aclose()
+            self._provider = None
+        if self._owns_store and self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> GrantStore:
+        if self._store is None:
+            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
+        return self._store
+
+    @property
+    def provider(self) -> OAuthProvider:
+        if self._provider is None:
+            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
+        return self._provider
+
+    @property
+    def client_id(self) -> str:
+        """The server (web) client id: the grant's holder and the ID token's ``aud``."""
+        return self.provider.client_secrets.client_id
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the keeper was opened on (synchronous callers hop onto it)."""
+        return self._loop
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every :class:`GrantEvent`; its failures are only logged."""
+        self.events.add(listener)
+
+    async def readiness(self) -> list[str]:
+        """What keeps the service from serving (empty when ready)."""
+        try:
+            await self.store.ping()
+        except GrantkeeperError as error:
+            return [f"{error.code}: {error.message}"]
+        return []
+
+    # -- sign-in -------------------------------------------------------------------------------
+
+    async def sign_in(self, code: str, platform: str = "ios") -> SignInResult:
+        """Redeem a one-time server auth code: exchange it, verify the ID token, keep the grant.
+
+        ``platform`` (``ios``, ``android``, ``web``) only chooses the ``redirect_uri`` of the
+        exchange. A retry of the same code within 10 minutes gets the same answer without a
+        second exchange (only a hash of the code is kept).
+
+        Raises:
+            InvalidRequest: the code or platform is malformed.
+            InvalidCode: the provider refused the code (malformed, expired, already used).
+            UntrustedIdToken: the ID token failed verification; nothing was stored.
+            ProviderError, ProviderUnavailable, ProviderTimeout, StoreUnavailable.
+        """
+        problem = check_code(code)
+        if problem:
+            raise InvalidRequest(problem)
+        if platform not in PLATFORMS:
+            raise InvalidRequest("platform must be one of ios, android, web.")
+        code_hash = signin_code_hash(code)
+        cached = await self.store.recall_signin_response(code_hash)
+        if cached is not None:
+            return SignInResult.loads(cached)
+        lock = self._signin_locks.setdefault(code_hash, asyncio.Lock())
+        try:
+            async with lock:
+                cached = await self.store.recall_signin_response(code_hash)
+                if cached is not None:
+                    return SignInResult.loads(cached)
+                return await self._sign_in(code, code_hash, platform)
+        finally:
+            if not lock.locked():
+                self._signin_locks.pop(code_hash, None)
+
+    async def _sign_in(self, code: str, code_hash: str, platform: str) -> SignInResult:
+        try:
+            outcome = await self.provider.sign_in(code, platform)  # type: ignore[arg-type]
+        except InvalidCode:
+            # Another instance may have redeemed this very code for the same retried POST.
+            for delay in _REPLAY_WAITS:
+                await asyncio.sleep(delay)
+                cached = await self.store.recall_signin_response(code_hash)
+                if cached is not None:
+                    return SignInResult.loads(cached)
+            raise
+        identity, tokens = outcome.identity, outcome.tokens
+        profile = UserProfile(
+            sub=identity.sub,
+            email=identity.email,
+            email_verified=identity.email_verified,
+            name=identity.name,
+            picture=identity.picture,
+            locale=identity.locale,
+            given_name=identity.given_name,
+            family_name=identity.family_name,
+            hd=identity.hd,
+        )
+        expires_at = tokens.expires_at or (self.clock.now() + timedelta(seconds=3599))
+        # The tokens exist only in memory now: a store hiccup must not lose them.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            reraise=True,
+        ):
+            with attempt:
+                record = await self.store.record_sign_in(
+                    profile,
+                    self.client_id,
+                    set(tokens.scopes or ()),
+                    tokens.refresh_token,
+                    tokens.access_token,
+                    expires_at,
+                    tokens.refresh_token_expires_at,
+                    audit_detail={"azp": identity.azp, "platform": platform},
+                )
+        result = SignInResult.from_record(record, platform)
+        await self.store.remember_signin_response(
+            code_hash, result.dumps(), REPLAY_TTL, sub=identity.sub
+        )
+        log.info(
+            "sign-in sub=%s new_user=%s offline=%s added_scopes=%d",
+            identity.sub,
+            record.new_user,
+            record.grant.offline,
+            len(record.added_scopes),
+        )
+        now = self.clock.now()
+        detail = {"added_scopes": sorted(record.added_scopes), "offline": record.grant.offline}
+        await self.events.emit(GrantEvent("signed_in", identity.sub, self.client_id, now, detail))
+        if record.reactivated:
+            await self.events.emit(GrantEvent("recovered", identity.sub, self.client_id, now))
+        return result
+
+    # -- offline access ------------------------------------------------------------------------
+
+    async def access_token(
+        self,
+        sub: str,
+        scopes: Iterable[str] | None = None,
+        *,
+        rejected: str | None = None,
+    ) -> AccessToken:
+        """An access token for ``sub`` valid for at least the refresh margin.
+
+        A stored token that is fresh enough is returned without calling the provider; else one
+        refresh per grant runs, however many callers ask at once, in however many processes.
+        ``rejected`` names a token an API just refused (a 401): it is never handed out again.
+
+        Raises:
+            UnknownUser: no grant for ``sub``.
+            MissingScopes: the grant lacks a requested scope.
+            GrantRevoked: the grant is dead (stored with its reason); the user must sign in.
+            ProviderUnavailable, ProviderTimeout: transient; the grant is unchanged.
+        """
+        wanted = normalize_scopes(list(scopes)) if scopes else frozenset()
+        grant = await self._usable_grant(sub)
+        missing = missing_scopes(grant.scopes, wanted)
+        if missing:
+            raise MissingScopes(missing)
+        if self._fresh(grant, rejected):
+            return await self._hand_out(grant, refreshed=False)
+        key = (grant.sub, grant.client_id)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._refresh(grant.sub, grant.client_id, rejected)
+
+    def _fresh(self, grant: Grant, rejected: str | None) -> bool:
+        margin = timedelta(seconds=self.settings.refresh_margin_seconds)
+        return (
+            grant.access_token is not None
+            and grant.access_token != rejected
+            and is_fresh(grant.access_token_expires_at, self.clock.now(), margin)
+        )
+
+    async def _usable_grant(self, sub: str, client_id: str | None = None) -> Grant:
+        grant = await self.store.get_grant(sub, client_id or self.client_id)
+        if grant is None:
+            raise UnknownUser(f"No grant is stored for user {sub}.")
+        if grant.status != GrantStatus.ACTIVE:
+            raise GrantRevoked(grant.status_reason or grant.status, status=grant.status)
+        if grant.refresh_token is None:
+            raise GrantRevoked(
+                "no_refresh_token",
+                "The user never granted offline access (no refresh token is stored).",
+            )
+        return grant
+
+    async def _hand_out(self, grant: Grant, *, refreshed: bool) -> AccessToken:
+        assert grant.access_token is not None
+        assert grant.access_token_expires_at is not None
+        await self.store.touch_last_used(grant.sub, grant.client_id)
+        return AccessToken(
+            token=grant.access_token,
+            expires_at=grant.access_token_expires_at,
+            scopes=grant.scopes,
+            sub=grant.sub,
+            refreshed=refreshed,
+        )
+
+    async def _refresh(self, sub: str, client_id: str, rejected: str | None) -> AccessToken:
+        lease_ttl = timedelta(seconds=self.settings.refresh_lease_seconds)
+        poll = 0.02
+        while True:
+            grant = await self._usable_grant(sub, client_id)
+            if self._fresh(grant, rejected):
+                return await self._hand_out(grant, refreshed=False)
+            leased = await self.store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
+            if leased is None:
+                # Another process holds the lease: wait for its write (or for the lease to lapse).
+                await asyncio.sleep(poll)
+                poll = min(poll * 1.5, 0.5)
+                continue
+            try:
+                if self._fresh(leased, rejected) or leased.status != GrantStatus.ACTIVE:
+                    continue  # someone finished just before us; the loop re-reads and returns
+                token = await self._refresh_leased(leased)
+            finally:
+                # Shielded: a cancelled caller must not keep others waiting for the lease TTL.
+                await asyncio.shield(self.store.release_lease(sub, client_id, self._owner))
+            if token is not None:
+                return token
+
+    async def _refresh_leased(self, grant: Grant) -> AccessToken | None:
+        """Refresh under the lease; None means "the grant moved on, re-read it"."""
+        assert grant.refresh_token is not None
+        try:
+            tokens = await self.provider.refresh(grant.refresh_token)
+        except RefreshTokenRejected as error:
+            await self._on_rejected(grant, error)
+            return None
+        except GrantkeeperError as error:
+            await self.store.append_audit(
+                "refresh",
+                sub=grant.sub,
+                client_id=grant.client_id,
+                outcome=error.code,
+                detail={"message": error.message},
+            )
+            await self.events.emit(
+                GrantEvent(
+                    "refresh_failed",
+                    grant.sub,
+                    grant.client_id,
+                    self.clock.now(),
+                    {"code": error.code},
+                )
+            )
+            raise
+        expires_at = tokens.expires_at or (self.clock.now() + timedelta(seconds=3599))
+        saved = await self.store.save_refreshed(
+            grant.sub,
+            grant.client_id,
+            grant.version,
+            tokens.access_token,
+            expires_at,
+            tokens.refresh_token,
+            self._owner,
+            refresh_token_expires_at=tokens.refresh_token_expires_at,
+        )
+        if not saved:
+            log.info("refresh of sub=%s lost a race; re-reading", grant.sub)
+            return None
+        await self.events.emit(
+            GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
+        )
+        await self.store.touch_last_used(grant.sub, grant.client_id)
+        return AccessToken(
+            token=tokens.access_token,
+            expires_at=expires_at,
+            scopes=grant.scopes,
+            sub=grant.sub,
+            refreshed=True,
+        )
+
+    async def _on_rejected(self, grant: Grant, error: RefreshTokenRejected) -> None:
+        current = await self.store.get_grant(grant.sub, grant.client_id)
+        if current is not None and current.version != grant.version:
+            return  # a lost race, not a revocation: a sign-in or refresh wrote meanwhile
+        reason = revocation_reason(
+            now=self.clock.now(),
+            refresh_token_expires_at=grant.refresh_token_expires_at,
+            last_used=grant.last_refreshed_at or grant.last_used_at or grant.created_at,
+            error_subtype=error.error_subtype,
+        )
+        changed = await self.store.mark_revoked(
+            grant.sub, grant.client_id, reason, expected_version=grant.version
+        )
+        if not changed:
+            return
+        await self.store.append_audit(
+            "refresh",
+            sub=grant.sub,
+            client_id=grant.client_id,
+            outcome="grant_revoked",
+            detail={"reason": reason, "provider": error.error_description},
+        )
+        log.warning("grant of sub=%s is dead at the provider: %s", grant.sub, reason)
+        await self.events.emit(
+            GrantEvent("revoked", grant.sub, grant.client_id, self.clock.now(), {"reason": reason})
+        )
+        raise GrantRevoked(reason)
+
+    async def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
+        """``google.oauth2.credentials.Credentials`` for ``googleapiclient``; its refresh goes
+        through this keeper (single-flight, persisted). Use it from synchronous code, or from
+        async code through a worker thread (``asyncio.to_thread``)."""
+        from grantkeeper._keeper.credentials import KeeperCredentials
+
+        token = await self.access_token(sub, scopes)
+        return KeeperCredentials(self, sub, token, scopes=sorted(token.scopes))
+
+    # -- disconnect ----------------------------------------------------------------------------
+
+    async def disconnect(self, sub: str, *, forget: bool = False) -> DisconnectOutcome:
+        """Revoke the user's grant at the provider, erase the stored tokens, keep an audit
+        record; ``forget`` also erases the profile. Idempotent.
+
+        If the provider cannot be reached the revocation is recorded as pending (the sweep
+        retries it) and the call still succeeds: the app's answer never waits on Google.
+        """
+        user = await self.store.get_user(sub)
+        grants = await self.store.list_grants(sub=sub)
+        if user is None and not grants:
+            if forget:
+                return DisconnectOutcome(sub, False, False, False, 0)
+            raise UnknownUser(f"No user {sub} is stored.")
+        revoked = False
+        pending = False
+        for grant in grants:
+            token = grant.refresh_token or grant.access_token
+            if token is None:
+                continue
+            try:
+                await self.provider.revoke(token)
+                revoked = True
+            except GrantkeeperError as error:
+                if not error.retryable:
+                    raise
+                pending = True
+                await self.store.mark_pending_revocation(sub, grant.client_id)
+                await self.store.append_audit(
+                    "disconnect",
+                    sub=sub,
+                    client_id=grant.client_id,
+                    outcome="revocation_pending",
+                    detail={"error": error.code},
+                )
+                continue
+            await self.store.erase_tokens(
+                sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
+            )
+            await self.store.append_audit(
+                "disconnect", sub=sub, client_id=grant.client_id, outcome="revoked"
+            )
+            await self.events.emit(
+                GrantEvent(
+                    "disconnected", sub, grant.client_id, self.clock.now(), {"forget": forget}
+                )
+            )
+        forgotten = False
+        if forget and not pending:
+            forgotten = await self.store.forget_user(sub)
+            await self.store.append_audit("forget", sub=sub, outcome="ok")
+        return DisconnectOutcome(sub, revoked, pending, forgotten, len(grants))

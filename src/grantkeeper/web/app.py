@@ -1,0 +1,58 @@
+"""The keeper's ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from grantkeeper._version import __version__
+from grantkeeper.keeper import Keeper
+from grantkeeper.settings import Settings
+from grantkeeper.web.guards import ServiceKeys
+from grantkeeper.web.problems import install_problem_handlers
+from grantkeeper.web.routes import router
+
+
+def create_app(
+    keeper: Keeper,
+    *,
+    owns_keeper: bool = False,
+    extend: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    """Build the HTTP API around ``keeper``.
+
+    With ``owns_keeper`` the app opens the keeper on start-up and closes it on shutdown.
+    ``extend`` may add routes (the dev-mode page does).
+    """
+    settings: Settings = keeper.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if owns_keeper:
+            async with keeper:
+                yield
+        else:
+            yield
+
+    app = FastAPI(
+        title="grantkeeper",
+        version=__version__,
+        summary="Sign in with Google server auth codes; fresh access tokens while users are away.",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.keeper = keeper
+    app.state.allow_insecure_http = bool(settings.allow_insecure_http)
+    app.state.service_keys = ServiceKeys(settings.service_api_keys)
+    app.state.max_request_bytes = settings.max_request_bytes
+    install_problem_handlers(app)
+    app.include_router(router)
+    if extend is not None:
+        extend(app)
+    # uvicorn's middleware applies X-Forwarded-Proto/-For only from the trusted proxies.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    return app

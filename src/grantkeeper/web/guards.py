@@ -1,0 +1,103 @@
+"""Request guards: transport security, the CSRF header, body size and service keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import Request
+
+from grantkeeper.errors import (
+    ConfigurationError,
+    CsrfHeaderMissing,
+    InsecureTransport,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unauthorized,
+)
+
+
+def require_https(request: Request, allow_insecure_http: bool) -> None:
+    """Refuse plain HTTP unless allowed; a trusted proxy's ``X-Forwarded-Proto`` has already been
+    applied to the scope by uvicorn's ``ProxyHeadersMiddleware``."""
+    if request.url.scheme != "https" and not allow_insecure_http:
+        raise InsecureTransport("This endpoint only accepts HTTPS.")
+
+
+def require_requested_with(request: Request) -> None:
+    # Google's guide: "Without the X-Requested-With header, this request could be forged."
+    if not request.headers.get("x-requested-with"):
+        raise CsrfHeaderMissing("The X-Requested-With header is required.")
+
+
+async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a flat dict, from JSON or an urlencoded form, read up to ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("application/json", "") and body.strip().startswith(b"{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise InvalidRequest("The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("The JSON body must be an object.")
+        return data
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise InvalidRequest("The form is not valid UTF-8.") from None
+        return {key: values[-1] for key, values in form.items()}
+    raise InvalidRequest("Send JSON (application/json) or a form (x-www-form-urlencoded).")
+
+
+class ServiceKeys:
+    """Service API keys, kept only as SHA-256 digests and compared in constant time."""
+
+    def __init__(self, configured: Sequence[str]) -> None:
+        digests: list[bytes] = []
+        for index, item in enumerate(configured, start=1):
+            if item.startswith("sha256:"):
+                try:
+                    digest = bytes.fromhex(item.removeprefix("sha256:"))
+                except ValueError:
+                    digest = b""
+                if len(digest) != 32:
+                    raise ConfigurationError(
+                        f"GRANTKEEPER_SERVICE_API_KEYS entry {index} is not sha256:<64 hex digits>."
+                    )
+            else:
+                if len(item) < 16:
+                    raise ConfigurationError(
+                        f"GRANTKEEPER_SERVICE_API_KEYS entry {index} is shorter than 16 characters."
+                    )
+                digest = hashlib.sha256(item.encode()).digest()
+            digests.append(digest)
+        self._digests = tuple(digests)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def check(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized("Send Authorization: Bearer <service key>.")
+        digest = hashlib.sha256(presented.strip().encode()).digest()
+        # Compare against every key so timing does not tell which one (or whether any) matched.
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            raise Unauthorized("The service key is not one of GRANTKEEPER_SERVICE_API_KEYS.")
