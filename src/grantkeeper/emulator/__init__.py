@@ -4,20 +4,29 @@
 thread for tests and embedding; ``EmulatorControl`` drives the control API over HTTP.
 """
 
+from grantkeeper.emulator.app import create_app, emulator_state
+from grantkeeper.emulator.client import AsyncEmulatorControl, EmulatorControl
 from grantkeeper.emulator.config import EmulatorConfig, EmulatorSettings
 from grantkeeper.emulator.faults import DropConnection, Fault, FaultBook, fault_response
 from grantkeeper.emulator.models import AccessTokenRecord, Client, User
+from grantkeeper.emulator.server import EmulatorHandle, run_emulator
 from grantkeeper.emulator.state import EmulatorState
 
 __all__ = [
     "AccessTokenRecord",
+    "AsyncEmulatorControl",
     "Client",
     "DropConnection",
     "EmulatorConfig",
+    "EmulatorControl",
+    "EmulatorHandle",
     "EmulatorSettings",
     "EmulatorState",
     "Fault",
     "FaultBook",
     "User",
+    "create_app",
+    "emulator_state",
     "fault_response",
+    "run_emulator",
 ]

@@ -58,6 +58,8 @@ class EmulatorState:
         self.access_tokens: dict[str, AccessTokenRecord] = {}
         self.refresh_tokens: dict[str, RefreshTokenRecord] = {}
         """By token value; a token is never removed, only marked revoked or left to expire."""
+        self.refresh_tokens_by_grant: dict[tuple[str, str], list[str]] = {}
+        """(sub, client_id) -> refresh token values, oldest first (for the 100-token cap)."""
         self.consents: dict[tuple[str, str], frozenset[str]] = {}
         """Scopes each user has granted each (redeeming) client."""
         self.pending_authorizations: dict[str, dict[str, str]] = {}
