@@ -33,6 +33,10 @@ from grantkeeper._cli.db import app as _db_app  # noqa: E402
 
 app.add_typer(_db_app, name="db")
 
+from grantkeeper._cli.emulator import emulator as _emulator  # noqa: E402
+
+app.command("emulator")(_emulator)
+
 
 def main() -> None:
     app()
