@@ -33,12 +33,14 @@ async def claim_event(store: GrantStore, *, issuer: str, jti: str, at: datetime)
         insert(risc_events_seen)
         .values(issuer=issuer, jti=jti, received_at=at)
         .on_conflict_do_nothing(index_elements=["issuer", "jti"])
+        # RETURNING rather than rowcount: drivers disagree on rowcount for ON CONFLICT.
+        .returning(risc_events_seen.c.jti)
     )
     # GrantStore has no public hook for tables of other features; its engine is the only
     # way to share its connection pool and PostgreSQL schema.
     async with transaction(store._engine, write=True) as conn:
-        result = await conn.execute(statement)
-    return result.rowcount == 1
+        inserted = (await conn.execute(statement)).first()
+    return inserted is not None
 
 
 async def release_event(store: GrantStore, *, issuer: str, jti: str) -> None:
