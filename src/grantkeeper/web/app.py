@@ -11,6 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from grantkeeper._version import __version__
 from grantkeeper.keeper import Keeper
 from grantkeeper.settings import Settings
+from grantkeeper.web import ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
 from grantkeeper.web.problems import install_problem_handlers
 from grantkeeper.web.routes import router
@@ -51,6 +52,8 @@ def create_app(
     app.state.max_request_bytes = settings.max_request_bytes
     install_problem_handlers(app)
     app.include_router(router)
+    app.include_router(risc_routes.router)
+    app.include_router(ops_routes.router)
     if extend is not None:
         extend(app)
     # uvicorn's middleware applies X-Forwarded-Proto/-For only from the trusted proxies.

@@ -1,0 +1,62 @@
+"""Connect the keeper's life-cycle events to webhooks and metrics.
+
+The keeper announces :class:`~grantkeeper._keeper.events.GrantEvent` values (``signed_in``,
+``recovered``, ``refreshed``, ``refresh_failed``, ``revoked``, ``disconnected``); these
+listeners turn them into Prometheus counts and Standard Webhooks notifications. A listener's
+failure is only logged by the keeper's event bus, and a webhook is only scheduled here, so
+neither can fail or slow down the operation that caused it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from grantkeeper import metrics
+from grantkeeper._keeper.events import GrantEvent, Listener
+from grantkeeper.webhooks import WebhookEvent, WebhookSender
+
+if TYPE_CHECKING:
+    from grantkeeper.keeper import Keeper
+
+__all__ = ["attach", "metrics_listener", "webhook_listener"]
+
+
+def metrics_listener(event: GrantEvent) -> None:
+    """Count sign-ins and refreshes by outcome."""
+    if event.kind == "signed_in":
+        metrics.record_sign_in("ok")
+    elif event.kind == "refreshed":
+        metrics.record_refresh("ok")
+    elif event.kind == "refresh_failed":
+        metrics.record_refresh(str(event.detail.get("code", "provider_error")))
+    elif event.kind == "revoked":
+        metrics.record_refresh("grant_revoked")
+
+
+def webhook_listener(sender: WebhookSender) -> Listener:
+    """Notify the app when a grant is revoked (by the provider or a disconnect) or recovers."""
+
+    def listen(event: GrantEvent) -> None:
+        base = {"sub": event.sub, "client_id": event.client_id, "at": event.at.isoformat()}
+        if event.kind == "revoked":
+            reason = event.detail.get("reason", "revoked")
+            sender.notify(WebhookEvent.GRANT_REVOKED, **base, reason=reason, source="provider")
+        elif event.kind == "disconnected":
+            sender.notify(
+                WebhookEvent.GRANT_REVOKED, **base, reason="disconnect", source="disconnect"
+            )
+        elif event.kind == "recovered":
+            sender.notify(WebhookEvent.GRANT_RECOVERED, **base, source="sign_in")
+
+    return listen
+
+
+def attach(keeper: Keeper, webhooks: WebhookSender | None = None) -> WebhookSender | None:
+    """Add the metrics listener and, if configured (``GRANTKEEPER_WEBHOOK_URL``), the webhook
+    listener to ``keeper``; returns the webhook sender (the web app keeps it as
+    ``app.state.webhooks`` for the RISC receiver)."""
+    sender = webhooks or WebhookSender.from_settings(keeper.settings, clock=keeper.clock)
+    keeper.add_listener(metrics_listener)
+    if sender is not None:
+        keeper.add_listener(webhook_listener(sender))
+    return sender

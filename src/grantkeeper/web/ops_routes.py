@@ -1,0 +1,31 @@
+"""Operations endpoints beyond health: Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+
+from grantkeeper import metrics
+from grantkeeper.errors import GrantkeeperError
+
+router = APIRouter()
+log = logging.getLogger("grantkeeper.web")
+
+
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+)
+async def prometheus_metrics(request: Request) -> Response:
+    """Sign-ins and refreshes by outcome, provider latency, grants by state (counted now)."""
+    keeper = request.app.state.keeper
+    try:
+        metrics.set_grant_counts(await keeper.store.count_by_status())
+    except GrantkeeperError as error:
+        # A scrape must still answer when the store is down; the gauge keeps its last value.
+        log.warning("metrics: grants by state not refreshed (%s)", error.code)
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
