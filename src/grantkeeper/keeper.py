@@ -52,7 +52,7 @@ log = logging.getLogger("grantkeeper.keeper")
 #: How long a retried POST of the same code gets the same answer (issue 3).
 REPLAY_TTL = timedelta(minutes=10)
 #: A concurrent retry in another process may still be writing its answer.
-_REPLAY_WAITS = (0.1, 0.25, 0.5, 1.0)
+_REPLAY_WAITS = (0.05, 0.15, 0.3)
 
 
 class Keeper:

@@ -1,0 +1,169 @@
+"""Offline access: fresh tokens on demand, one refresh per grant, the grant's death and recovery."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from grantkeeper.errors import GrantRevoked, MissingScopes, ProviderUnavailable, UnknownUser
+from grantkeeper.keeper import Keeper
+from grantkeeper.store import GrantStatus
+
+from .conftest import DRIVE_APPDATA, OPENID, World
+
+pytestmark = pytest.mark.anyio
+
+HOUR = 3600
+
+
+async def signed_in(keeper: Keeper, world: World, scopes: list[str] | None = None) -> str:
+    result = await keeper.sign_in(world.code(scopes))
+    return result.sub
+
+
+async def test_a_fresh_token_is_reused_without_calling_the_provider(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    stored = await keeper.store.get_grant(sub)
+    assert stored is not None
+    token = await keeper.access_token(sub)
+    assert token.token == stored.access_token
+    assert not token.refreshed
+    assert world.refreshes() == 0
+    grant = await keeper.store.get_grant(sub)
+    assert grant is not None
+    assert grant.last_used_at is not None
+
+
+async def test_an_expiring_token_is_refreshed_and_stored(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world)
+    before = await keeper.store.get_grant(sub)
+    assert before is not None
+    # Inside the 300 s margin: still valid at Google, but too close to expiry to hand out.
+    world.emulator.control.advance_clock(3599 - 200)
+    token = await keeper.access_token(sub)
+    assert token.refreshed
+    assert token.token != before.access_token
+    assert token.token.startswith("ya29.")
+    after = await keeper.store.get_grant(sub)
+    assert after is not None
+    assert after.access_token == token.token
+    assert after.last_refreshed_at is not None
+    assert after.version > before.version
+    assert world.refreshes() == 1
+    again = await keeper.access_token(sub)
+    assert again.token == token.token
+    assert world.refreshes() == 1
+
+
+async def test_one_hundred_concurrent_callers_cause_one_refresh(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    tokens: list[str] = []
+
+    async def ask() -> None:
+        tokens.append((await keeper.access_token(sub)).token)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(100):
+            group.start_soon(ask)
+    assert len(tokens) == 100
+    assert len(set(tokens)) == 1
+    assert world.refreshes() == 1
+
+
+async def test_unknown_user(keeper: Keeper, world: World) -> None:
+    with pytest.raises(UnknownUser):
+        await keeper.access_token("123456789012345678901")
+
+
+async def test_a_scope_the_grant_lacks_is_missing_scopes(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world)
+    with pytest.raises(MissingScopes) as caught:
+        await keeper.access_token(sub, [DRIVE_APPDATA, "email"])
+    assert caught.value.missing == [DRIVE_APPDATA]
+    assert "incremental" in caught.value.advice
+    # Short forms are normalised the way Google names them.
+    assert (await keeper.access_token(sub, ["email", "profile", "openid"])).token
+
+
+async def test_user_revokes_then_signs_in_again(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.revoke_user(sub)
+    world.emulator.control.advance_clock(2 * HOUR)
+    with pytest.raises(GrantRevoked) as caught:
+        await keeper.access_token(sub)
+    assert caught.value.reason == "revoked"
+    grant = await keeper.store.get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.REVOKED
+    assert grant.status_reason == "revoked"
+    assert grant.status_changed_at is not None
+    # Stored: a second call does not ask the provider again.
+    refreshes = world.refreshes()
+    with pytest.raises(GrantRevoked):
+        await keeper.access_token(sub)
+    assert world.refreshes() == refreshes
+    # The user comes back: consent again gives a new refresh token and the grant recovers.
+    result = await keeper.sign_in(world.code(prompt="consent"))
+    assert result.grant["offline"] is True
+    token = await keeper.access_token(sub)
+    assert token.token
+
+
+async def test_a_time_limited_grant_dies_with_its_reason(keeper: Keeper, world: World) -> None:
+    result = await keeper.sign_in(world.code(time_limited_seconds=2 * 86400))
+    assert result.grant["refresh_token_expires_at"] is not None
+    world.emulator.control.advance_clock(3 * 86400)
+    with pytest.raises(GrantRevoked) as caught:
+        await keeper.access_token(result.sub)
+    assert caught.value.reason == "time_limited_access_expired"
+
+
+async def test_an_idle_grant_dies_as_idle(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(190 * 86400)
+    with pytest.raises(GrantRevoked) as caught:
+        await keeper.access_token(sub)
+    assert caught.value.reason == "idle_expired"
+
+
+async def test_provider_outage_is_retried_then_unavailable_and_the_grant_survives(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    world.emulator.control.add_fault("token", status=503, count=None)
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await keeper.access_token(sub)
+        assert world.refreshes() >= 2  # retried with backoff before giving up
+    finally:
+        world.emulator.control.clear_faults()
+    grant = await keeper.store.get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.ACTIVE
+    assert grant.lease_owner is None
+    token = await keeper.access_token(sub)
+    assert token.refreshed
+
+
+async def test_a_rejected_token_is_never_handed_out_again(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world)
+    first = await keeper.access_token(sub)
+    second = await keeper.access_token(sub, rejected=first.token)
+    assert second.token != first.token
+    assert second.refreshed
+    # A caller whose rejected token was already replaced gets the replacement, no new refresh.
+    third = await keeper.access_token(sub, rejected=first.token)
+    assert third.token == second.token
+    assert world.refreshes() == 1
+
+
+async def test_scopes_with_drive(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world, [*OPENID, DRIVE_APPDATA])
+    token = await keeper.access_token(sub, [DRIVE_APPDATA])
+    assert DRIVE_APPDATA in token.scopes

@@ -1,0 +1,158 @@
+"""Keeper.sign_in against the running emulator, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from grantkeeper.errors import InvalidCode, InvalidRequest, UntrustedIdToken
+from grantkeeper.keeper import Keeper
+
+from .conftest import DRIVE_APPDATA, OPENID, World
+
+pytestmark = pytest.mark.anyio
+
+EMAIL_URL = "https://www.googleapis.com/auth/userinfo.email"
+PROFILE_URL = "https://www.googleapis.com/auth/userinfo.profile"
+
+
+async def test_sign_in_exchanges_verifies_and_keeps_the_grant(keeper: Keeper, world: World) -> None:
+    result = await keeper.sign_in(world.code(), platform="ios")
+
+    assert result.user["sub"] == world.sub
+    assert result.user["email"] == world.email
+    assert result.user["email_verified"] is True
+    assert result.user["name"] == "Ada Lovelace"
+    assert result.grant["offline"] is True
+    assert set(result.grant["scopes"]) == {"openid", EMAIL_URL, PROFILE_URL}
+    assert result.grant["added_scopes"] == result.grant["scopes"]
+    grant = await keeper.store.get_grant(world.sub)
+    assert grant is not None
+    assert grant.refresh_token is not None
+    assert grant.refresh_token.startswith("1//")
+    assert grant.client_id == world.web_client_id
+    events = await keeper.store.list_audit(world.sub, kind="sign_in")
+    assert events[0].detail["azp"] == world.ios_client_id
+
+
+async def test_a_retried_post_gets_the_same_answer_without_a_second_exchange(
+    keeper: Keeper, world: World
+) -> None:
+    code = world.code()
+    first = await keeper.sign_in(code)
+    again = await keeper.sign_in(code)
+    assert again.to_json() == first.to_json()
+    assert again.replayed
+    assert world.exchanges() == 1
+
+
+async def test_concurrent_retries_of_one_code_exchange_once(keeper: Keeper, world: World) -> None:
+    code = world.code()
+    results = []
+
+    async def post() -> None:
+        results.append(await keeper.sign_in(code))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(post)
+    assert len({r.sub for r in results}) == 1
+    assert world.exchanges() == 1
+
+
+async def test_second_sign_in_without_refresh_token_keeps_the_first(
+    keeper: Keeper, world: World
+) -> None:
+    await keeper.sign_in(world.code())
+    stored = await keeper.store.get_grant(world.sub)
+    assert stored is not None
+    second = await keeper.sign_in(world.code())  # no consent screen: Google sends no refresh token
+    assert second.grant["offline"] is True
+    after = await keeper.store.get_grant(world.sub)
+    assert after is not None
+    assert after.refresh_token == stored.refresh_token
+    assert after.access_token != stored.access_token
+
+
+async def test_incremental_scopes_merge(keeper: Keeper, world: World) -> None:
+    await keeper.sign_in(world.code())
+    result = await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA], include_granted_scopes=True))
+    assert result.grant["added_scopes"] == [DRIVE_APPDATA]
+    assert DRIVE_APPDATA in result.grant["scopes"]
+    assert EMAIL_URL in result.grant["scopes"]
+
+
+async def test_no_refresh_token_at_all_says_offline_false_and_what_to_do(
+    keeper: Keeper, world: World
+) -> None:
+    result = await keeper.sign_in(world.code(offline=False))
+    assert result.grant["offline"] is False
+    assert "refresh token" in result.grant["offline_reason"]
+    assert "consent" in result.grant["action"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["4/0AVMBsJiNotARealCodeAtAll", "4%2F0AVMBsJiUrlEncoded", "garbage"],
+)
+async def test_codes_the_provider_refuses_are_invalid_code(
+    keeper: Keeper, world: World, code: str
+) -> None:
+    with pytest.raises(InvalidCode):
+        await keeper.sign_in(code)
+    assert await keeper.store.list_users() == []
+
+
+@pytest.mark.parametrize("code", ["", "   ", "4/0" + "x" * 300, "4/0 with space"])
+async def test_malformed_codes_never_reach_the_provider(
+    keeper: Keeper, world: World, code: str
+) -> None:
+    with pytest.raises(InvalidRequest):
+        await keeper.sign_in(code)
+    assert world.exchanges() == 0
+
+
+async def test_unknown_platform_is_refused(keeper: Keeper, world: World) -> None:
+    with pytest.raises(InvalidRequest):
+        await keeper.sign_in(world.code(), platform="windows-phone")
+
+
+async def test_a_used_code_is_invalid_code_once_the_replay_window_is_gone(
+    keeper: Keeper, world: World
+) -> None:
+    code = world.code()
+    await keeper.sign_in(code)
+    world.emulator.control.advance_clock(11 * 60)
+    with pytest.raises(InvalidCode):
+        await keeper.sign_in(code)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "alg_none",
+        "wrong_key",
+        "unknown_kid",
+        "wrong_iss",
+        "wrong_aud",
+        "wrong_azp",
+        "expired",
+        "iat_future",
+    ],
+)
+async def test_untrusted_id_tokens_store_nothing(keeper: Keeper, world: World, fault: str) -> None:
+    world.emulator.control.add_fault("id_token", id_token=fault, count=1)
+    with pytest.raises(UntrustedIdToken) as caught:
+        await keeper.sign_in(world.code())
+    assert caught.value.reason
+    assert await keeper.store.list_users() == []
+    assert await keeper.store.get_grant(world.sub) is None
+
+
+async def test_a_code_for_another_server_client_is_refused(keeper: Keeper, world: World) -> None:
+    control = world.emulator.control
+    other = control.create_client("web")["web"]["client_id"]
+    code = control.server_auth_code(world.ios_client_id, other, world.email, OPENID)
+    with pytest.raises(InvalidCode):
+        await keeper.sign_in(code)
+    assert await keeper.store.list_users() == []
