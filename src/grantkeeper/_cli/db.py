@@ -10,8 +10,6 @@ import typer
 
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.settings import Settings
-from grantkeeper.store import migrate
-from grantkeeper.store.engine import create_engine, display_url, normalize_url
 
 T = TypeVar("T")
 
@@ -35,6 +33,10 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[str, str | None]:
+    # Imported here: SQLAlchemy and Alembic would slow every other command's start.
+    from grantkeeper.store import migrate
+    from grantkeeper.store.engine import create_engine, display_url, normalize_url
+
     engine = create_engine(normalize_url(url), schema=schema)
     try:
         if upgrade:
@@ -73,7 +75,9 @@ def current(
             upgrade=False,
         )
     )
-    head = migrate.head_revision()
+    from grantkeeper.store.migrate import head_revision
+
+    head = head_revision()
     typer.echo(f"{url}: revision {revision or 'none (empty database)'}; newest {head}")
     if check and revision != head:
         typer.echo("The database needs: grantkeeper db upgrade", err=True)

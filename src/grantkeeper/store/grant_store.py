@@ -261,7 +261,7 @@ class GrantStore:
             .values(sub=profile.sub, created_at=now, updated_at=now, **claims)
             .on_conflict_do_nothing(index_elements=["sub"])
             # RETURNING, not rowcount: psycopg reports rowcount -1 for this statement.
-            .returning(users.c.sub)
+            .returning(sa.literal(1))
         )
         if inserted.first() is not None:
             return True
@@ -313,7 +313,7 @@ class GrantStore:
         """Number of grants per status (for metrics and the sweep summary)."""
         query = sa.select(grants.c.status, sa.func.count()).group_by(grants.c.status)
         async with self._read() as conn:
-            return {status: count for status, count in (await conn.execute(query)).tuples()}
+            return {status: count for status, count in (await conn.execute(query)).all()}
 
     async def find_grants_by_refresh_token(
         self, *, sha512x2: str | None = None, prefix: str | None = None
@@ -633,7 +633,7 @@ class GrantStore:
                 query = (
                     sa.select(column, sa.func.count()).where(column.is_not(None)).group_by(column)
                 )
-                for kid, count in (await conn.execute(query)).tuples():
+                for kid, count in (await conn.execute(query)).all():
                     counts[kid] = counts.get(kid, 0) + count
         return counts
 
@@ -723,6 +723,29 @@ class GrantStore:
                     )
                     rewritten += len(values) // 2
         return rewritten
+
+    # -- for features that keep their own tables in the store's database ------------------
+
+    def transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One short transaction on the store's engine (its pool, schema and SQLite locking),
+        with connection failures mapped to :class:`StoreUnavailable`."""
+        return transaction(self._engine, write=write)
+
+    async def insert_if_absent(
+        self, table: sa.Table, values: Mapping[str, Any], conflict_columns: Sequence[str]
+    ) -> bool:
+        """``INSERT … ON CONFLICT DO NOTHING``; ``True`` if this call inserted the row.
+
+        Use this rather than ``rowcount``, which psycopg reports as -1 for such an insert.
+        """
+        statement = (
+            self._insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=list(conflict_columns))
+            .returning(sa.literal(1))
+        )
+        async with self._write() as conn:
+            return (await conn.execute(statement)).first() is not None
 
     # -- helpers ---------------------------------------------------------------------------
 
