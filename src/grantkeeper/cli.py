@@ -37,6 +37,13 @@ from grantkeeper._cli.emulator import emulator as _emulator  # noqa: E402
 
 app.command("emulator")(_emulator)
 
+from grantkeeper._cli import lifecycle as _lifecycle  # noqa: E402
+
+app.add_typer(_lifecycle.keys_app, name="keys")
+app.command("sweep")(_lifecycle.sweep_command)
+app.command("audit")(_lifecycle.audit_command)
+app.command("revoke")(_lifecycle.revoke_command)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,266 @@
+"""``grantkeeper keys|sweep|audit|revoke``: the grant life cycle from the command line.
+
+Each command opens the store (and, when it must talk to Google, the :class:`Keeper`) from the
+``GRANTKEEPER_*`` settings, does one thing, and exits non-zero with the error's code and
+advice when it cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from grantkeeper.clock import SYSTEM_CLOCK
+from grantkeeper.errors import GrantkeeperError
+from grantkeeper.lifecycle import keys as key_ops
+from grantkeeper.lifecycle.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.settings import Settings
+from grantkeeper.store import GrantStore
+from grantkeeper.webhooks import generate_secret
+
+T = TypeVar("T")
+
+keys_app = typer.Typer(help="Encryption keys of stored tokens.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(work)
+    except GrantkeeperError as error:
+        err.print(f"{error.code}: {error.message}", markup=False)
+        err.print(error.advice, markup=False)
+        raise typer.Exit(1) from None
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+async def _open_store(settings: Settings) -> GrantStore:
+    return await GrantStore.open_from_settings(settings, SYSTEM_CLOCK)
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@keys_app.command("generate")
+def keys_generate(
+    kid: str | None = typer.Option(None, "--kid", help="Key id (default: random)."),
+    webhook_secret: bool = typer.Option(
+        False, "--webhook-secret", help="Print a GRANTKEEPER_WEBHOOK_SECRET (whsec_…) instead."
+    ),
+) -> None:
+    """Print a new key for GRANTKEEPER_ENCRYPTION_KEYS (put it first to make it primary)."""
+    try:
+        typer.echo(generate_secret() if webhook_secret else key_ops.generate(kid))
+    except GrantkeeperError as error:
+        err.print(f"{error.code}: {error.message}", markup=False)
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("status")
+def keys_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+    """Count stored tokens per key id, so you know when an old key can leave the ring."""
+
+    async def work() -> key_ops.KeyStatus:
+        async with await _open_store(Settings()) as store:
+            return await key_ops.status(store)
+
+    found = _run(work())
+    if as_json:
+        _echo_json(found.to_json())
+        return
+    table = Table("key id", "role", "stored values")
+    for kid in dict.fromkeys([*found.ring, *sorted(found.values_by_kid)]):
+        role = "primary" if kid == found.primary else "in ring" if kid in found.ring else "MISSING"
+        table.add_row(kid, role, str(found.values_by_kid.get(kid, 0)))
+    out.print(table)
+    if found.stale:
+        out.print(f"{found.stale} values are under old keys: run grantkeeper keys rotate.")
+    else:
+        out.print("Every stored value is under the primary key.")
+    if found.retirable:
+        out.print("Unused, can be removed from the ring: " + ", ".join(found.retirable))
+    if found.unknown:
+        err.print(
+            "Values under keys the ring lacks (cannot be decrypted): " + ", ".join(found.unknown)
+        )
+        raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: int = typer.Option(500, "--batch-size", min=1, help="Grants per transaction."),
+    pause: float = typer.Option(
+        0.0, "--pause", min=0.0, help="Seconds between batches, to go easy on a busy database."
+    ),
+) -> None:
+    """Re-encrypt every stored token under the primary key; safe to interrupt and re-run."""
+
+    async def work() -> key_ops.RotationReport:
+        async with await _open_store(Settings()) as store:
+            before = await key_ops.status(store)
+            with Progress(
+                TextColumn("re-encrypting under [bold]{task.fields[primary]}[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("rotate", total=before.stale, primary=before.primary)
+                return await key_ops.rotate(
+                    store,
+                    batch_size=batch_size,
+                    pause=pause,
+                    on_progress=lambda done: progress.advance(task, done),
+                )
+
+    report = _run(work())
+    out.print(
+        f"Rotated {report.rewritten} values in {report.batches} batches; "
+        f"{report.remaining} left under old keys (primary {report.primary})."
+    )
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+
+
+def sweep_command(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable, every grant listed."),
+    keep_alive: bool = typer.Option(
+        False, "--keep-alive", help="Refresh idle grants so Google does not drop them."
+    ),
+    idle_days: int = typer.Option(90, "--idle-days", min=1, help="A grant is idle after this."),
+    expiring_days: int = typer.Option(
+        3, "--expiring-days", min=0, help="Warn about time-limited grants ending this soon."
+    ),
+) -> None:
+    """Every grant's health; retries pending revocations; --keep-alive refreshes idle grants."""
+    settings = Settings()
+    options = SweepOptions(
+        idle_after=timedelta(days=idle_days),
+        expiring_within=timedelta(days=expiring_days),
+        keep_alive=keep_alive,
+    )
+
+    async def work() -> tuple[SweepReport, bool]:
+        async with AsyncExitStack() as stack:
+            if settings.client_secrets_file is None:
+                # No OAuth client configured: report only (nothing can be sent to Google).
+                store = await stack.enter_async_context(await _open_store(settings))
+                return await sweep(store, now=SYSTEM_CLOCK.now(), options=options), False
+            from grantkeeper.keeper import Keeper
+            from grantkeeper.lifecycle.wiring import attach
+
+            keeper = await stack.enter_async_context(Keeper(settings))
+            webhooks = attach(keeper)
+            report = await sweep(
+                keeper.store,
+                now=keeper.clock.now(),
+                options=options,
+                keeper=keeper,
+                webhooks=webhooks,
+            )
+            if webhooks is not None:
+                try:
+                    async with asyncio.timeout(60):
+                        await webhooks.drain()
+                except TimeoutError:
+                    err.print("Some webhooks were still being retried when the sweep ended.")
+            return report, True
+
+    report, with_provider = _run(work())
+    if as_json:
+        _echo_json(report.to_json())
+        return
+    table = Table("state", "grants", title=f"{len(report.grants)} grants")
+    for state, count in report.counts.items():
+        if count:
+            table.add_row(state, str(count))
+    out.print(table)
+    troubled = [g for g in report.grants if g.state not in ("healthy",)]
+    if troubled:
+        detail = Table("sub", "client", "state", "reason", "action")
+        for grant in troubled[:50]:
+            detail.add_row(
+                grant.sub, grant.client_id, str(grant.state), grant.reason or "", grant.action or ""
+            )
+        out.print(detail)
+        if len(troubled) > 50:
+            out.print(f"… and {len(troubled) - 50} more (use --json).")
+    for action, count in report.actions.items():
+        out.print(f"{action}: {count}")
+    if not with_provider:
+        out.print("No GRANTKEEPER_CLIENT_SECRETS_FILE: pending revocations and keep-alive skipped.")
+
+
+# -- audit and revoke ----------------------------------------------------------------------------
+
+
+def audit_command(
+    sub: str | None = typer.Argument(None, help="Only this user's events."),
+    kind: str | None = typer.Option(None, "--kind", help="sign_in, refresh, risc, disconnect, …"),
+    limit: int = typer.Option(100, "--limit", min=1, help="Newest events first."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
+) -> None:
+    """The audit log: sign-ins, failed refreshes, revocations, RISC events, key rotations."""
+
+    async def work() -> list[Any]:
+        async with await _open_store(Settings()) as store:
+            return await store.list_audit(sub, kind=kind, limit=limit)
+
+    events = _run(work())
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "id": e.id,
+                    "at": e.at.isoformat(),
+                    "kind": e.kind,
+                    "sub": e.sub,
+                    "client_id": e.client_id,
+                    "outcome": e.outcome,
+                    "detail": e.detail,
+                }
+                for e in events
+            ]
+        )
+        return
+    table = Table("at", "kind", "sub", "outcome", "detail")
+    for e in events:
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.kind,
+            e.sub or "",
+            e.outcome,
+            json.dumps(e.detail, sort_keys=True, default=str),
+        )
+    out.print(table)
+
+
+def revoke_command(
+    sub: str = typer.Argument(..., help="The user's Google sub."),
+    forget: bool = typer.Option(False, "--forget", help="Also erase the user's profile."),
+) -> None:
+    """Disconnect a user: revoke the grant at Google, erase the tokens, keep an audit record."""
+    from grantkeeper.keeper import Keeper
+
+    async def work() -> dict[str, Any]:
+        async with Keeper(Settings()) as keeper:
+            outcome = await keeper.disconnect(sub, forget=forget)
+            return outcome.to_json()
+
+    result = _run(work())
+    _echo_json(result)
