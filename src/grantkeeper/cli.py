@@ -44,6 +44,12 @@ app.command("sweep")(_lifecycle.sweep_command)
 app.command("audit")(_lifecycle.audit_command)
 app.command("revoke")(_lifecycle.revoke_command)
 
+from grantkeeper._cli import access as _access  # noqa: E402
+
+app.command("serve")(_access.serve)
+app.add_typer(_access.users_app, name="users")
+app.command("token")(_access.token)
+
 
 def main() -> None:
     app()

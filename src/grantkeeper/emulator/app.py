@@ -19,7 +19,7 @@ from grantkeeper.emulator.faults import DropConnection
 from grantkeeper.emulator.state import EmulatorState
 
 #: Routers written alongside the OAuth core; included when their modules are present.
-API_MODULES = ("drive", "photos", "risc")
+API_MODULES = ("drive", "photos", "risc", "discovery_docs")
 
 
 class EmulatorMiddleware:

@@ -1,0 +1,178 @@
+"""``grantkeeper serve | users | token``: the keeper as a service and its grants from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from grantkeeper._keeper.results import grant_json, user_json
+from grantkeeper.errors import GrantkeeperError, UnknownUser
+from grantkeeper.keeper import Keeper
+from grantkeeper.settings import Settings
+from grantkeeper.store import GrantStore
+
+T = TypeVar("T")
+
+users_app = typer.Typer(help="Users and the state of their grants.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(error: GrantkeeperError) -> typer.Exit:
+    err.print(f"{error.code}: {error.message}", markup=False)
+    err.print(error.advice, markup=False)
+    return typer.Exit(1)
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await work()
+
+    try:
+        return asyncio.run(main())
+    except GrantkeeperError as error:
+        raise fail(error) from None
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    emulator: bool = typer.Option(
+        False,
+        "--emulator",
+        help="Dev mode: run the emulator beside the keeper, point the settings at it, allow "
+        "plain HTTP, and serve a sign-in page at /.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where SQLite and the key file live (default: the settings')."
+    ),
+) -> None:
+    """Serve the keeper's HTTP API (OpenAPI at /docs)."""
+    overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
+    if not emulator:
+        try:
+            settings = Settings(**overrides)
+            keeper = Keeper(settings)
+            # Fail before binding the port: the client secrets must load.
+            from grantkeeper.oauth import load_client_secrets
+
+            if settings.client_secrets_file is None:
+                from grantkeeper.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    "GRANTKEEPER_CLIENT_SECRETS_FILE is not set; point it at the web client's "
+                    "client_secret_*.json (or use --emulator for local development)."
+                )
+            load_client_secrets(settings.client_secrets_file)
+        except GrantkeeperError as error:
+            raise fail(error) from None
+        from grantkeeper.web import create_app
+
+        typer.echo(f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer})")
+        uvicorn.run(create_app(keeper, owns_keeper=True), host=host, port=port, log_level="info")
+        return
+    from grantkeeper.devmode import dev_world
+    from grantkeeper.web import create_app
+
+    base = data_dir or Settings().data_dir / "dev"
+    with dev_world(base) as world:
+        keeper = Keeper(world.settings, clock=world.emulator.state.clock)
+        extend = _dev_page_extension(world)
+        app = create_app(keeper, owns_keeper=True, extend=extend)
+        typer.echo(f"emulator   {world.emulator.base_url}")
+        typer.echo(f"keeper     http://{host}:{port}  (OpenAPI at /docs)")
+        typer.echo(f"service key for the token API: {world.service_key}")
+        typer.echo(f"data       {base}")
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _dev_page_extension(world: Any) -> Callable[[Any], None] | None:
+    """The dev-mode page at ``/`` if the demo package provides it."""
+    import importlib
+
+    try:
+        page = importlib.import_module("grantkeeper.demo.page")
+    except ImportError:
+        return None
+
+    def extend(app: Any) -> None:
+        page.install_page(app, world)
+
+    return extend
+
+
+async def _open_store() -> GrantStore:
+    return await GrantStore.open_from_settings(Settings())
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+    """Every user with the state of their grant."""
+
+    async def work() -> list[dict[str, Any]]:
+        async with await _open_store() as store:
+            rows = []
+            for user in await store.list_users():
+                grants = await store.list_grants(sub=user.sub)
+                rows.append({**user_json(user), "grants": [grant_json(g) for g in grants]})
+            return rows
+
+    rows = run(work)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("sub", "email", "status", "offline", "scopes", "last used", "last refresh")
+    for row in rows:
+        grant = row["grants"][0] if row["grants"] else {}
+        table.add_row(
+            row["sub"],
+            row["email"] or "",
+            grant.get("status", "-"),
+            "yes" if grant.get("offline") else "no",
+            str(len(grant.get("scopes", []))),
+            grant.get("last_used_at") or "-",
+            grant.get("last_refreshed_at") or "-",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} user(s)")
+
+
+@users_app.command("show")
+def users_show(sub: str = typer.Argument(..., help="The user's Google subject id.")) -> None:
+    """One user's profile and grants: status, reason, scopes, expiries, last refresh and use."""
+
+    async def work() -> dict[str, Any]:
+        async with await _open_store() as store:
+            user = await store.get_user(sub)
+            if user is None:
+                raise UnknownUser(f"No user {sub} is stored.")
+            grants = await store.list_grants(sub=sub)
+            return {"user": user_json(user), "grants": [grant_json(g) for g in grants]}
+
+    typer.echo(json.dumps(run(work), indent=2))
+
+
+def token(
+    sub: str = typer.Argument(..., help="The user's Google subject id."),
+    scope: list[str] = typer.Option(
+        [], "--scope", help="A scope the token must carry (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print expiry and scopes too."),
+) -> None:
+    """Print a fresh access token for SUB (refreshing it if needed)."""
+
+    async def work() -> dict[str, Any]:
+        async with Keeper(Settings()) as keeper:
+            found = await keeper.access_token(sub, scope or None)
+            return found.to_json()
+
+    found = run(work)
+    typer.echo(json.dumps(found, indent=2) if as_json else found["access_token"])

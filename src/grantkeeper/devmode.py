@@ -1,0 +1,70 @@
+"""Dev mode: an emulator beside the keeper, and settings that point at it.
+
+``grantkeeper serve --emulator`` and ``grantkeeper demo`` use this; so can your own tests. The
+keeper's code path is the production one: only the issuer URL (and so every endpoint found by
+OpenID discovery) differs.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from grantkeeper.emulator import EmulatorConfig, EmulatorHandle, run_emulator
+from grantkeeper.settings import Settings
+
+
+@dataclass(frozen=True)
+class DevWorld:
+    """A running emulator with an app registered at it, and the keeper settings for it."""
+
+    emulator: EmulatorHandle
+    settings: Settings
+    web_client_id: str
+    ios_client_id: str
+    android_client_id: str
+    service_key: str
+
+
+def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) -> DevWorld:
+    """Register a web (server) client and iOS/Android clients at ``emulator``, write the web
+    client's ``client_secret.json`` into ``data_dir``, and build settings that use them."""
+    control = emulator.control
+    web = control.create_client(
+        "web",
+        redirect_uris=[emulator.base_url + "/", "http://127.0.0.1/", "http://localhost/"],
+    )
+    ios = control.create_client("ios")
+    android = control.create_client("android")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secrets_file = data_dir / "client_secret_dev.json"
+    secrets_file.write_text(json.dumps(web, indent=2))
+    secrets_file.chmod(0o600)
+    service_key = secrets.token_urlsafe(24)
+    web_client_id: str = web["web"]["client_id"]
+    values: dict[str, object] = {
+        "client_secrets_file": secrets_file,
+        "issuer": emulator.base_url,
+        "allowed_client_ids": [ios["client_id"], android["client_id"], web_client_id],
+        "data_dir": data_dir,
+        "allow_insecure_http": True,
+        "service_api_keys": [service_key],
+    }
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    return DevWorld(
+        emulator, settings, web_client_id, ios["client_id"], android["client_id"], service_key
+    )
+
+
+@contextmanager
+def dev_world(
+    data_dir: Path, config: EmulatorConfig | None = None, **overrides: object
+) -> Iterator[DevWorld]:
+    """Start an emulator on a free port and register an app at it (see :func:`register_app`)."""
+    with run_emulator(config) as emulator:
+        yield register_app(emulator, data_dir, **overrides)
