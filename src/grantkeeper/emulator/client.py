@@ -187,15 +187,15 @@ class EmulatorControl:
             raise ValueError("the consent page has no request_id")
         optional = re.findall(r'name="scope" value="([^"]+)"', page.text)
         kept = optional if keep_scopes is None else [s for s in optional if s in set(keep_scopes)]
-        form: list[tuple[str, str]] = [
-            ("request_id", found.group(1)),
-            ("email", ""),
-            ("new_email", email),
-            ("action", "deny" if deny else "allow"),
-            ("time_limited_seconds", str(time_limited_seconds or "")),
-            *(("scope", s) for s in kept),
-        ]
-        answer = self.http.post(page.url.path, data=form)  # type: ignore[arg-type]
+        form: dict[str, str | list[str]] = {
+            "request_id": found.group(1),
+            "email": "",
+            "new_email": email,
+            "action": "deny" if deny else "allow",
+            "time_limited_seconds": str(time_limited_seconds or ""),
+            "scope": kept,
+        }
+        answer = self.http.post(page.url.path, data=form)
         if answer.status_code != 302:
             answer.raise_for_status()
             raise ValueError(f"the consent page answered {answer.status_code}, not a redirect")

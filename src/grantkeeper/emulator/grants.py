@@ -308,9 +308,9 @@ def refresh(
         user = state.users[record.sub]
         response = _mint(state, user, client, record.azp, scopes, issuer, None, record.id)
         if settings.rotate_refresh_tokens:
-            record.revoked = True
             new_value = new_refresh_token()
             successor = replace(record, id=secrets.token_hex(8), issued_at=now, last_used_at=now)
+            record.revoked = True
             state.refresh_tokens[new_value] = successor
             state.refresh_tokens_by_grant.setdefault((record.sub, record.client_id), []).append(
                 new_value
