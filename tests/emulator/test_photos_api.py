@@ -8,26 +8,19 @@ Tokens come from the emulator's real flow (server auth code redeemed at ``POST /
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from grantkeeper.emulator import discovery_docs, grants, photos, token_route
-from grantkeeper.emulator.models import User
-from grantkeeper.emulator.state import EmulatorState
+from grantkeeper.emulator import photos
+from grantkeeper.emulator.server import EmulatorHandle
 
 PHOTOS = "https://www.googleapis.com/auth/photoslibrary"
 APPEND = PHOTOS + ".appendonly"
@@ -37,73 +30,53 @@ ALL_2025 = {APPEND, READ, EDIT}
 DISCOVERY = "/discovery/v1/apis/{api}/{apiVersion}/rest"
 
 
-@dataclass
-class Server:
-    base_url: str
-    state: EmulatorState
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    state = EmulatorState()
-    app = FastAPI()
-    for module in (token_route, photos, discovery_docs):
-        app.include_router(module.build_router(state))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.01)
-    yield Server(f"http://127.0.0.1:{port}", state)
-    uv.should_exit = True
-    thread.join(5)
+@pytest.fixture
+def server(emulator: EmulatorHandle) -> EmulatorHandle:
+    """The session's emulator, fresh for this test (its Drive and Photos data too)."""
+    return emulator
 
 
 @dataclass
 class Grant:
     token: str
-    user: User
+    sub: str
+    email: str
     client_id: str
 
 
 def sign_in(
-    server: Server, scopes: set[str], *, project: str = "photo-app", user: User | None = None
+    server: EmulatorHandle,
+    scopes: set[str],
+    *,
+    project: str = "photo-app",
+    email: str | None = None,
 ) -> Grant:
-    """A server auth code for the web client, redeemed at the emulator's token endpoint."""
-    state = server.state
-    client = grants.create_client(state, "web", project_id=project)
-    user = user or grants.create_user(state, f"photo{len(state.users)}@example.com")
-    code = grants.issue_code(
-        state,
-        grants.ConsentRequest(
-            user=user,
-            client=client,
-            azp=client.client_id,
-            scopes=frozenset(scopes | {"openid"}),
-            redirect_uris=frozenset({""}),
-            offline=True,
-            force_consent=False,
-            include_granted_scopes=False,
-        ),
-    )
+    """What the seed describes: GIDSignIn hands the iOS app a server auth code, the backend
+    redeems it with the web client's secret at ``POST /token`` (``redirect_uri`` empty)."""
+    control = server.control
+    web = control.create_client("web", project_id=project)["web"]
+    ios = control.create_client("ios", project_id=project)
+    if email is None:
+        email = f"user{len(server.state.users)}@example.com"
+        control.create_user(email)
+    code = control.server_auth_code(ios["client_id"], web["client_id"], email, sorted(scopes))
     answer = httpx.post(
         server.base_url + "/token",
         data={
             "grant_type": "authorization_code",
-            "code": code.code,
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
+            "code": code,
+            "client_id": web["client_id"],
+            "client_secret": web["client_secret"],
             "redirect_uri": "",
         },
     )
     assert answer.status_code == 200, answer.text
-    return Grant(answer.json()["access_token"], user, client.client_id)
+    sub = server.state.user_by_email(email)
+    assert sub is not None
+    return Grant(answer.json()["access_token"], sub.sub, email, web["client_id"])
 
 
-def photos_client(server: Server, grant: Grant) -> Any:
+def photos_client(server: EmulatorHandle, grant: Grant) -> Any:
     return build(
         "photoslibrary",
         "v1",
@@ -114,9 +87,11 @@ def photos_client(server: Server, grant: Grant) -> Any:
     )
 
 
-def seed(server: Server, grant: Grant, count: int = 3, title: str = "Inbox") -> dict[str, Any]:
+def seed(
+    server: EmulatorHandle, grant: Grant, count: int = 3, title: str = "Inbox"
+) -> dict[str, Any]:
     reply = httpx.post(
-        f"{server.base_url}/emulator/users/{grant.user.sub}/photos",
+        f"{server.base_url}/emulator/users/{grant.sub}/photos",
         json={"client_id": grant.client_id, "album_title": title, "count": count},
     )
     assert reply.status_code == 201, reply.text
@@ -124,7 +99,7 @@ def seed(server: Server, grant: Grant, count: int = 3, title: str = "Inbox") -> 
     return body
 
 
-def upload(server: Server, grant: Grant, content: bytes, name: str) -> str:
+def upload(server: EmulatorHandle, grant: Grant, content: bytes, name: str) -> str:
     """Step 1 of Google's upload guide: raw bytes in, an upload token (plain text) out."""
     with AuthorizedSession(Credentials(token=grant.token)) as session:
         reply = session.post(
@@ -148,7 +123,7 @@ def download(url: str) -> Image.Image:
     return Image.open(io.BytesIO(reply.content))
 
 
-def test_the_offline_enhance_job(server: Server) -> None:
+def test_the_offline_enhance_job(server: EmulatorHandle) -> None:
     """The seed's story: read the pictures of "Inbox", enhance them, put them in "Enhanced"."""
     grant = sign_in(server, ALL_2025)
     seed(server, grant, count=3)
@@ -195,7 +170,7 @@ def test_the_offline_enhance_job(server: Server) -> None:
         assert service.albums().get(albumId=enhanced["id"]).execute()["mediaItemsCount"] == "3"
 
 
-def test_batch_create_partial_failure(server: Server) -> None:
+def test_batch_create_partial_failure(server: EmulatorHandle) -> None:
     grant = sign_in(server, ALL_2025)
     picture = io.BytesIO()
     Image.new("RGB", (40, 30), (200, 100, 50)).save(picture, "PNG")
@@ -229,7 +204,7 @@ def test_batch_create_partial_failure(server: Server) -> None:
     assert results[3]["status"]["code"] == 3
 
 
-def test_more_than_50_new_items_is_an_error(server: Server) -> None:
+def test_more_than_50_new_items_is_an_error(server: EmulatorHandle) -> None:
     grant = sign_in(server, ALL_2025)
     entries = [{"simpleMediaItem": {"uploadToken": f"CAIS{n}"}} for n in range(51)]
     reply = httpx.post(
@@ -247,7 +222,7 @@ def test_more_than_50_new_items_is_an_error(server: Server) -> None:
     }
 
 
-def test_album_and_filters_together_is_an_error(server: Server) -> None:
+def test_album_and_filters_together_is_an_error(server: EmulatorHandle) -> None:
     grant = sign_in(server, ALL_2025)
     album_id = seed(server, grant, count=1)["album"]["id"]
     with photos_client(server, grant) as service:
@@ -266,7 +241,7 @@ def test_album_and_filters_together_is_an_error(server: Server) -> None:
 
 
 @pytest.mark.parametrize("removed", [PHOTOS, PHOTOS + ".readonly", PHOTOS + ".sharing"])
-def test_scopes_removed_in_2025_are_refused(server: Server, removed: str) -> None:
+def test_scopes_removed_in_2025_are_refused(server: EmulatorHandle, removed: str) -> None:
     grant = sign_in(server, {removed})
     reply = httpx.get(
         server.base_url + "/v1/albums", headers={"Authorization": f"Bearer {grant.token}"}
@@ -284,7 +259,7 @@ def test_scopes_removed_in_2025_are_refused(server: Server, removed: str) -> Non
     }
 
 
-def test_appendonly_can_add_but_not_read(server: Server) -> None:
+def test_appendonly_can_add_but_not_read(server: EmulatorHandle) -> None:
     grant = sign_in(server, {APPEND})
     with photos_client(server, grant) as service:
         album = service.albums().create(body={"album": {"title": "Drop box"}}).execute()
@@ -293,11 +268,11 @@ def test_appendonly_can_add_but_not_read(server: Server) -> None:
     assert caught.value.status_code == 403
 
 
-def test_another_apps_album_is_invisible(server: Server) -> None:
+def test_another_apps_album_is_invisible(server: EmulatorHandle) -> None:
     owner = sign_in(server, ALL_2025, project="photo-app")
     seeded = seed(server, owner, count=2, title="Private")
     album_id, item_id = seeded["album"]["id"], seeded["mediaItems"][0]["id"]
-    other = sign_in(server, ALL_2025, project="other-app", user=owner.user)
+    other = sign_in(server, ALL_2025, project="other-app", email=owner.email)
     with photos_client(server, other) as service:
         assert service.albums().list().execute() == {}
         assert service.mediaItems().list().execute() == {}
@@ -318,7 +293,7 @@ def test_another_apps_album_is_invisible(server: Server) -> None:
     assert reply.status_code == 400
     assert reply.json()["error"]["message"] == "No permission to add media items to this album."
     # The owner's other client (same Cloud project) sees everything.
-    sibling = sign_in(server, {READ}, project="photo-app", user=owner.user)
+    sibling = sign_in(server, {READ}, project="photo-app", email=owner.email)
     with photos_client(server, sibling) as service:
         assert service.albums().get(albumId=album_id).execute()["mediaItemsCount"] == "2"
 
@@ -327,11 +302,14 @@ def seeded_jpeg() -> bytes:
     return photos.generate_photo(7, 64, 48)
 
 
-def test_album_paging_defaults_and_maximum(server: Server) -> None:
+def test_album_paging_defaults_and_maximum(server: EmulatorHandle) -> None:
     grant = sign_in(server, ALL_2025)
-    with photos_client(server, grant) as service:
+    auth = {"Authorization": f"Bearer {grant.token}"}
+    with httpx.Client(base_url=server.base_url, headers=auth) as http:
         for n in range(53):
-            service.albums().create(body={"album": {"title": f"Album {n:02d}"}}).execute()
+            made = http.post("/v1/albums", json={"album": {"title": f"Album {n:02d}"}})
+            assert made.status_code == 200
+    with photos_client(server, grant) as service:
         first = service.albums().list().execute()
         assert len(first["albums"]) == 20
         titles = [a["title"] for a in first["albums"]]
@@ -344,7 +322,7 @@ def test_album_paging_defaults_and_maximum(server: Server) -> None:
     assert titles == [f"Album {n:02d}" for n in range(53)]
 
 
-def test_base_url_sizes_and_fields(server: Server) -> None:
+def test_base_url_sizes_and_fields(server: EmulatorHandle) -> None:
     grant = sign_in(server, ALL_2025)
     item = seed(server, grant, count=1)["mediaItems"][0]
     original = download(item["baseUrl"] + "=d")
@@ -360,7 +338,7 @@ def test_base_url_sizes_and_fields(server: Server) -> None:
     assert reply.json() == {"id": item["id"], "mediaMetadata": {"width": "640", "height": "480"}}
 
 
-def test_missing_token_and_unknown_item(server: Server) -> None:
+def test_missing_token_and_unknown_item(server: EmulatorHandle) -> None:
     reply = httpx.get(server.base_url + "/v1/albums")
     assert reply.status_code == 401
     assert reply.headers["www-authenticate"] == 'Bearer realm="https://accounts.google.com/"'
@@ -380,19 +358,19 @@ def test_missing_token_and_unknown_item(server: Server) -> None:
     }
 
 
-def test_seeding_needs_a_known_user_and_client(server: Server) -> None:
+def test_seeding_needs_a_known_user_and_client(server: EmulatorHandle) -> None:
     grant = sign_in(server, {READ})
-    url = f"{server.base_url}/emulator/users/{grant.user.sub}/photos"
+    url = f"{server.base_url}/emulator/users/{grant.sub}/photos"
     assert httpx.post(url, json={"client_id": "nobody"}).status_code == 404
     assert (
         httpx.post(
-            url.replace(grant.user.sub, "1" * 21), json={"client_id": grant.client_id}
+            url.replace(grant.sub, "1" * 21), json={"client_id": grant.client_id}
         ).status_code
         == 404
     )
 
 
-def test_served_photos_document_points_at_the_emulator(server: Server) -> None:
+def test_served_photos_document_points_at_the_emulator(server: EmulatorHandle) -> None:
     document = httpx.get(server.base_url + "/discovery/v1/apis/photoslibrary/v1/rest").json()
     assert document["rootUrl"] == server.base_url + "/"
     assert set(document["auth"]["oauth2"]["scopes"]) == ALL_2025

@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from grantkeeper.clock import Clock
+from grantkeeper.emulator import discovery_docs
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
@@ -343,9 +344,7 @@ DEFAULT_LIST_FIELDS: FieldMask = {
 
 @cache
 def _drive_discovery() -> dict[str, Any]:
-    from grantkeeper.emulator.discovery_docs import load_document
-
-    return load_document("drive", "v3")
+    return discovery_docs.load_document("drive", "v3")
 
 
 def _known_fields(schema: str) -> frozenset[str]:
