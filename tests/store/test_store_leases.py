@@ -23,7 +23,7 @@ TTL = timedelta(seconds=30)
 
 async def raw_grant_row(store: GrantStore) -> dict[str, object]:
     """Every column of the grant row as stored (ciphertexts included)."""
-    async with store._read() as conn:
+    async with store.transaction(write=False) as conn:
         return dict((await conn.execute(sa.select(grants))).one()._mapping)
 
 

@@ -10,7 +10,6 @@ only ever sees envelopes.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -24,12 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store import migrate as migrations
+from grantkeeper.store import rotation
+from grantkeeper.store.codec import PROFILE_FIELDS, GrantCodec
 from grantkeeper.store.engine import create_engine, display_url, normalize_url, transaction
-from grantkeeper.store.fingerprints import (
-    normalize_sha512x2,
-    refresh_token_prefix_sha256,
-    refresh_token_sha512x2,
-)
+from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_prefix_sha256
 from grantkeeper.store.records import (
     AuditEvent,
     EncryptedRow,
@@ -48,9 +45,6 @@ from grantkeeper.store.tables import audit_events, grants, signin_replays, users
 if TYPE_CHECKING:
     from grantkeeper.settings import Settings
 
-REFRESH_TOKEN = "refresh_token"
-ACCESS_TOKEN = "access_token"
-_PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(UserProfile) if f.name != "sub")
 _ERASED_TOKENS: dict[str, Any] = {
     "refresh_token": None,
     "refresh_token_kid": None,
@@ -71,6 +65,7 @@ class GrantStore:
     ) -> None:
         self._engine = engine
         self._keyring = keyring
+        self._codec = GrantCodec(keyring)
         self._clock = clock
         self._schema = schema
 
@@ -208,11 +203,11 @@ class GrantStore:
                 "scopes": scopes_to_column(scopes),
                 "version": row.version + 1,
                 "updated_at": now,
-                **self._access_columns(sub, client_id, access_token, access_token_expires_at),
+                **self._codec.access_columns(sub, client_id, access_token, access_token_expires_at),
             }
             reactivated = False
             if refresh_token is not None:
-                values.update(self._refresh_columns(sub, client_id, refresh_token))
+                values.update(self._codec.refresh_columns(sub, client_id, refresh_token))
                 values["refresh_token_expires_at"] = refresh_token_expires_at
                 if row.status != GrantStatus.ACTIVE:
                     reactivated = True
@@ -220,9 +215,7 @@ class GrantStore:
                         status=GrantStatus.ACTIVE.value, status_reason=None, status_changed_at=now
                     )
             await conn.execute(grants.update().where(grants.c.id == row.id).values(**values))
-            grant = self._grant_from_row(
-                (await conn.execute(self._grant_query(sub, client_id))).one()
-            )
+            grant = self._codec.grant((await conn.execute(self._grant_query(sub, client_id))).one())
             added = scopes - stored_scopes
             await self._audit(
                 conn,
@@ -240,7 +233,7 @@ class GrantStore:
                     **(audit_detail or {}),
                 },
             )
-            user = self._user_from_row(
+            user = self._codec.user(
                 (await conn.execute(users.select().where(users.c.sub == sub))).one()
             )
         return SignInRecord(
@@ -255,7 +248,7 @@ class GrantStore:
     async def _upsert_user(
         self, conn: AsyncConnection, profile: UserProfile, now: datetime
     ) -> bool:
-        claims = {name: getattr(profile, name) for name in _PROFILE_FIELDS}
+        claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         inserted = await conn.execute(
             self._insert(users)
             .values(sub=profile.sub, created_at=now, updated_at=now, **claims)
@@ -277,14 +270,14 @@ class GrantStore:
     async def get_user(self, sub: str) -> User | None:
         async with self._read() as conn:
             row = (await conn.execute(users.select().where(users.c.sub == sub))).one_or_none()
-        return None if row is None else self._user_from_row(row)
+        return None if row is None else self._codec.user(row)
 
     async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
         """Users ordered by ``sub``."""
         query = users.select().order_by(users.c.sub).offset(offset).limit(limit)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [self._user_from_row(row) for row in rows]
+        return [self._codec.user(row) for row in rows]
 
     async def get_grant(self, sub: str, client_id: str | None = None) -> Grant | None:
         """The user's grant for ``client_id``; without one, the most recently updated grant.
@@ -294,7 +287,7 @@ class GrantStore:
         """
         async with self._read() as conn:
             row = (await conn.execute(self._grant_query(sub, client_id))).first()
-        return None if row is None else self._grant_from_row(row)
+        return None if row is None else self._codec.grant(row)
 
     async def list_grants(
         self, *, sub: str | None = None, status: str | None = None
@@ -307,7 +300,7 @@ class GrantStore:
             query = query.where(grants.c.status == status)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
-        return [self._grant_from_row(row) for row in rows]
+        return [self._codec.grant(row) for row in rows]
 
     async def count_by_status(self) -> dict[str, int]:
         """Number of grants per status (for metrics and the sweep summary)."""
@@ -363,7 +356,7 @@ class GrantStore:
             if taken.rowcount != 1:
                 return None
             row = (await conn.execute(self._grant_query(sub, client_id))).one()
-        return self._grant_from_row(row)
+        return self._codec.grant(row)
 
     async def release_lease(self, sub: str, client_id: str, owner: str) -> bool:
         """Give the lease back; ``False`` if ``owner`` no longer held it."""
@@ -400,13 +393,13 @@ class GrantStore:
         """
         now = self._clock.now()
         values: dict[str, Any] = {
-            **self._access_columns(sub, client_id, access_token, expires_at),
+            **self._codec.access_columns(sub, client_id, access_token, expires_at),
             "version": grants.c.version + 1,
             "last_refreshed_at": now,
             "updated_at": now,
         }
         if refresh_token is not None:
-            values.update(self._refresh_columns(sub, client_id, refresh_token))
+            values.update(self._codec.refresh_columns(sub, client_id, refresh_token))
         if refresh_token_expires_at is not None:
             values["refresh_token_expires_at"] = refresh_token_expires_at
         if owner is not None:
@@ -623,106 +616,37 @@ class GrantStore:
             for r in rows
         ]
 
-    # -- key rotation ----------------------------------------------------------------------
+    # -- key rotation (see rotation.py) ---------------------------------------------------
 
     async def count_by_key_id(self) -> dict[str, int]:
         """Number of stored encrypted values per key id (refresh and access tokens)."""
-        counts: dict[str, int] = {}
         async with self._read() as conn:
-            for column in (grants.c.refresh_token_kid, grants.c.access_token_kid):
-                query = (
-                    sa.select(column, sa.func.count()).where(column.is_not(None)).group_by(column)
-                )
-                for kid, count in (await conn.execute(query)).all():
-                    counts[kid] = counts.get(kid, 0) + count
-        return counts
+            return await rotation.count_by_key_id(conn)
 
     async def iter_encrypted_rows(
         self, batch_size: int = 500, *, only_stale: bool = True, after_id: int = 0
     ) -> AsyncIterator[list[EncryptedRow]]:
-        """Batches of grant rows holding ciphertext, in id order (keyset pagination; each
-        batch is its own short read). ``only_stale`` skips rows entirely under the primary
-        key, so an interrupted rotation simply resumes."""
+        """Batches of grant rows holding ciphertext, in id order, each its own short read.
+        ``only_stale`` skips rows entirely under the primary key, so a rotation resumes."""
         primary = self._keyring.primary_kid
         while True:
-            query = (
-                sa.select(
-                    grants.c.id,
-                    grants.c.sub,
-                    grants.c.client_id,
-                    grants.c.refresh_token_kid,
-                    grants.c.access_token_kid,
-                )
-                .where(grants.c.id > after_id)
-                .order_by(grants.c.id)
-                .limit(batch_size)
+            query = rotation.encrypted_rows_query(
+                primary, after_id=after_id, batch_size=batch_size, only_stale=only_stale
             )
-            if only_stale:
-                query = query.where(
-                    sa.or_(
-                        grants.c.refresh_token_kid != primary,
-                        grants.c.access_token_kid != primary,
-                    )
-                )
-            else:
-                query = query.where(
-                    sa.or_(grants.c.refresh_token.is_not(None), grants.c.access_token.is_not(None))
-                )
             async with self._read() as conn:
                 rows = (await conn.execute(query)).all()
             if not rows:
                 return
-            yield [
-                EncryptedRow(
-                    grant_id=r.id,
-                    sub=r.sub,
-                    client_id=r.client_id,
-                    refresh_token_kid=r.refresh_token_kid,
-                    access_token_kid=r.access_token_kid,
-                )
-                for r in rows
-            ]
+            yield [rotation.encrypted_row(row) for row in rows]
             after_id = rows[-1].id
 
     async def reencrypt_batch(self, rows: Sequence[EncryptedRow]) -> int:
-        """Re-encrypt the rows' tokens under the primary key, in one transaction.
-
-        The rows are re-read under a row lock, so a refresh that lands meanwhile is neither
-        lost nor overwritten. The version is left alone: re-encryption changes no token, and
-        must not make an in-flight refresh's compare-and-swap fail. Returns values rewritten.
-        """
+        """Re-encrypt the rows' tokens under the primary key, in one transaction, without
+        touching versions. Returns the number of values rewritten."""
         if not rows:
             return 0
-        ids = [row.grant_id for row in rows]
-        rewritten = 0
         async with self._write() as conn:
-            query = (
-                sa.select(
-                    grants.c.id,
-                    grants.c.sub,
-                    grants.c.client_id,
-                    grants.c.refresh_token,
-                    grants.c.access_token,
-                )
-                .where(grants.c.id.in_(ids))
-                .with_for_update()
-            )
-            for row in (await conn.execute(query)).all():
-                values: dict[str, Any] = {}
-                for field in (REFRESH_TOKEN, ACCESS_TOKEN):
-                    envelope = getattr(row, field)
-                    if envelope is None or self._keyring.is_primary(envelope):
-                        continue
-                    context = (row.sub, row.client_id, field)
-                    plain = self._keyring.decrypt(envelope, context)
-                    values[field] = self._keyring.encrypt(plain, context)
-                    values[f"{field}_kid"] = self._keyring.primary_kid
-                if values:
-                    await conn.execute(
-                        grants.update().where(grants.c.id == row.id).values(**values)
-                    )
-                    rewritten += len(values) // 2
-        return rewritten
+            return await rotation.reencrypt_rows(conn, self._codec, [r.grant_id for r in rows])
 
     # -- for features that keep their own tables in the store's database ------------------
 
@@ -774,63 +698,6 @@ class GrantStore:
             .where(*self._grant_filter(sub, client_id))
             .order_by(grants.c.updated_at.desc(), grants.c.id.desc())
             .limit(1)
-        )
-
-    def _refresh_columns(self, sub: str, client_id: str, token: str) -> dict[str, Any]:
-        return {
-            "refresh_token": self._keyring.encrypt(token, (sub, client_id, REFRESH_TOKEN)),
-            "refresh_token_kid": self._keyring.primary_kid,
-            "refresh_token_sha512x2": refresh_token_sha512x2(token),
-            "refresh_token_prefix_sha256": refresh_token_prefix_sha256(token),
-        }
-
-    def _access_columns(
-        self, sub: str, client_id: str, token: str, expires_at: datetime
-    ) -> dict[str, Any]:
-        return {
-            "access_token": self._keyring.encrypt(token, (sub, client_id, ACCESS_TOKEN)),
-            "access_token_kid": self._keyring.primary_kid,
-            "access_token_expires_at": expires_at,
-        }
-
-    def _decrypt(self, envelope: str | None, sub: str, client_id: str, field: str) -> str | None:
-        if envelope is None:
-            return None
-        return self._keyring.decrypt(envelope, (sub, client_id, field))
-
-    def _grant_from_row(self, row: sa.Row[Any]) -> Grant:
-        r = row._mapping
-        return Grant(
-            id=r["id"],
-            sub=r["sub"],
-            client_id=r["client_id"],
-            scopes=scopes_from_column(r["scopes"]),
-            refresh_token=self._decrypt(
-                r["refresh_token"], r["sub"], r["client_id"], REFRESH_TOKEN
-            ),
-            access_token=self._decrypt(r["access_token"], r["sub"], r["client_id"], ACCESS_TOKEN),
-            access_token_expires_at=r["access_token_expires_at"],
-            refresh_token_expires_at=r["refresh_token_expires_at"],
-            status=r["status"],
-            status_reason=r["status_reason"],
-            status_changed_at=r["status_changed_at"],
-            version=r["version"],
-            lease_owner=r["lease_owner"],
-            lease_expires_at=r["lease_expires_at"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            last_used_at=r["last_used_at"],
-            last_refreshed_at=r["last_refreshed_at"],
-        )
-
-    @staticmethod
-    def _user_from_row(row: sa.Row[Any]) -> User:
-        r = row._mapping
-        return User(
-            sub=r["sub"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            **{name: r[name] for name in _PROFILE_FIELDS},
         )
 
     @staticmethod

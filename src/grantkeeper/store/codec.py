@@ -1,0 +1,99 @@
+"""Between rows and records: tokens are encrypted on the way in and decrypted on the way out.
+
+The associated data of every envelope is ``(sub, client_id, field)``, so the codec is the one
+place that knows how a grant's identity binds its ciphertexts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from grantkeeper.crypto import KeyRing
+from grantkeeper.store.fingerprints import refresh_token_prefix_sha256, refresh_token_sha512x2
+from grantkeeper.store.records import Grant, User, UserProfile, scopes_from_column
+
+REFRESH_TOKEN = "refresh_token"
+ACCESS_TOKEN = "access_token"
+PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(UserProfile) if f.name != "sub")
+
+
+class GrantCodec:
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    def refresh_columns(self, sub: str, client_id: str, token: str) -> dict[str, Any]:
+        """The refresh token's envelope, key id and RISC fingerprints."""
+        return {
+            "refresh_token": self.keyring.encrypt(token, (sub, client_id, REFRESH_TOKEN)),
+            "refresh_token_kid": self.keyring.primary_kid,
+            "refresh_token_sha512x2": refresh_token_sha512x2(token),
+            "refresh_token_prefix_sha256": refresh_token_prefix_sha256(token),
+        }
+
+    def access_columns(
+        self, sub: str, client_id: str, token: str, expires_at: datetime
+    ) -> dict[str, Any]:
+        return {
+            "access_token": self.keyring.encrypt(token, (sub, client_id, ACCESS_TOKEN)),
+            "access_token_kid": self.keyring.primary_kid,
+            "access_token_expires_at": expires_at,
+        }
+
+    def reencrypted_columns(
+        self, sub: str, client_id: str, envelopes: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """New envelopes under the primary key for those of ``envelopes`` (by field) that
+        are not under it yet, with their ``*_kid`` columns."""
+        values: dict[str, Any] = {}
+        for field, envelope in envelopes.items():
+            if envelope is None or self.keyring.is_primary(envelope):
+                continue
+            context = (sub, client_id, field)
+            values[field] = self.keyring.encrypt(self.keyring.decrypt(envelope, context), context)
+            values[f"{field}_kid"] = self.keyring.primary_kid
+        return values
+
+    def _decrypt(self, envelope: str | None, sub: str, client_id: str, field: str) -> str | None:
+        if envelope is None:
+            return None
+        return self.keyring.decrypt(envelope, (sub, client_id, field))
+
+    def grant(self, row: sa.Row[Any]) -> Grant:
+        """The row as a :class:`Grant`; :class:`TokenDecryptionError` if a token won't open."""
+        r = row._mapping
+        sub, client_id = r["sub"], r["client_id"]
+        return Grant(
+            id=r["id"],
+            sub=sub,
+            client_id=client_id,
+            scopes=scopes_from_column(r["scopes"]),
+            refresh_token=self._decrypt(r["refresh_token"], sub, client_id, REFRESH_TOKEN),
+            access_token=self._decrypt(r["access_token"], sub, client_id, ACCESS_TOKEN),
+            access_token_expires_at=r["access_token_expires_at"],
+            refresh_token_expires_at=r["refresh_token_expires_at"],
+            status=r["status"],
+            status_reason=r["status_reason"],
+            status_changed_at=r["status_changed_at"],
+            version=r["version"],
+            lease_owner=r["lease_owner"],
+            lease_expires_at=r["lease_expires_at"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            last_used_at=r["last_used_at"],
+            last_refreshed_at=r["last_refreshed_at"],
+        )
+
+    @staticmethod
+    def user(row: sa.Row[Any]) -> User:
+        r = row._mapping
+        return User(
+            sub=r["sub"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            **{name: r[name] for name in PROFILE_FIELDS},
+        )
