@@ -361,7 +361,9 @@ def test_missing_token_and_unknown_item(server: EmulatorHandle) -> None:
 def test_seeding_needs_a_known_user_and_client(server: EmulatorHandle) -> None:
     grant = sign_in(server, {READ})
     url = f"{server.base_url}/emulator/users/{grant.sub}/photos"
-    assert httpx.post(url, json={"client_id": "nobody"}).status_code == 404
+    unknown_client = httpx.post(url, json={"client_id": "nobody"})
+    assert unknown_client.status_code == 404
+    assert unknown_client.json()["error"] == "unknown_client"
     assert (
         httpx.post(
             url.replace(grant.sub, "1" * 21), json={"client_id": grant.client_id}

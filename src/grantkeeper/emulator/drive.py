@@ -38,6 +38,7 @@ from grantkeeper.emulator.google_api import (
     GoogleApiRoute,
     apply_fields,
     authorize,
+    base_url,
     legacy_error,
     parse_fields,
 )
@@ -803,10 +804,8 @@ async def _upload(
             total=int(total) if total and total.isdigit() else None,
         )
         upload_id = drive.store.start_upload(pending)
-        path = request.url.path
-        location = (
-            f"{request.base_url}{path.lstrip('/')}?uploadType=resumable&upload_id={upload_id}"
-        )
+        origin = base_url(drive.state, request)
+        location = f"{origin}{request.url.path}?uploadType=resumable&upload_id={upload_id}"
         if request.query_params.get("fields"):
             location += "&fields=" + request.query_params["fields"]
         return Response(

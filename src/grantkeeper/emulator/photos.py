@@ -25,11 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from grantkeeper.clock import Clock
+from grantkeeper.emulator.control import ControlError
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
@@ -625,9 +626,9 @@ def build_router(state: EmulatorState) -> APIRouter:
             known_user = sub in state.users
             known_client = seed.client_id in state.clients
         if not known_user:
-            raise HTTPException(404, f"No user with sub {sub}.")
+            raise ControlError(404, "unknown_user", f"No user with sub {sub}.")
         if not known_client:
-            raise HTTPException(404, f"No client {seed.client_id}.")
+            raise ControlError(404, "unknown_client", "client_id is unknown.")
         app = app_of(state, seed.client_id)
         caller = Caller(sub, app, seed.client_id, frozenset())
         album = next((a for a in store.albums(sub, app) if a.title == seed.album_title), None)
