@@ -1,0 +1,172 @@
+"""The sweep against a keeper, the emulator and a real store: states, keep-alive, pending
+revocations completed once the provider is back, several hosts at once, expiry webhooks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import pytest
+from standardwebhooks import Webhook
+
+from grantkeeper import metrics
+from grantkeeper.keeper import Keeper
+from grantkeeper.lifecycle import GrantHealth, SweepOptions, classify, sweep
+from grantkeeper.store import GrantStatus, UserProfile
+from grantkeeper.webhooks import WebhookSender, generate_secret
+
+from .conftest import DRIVE_APPDATA, OPENID, World, quick_provider
+from .webhook_sink import webhook_sink
+
+pytestmark = pytest.mark.anyio
+
+DAY = 24 * 3600
+
+
+async def _seed_other(keeper: Keeper, sub: str, **changes: Any) -> None:
+    now = keeper.clock.now()
+    await keeper.store.record_sign_in(
+        UserProfile(sub=sub),
+        keeper.client_id,
+        set(OPENID),
+        f"1//0g-other-{sub}",
+        f"ya29.other-{sub}",
+        now + timedelta(hours=1),
+        changes.get("refresh_token_expires_at"),
+    )
+
+
+async def test_states_are_reported_and_idle_grants_kept_alive(keeper: Keeper, world: World) -> None:
+    ada = (await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))).sub
+    now = keeper.clock.now()
+    await _seed_other(keeper, "200", refresh_token_expires_at=now + timedelta(days=1))
+    await _seed_other(keeper, "300")
+    await keeper.store.mark_revoked("300", keeper.client_id, "invalid_grant")
+    await _seed_other(keeper, "400", refresh_token_expires_at=now + timedelta(days=200))
+
+    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    states = {g.sub: g.state for g in report.grants}
+    assert states == {
+        ada: GrantHealth.HEALTHY,
+        "200": GrantHealth.EXPIRING,
+        "300": GrantHealth.REVOKED,
+        "400": GrantHealth.HEALTHY,
+    }
+    assert {g.sub: g.reason for g in report.grants}["300"] == "invalid_grant"
+    assert report.counts["healthy"] == 2
+    assert metrics.REGISTRY.get_sample_value("grantkeeper_grants", {"state": "revoked"}) == 1
+
+    # 100 days later Ada's grant is idle (Google drops it at six months): keep it alive.
+    world.emulator.control.advance_clock(100 * DAY)
+    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    assert {g.sub: g.state for g in report.grants}[ada] == GrantHealth.IDLE
+    assert {g.sub: g.state for g in report.grants}["200"] == GrantHealth.EXPIRED
+    refreshes = world.stats()["token"]["refresh_token"]
+    kept = await sweep(
+        keeper.store,
+        now=keeper.clock.now(),
+        keeper=keeper,
+        options=SweepOptions(keep_alive=True),
+    )
+    by_sub = {g.sub: g for g in kept.grants}
+    assert by_sub[ada].action == "kept_alive"
+    assert by_sub[ada].state == GrantHealth.HEALTHY
+    # The seeded grants' tokens are unknown to the emulator: their keep-alive fails, visibly.
+    assert by_sub["400"].action == "keep_alive_failed"
+    assert world.stats()["token"]["refresh_token"] > refreshes
+    grant = await keeper.store.get_grant(ada)
+    assert grant is not None
+    assert classify(grant, keeper.clock.now(), SweepOptions()) == GrantHealth.HEALTHY
+
+
+async def test_a_pending_revocation_is_completed_by_the_sweep(keeper: Keeper, world: World) -> None:
+    sub = (await keeper.sign_in(world.code())).sub
+    world.emulator.control.add_fault("revoke", status=503, count=None)
+    outcome = await keeper.disconnect(sub)
+    assert outcome.pending
+    grant = await keeper.store.get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.PENDING_REVOCATION
+
+    still = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    assert [(g.state, g.action) for g in still.grants] == [
+        (GrantHealth.PENDING, "revocation_still_pending")
+    ]
+    assert world.stats()["live_refresh_tokens_per_user"].get(sub) == 1
+
+    world.emulator.control.clear_faults()
+    done = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    assert [(g.state, g.action) for g in done.grants] == [
+        (GrantHealth.DISCONNECTED, "revocation_completed")
+    ]
+    assert world.stats()["live_refresh_tokens_per_user"].get(sub, 0) == 0
+    grant = await keeper.store.get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.DISCONNECTED
+    assert grant.refresh_token is None
+    assert grant.access_token is None
+    outcomes = [e.outcome for e in await keeper.store.list_audit(sub, kind="disconnect")]
+    assert outcomes == ["revoked", "revocation_pending", "revocation_pending"]
+
+
+async def test_sweeps_on_several_hosts_revoke_once(
+    keeper: Keeper, world: World, store_target: Any, store_keyring: Any
+) -> None:
+    subs = []
+    for n in range(3):
+        email = f"user{n}@example.com"
+        world.emulator.control.create_user(email)
+        subs.append((await keeper.sign_in(world.code(email=email))).sub)
+    world.emulator.control.add_fault("revoke", status=503, count=None)
+    for sub in subs:
+        assert (await keeper.disconnect(sub)).pending
+    world.emulator.control.clear_faults()
+    revokes_before = world.stats().get("revoke", 0)
+
+    clock = world.emulator.state.clock
+    hosts = []
+    for _ in range(3):
+        store = await store_target.open(store_keyring, clock)
+        provider = quick_provider(world.settings, clock)
+        hosts.append((store, Keeper(world.settings, clock=clock, store=store, provider=provider)))
+    try:
+        results: list[Any] = []
+
+        async def run(store: Any, other: Keeper) -> None:
+            async with other:
+                results.append(await sweep(store, now=clock.now(), keeper=other))
+
+        async with anyio.create_task_group() as group:
+            for store, other in hosts:
+                group.start_soon(run, store, other)
+    finally:
+        for store, other in hosts:
+            await other.provider.aclose()
+            await store.close()
+
+    completed = [g.sub for r in results for g in r.grants if g.action == "revocation_completed"]
+    assert sorted(completed) == sorted(subs)
+    assert world.stats()["revoke"] - revokes_before == len(subs)
+    for sub in subs:
+        grant = await keeper.store.get_grant(sub)
+        assert grant is not None
+        assert grant.status == GrantStatus.DISCONNECTED
+
+
+async def test_expiring_grants_are_announced_by_webhook(keeper: Keeper) -> None:
+    await _seed_other(
+        keeper, "500", refresh_token_expires_at=keeper.clock.now() + timedelta(hours=5)
+    )
+    secret = generate_secret()
+    with webhook_sink() as sink:
+        sender = WebhookSender(sink.url, secret)
+        report = await sweep(keeper.store, now=keeper.clock.now(), webhooks=sender)
+        await sender.drain()
+        (received,) = sink.wait_for(1)
+    assert report.grants[0].action == "notified"
+    payload = Webhook(secret).verify(received.body, received.headers)
+    assert payload["type"] == "grant.expiring"
+    assert payload["data"]["sub"] == "500"
+    assert payload["data"]["client_id"] == keeper.client_id
+    assert "refresh" not in received.body.decode()
