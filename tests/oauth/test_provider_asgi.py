@@ -1,0 +1,44 @@
+"""The same provider client mounted on the emulator's ASGI app in-process (``transport=``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from grantkeeper.clock import SYSTEM_CLOCK
+from grantkeeper.emulator import AsyncEmulatorControl, EmulatorConfig, create_app
+from grantkeeper.oauth import OAuthProvider
+from grantkeeper.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+ORIGIN = "http://emulator.test"
+
+
+async def test_sign_in_through_an_asgi_transport(tmp_path: Path) -> None:
+    transport = httpx.ASGITransport(app=create_app(EmulatorConfig(base_url=ORIGIN)))
+    async with AsyncEmulatorControl(ORIGIN, transport=transport) as control:
+        web = await control.create_client("web")
+        android = await control.create_client("android")
+        user = await control.create_user("grace@example.com", name="Grace Hopper")
+        code = await control.server_auth_code(
+            android["client_id"], web["web"]["client_id"], "grace@example.com"
+        )
+        secrets = tmp_path / "client_secret.json"
+        secrets.write_text(json.dumps(web), encoding="utf-8")
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            client_secrets_file=secrets,
+            issuer=ORIGIN,
+            allowed_client_ids=android["client_id"],  # a comma list, as in the environment
+        )
+        async with OAuthProvider(settings, clock=SYSTEM_CLOCK, transport=transport) as provider:
+            signed_in = await provider.sign_in(code, "android")
+        assert signed_in.identity.sub == user["sub"]
+        assert signed_in.identity.name == "Grace Hopper"
+        assert signed_in.identity.azp == android["client_id"]
+        stats = await control.stats()
+        assert stats["token"]["authorization_code"] == 1
