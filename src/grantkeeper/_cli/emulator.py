@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from grantkeeper.emulator.config import EmulatorConfig, EmulatorSettings
-
 HELP = """
 Serve a Google-compatible OAuth 2.0 / OpenID Connect provider (and small
 Drive and Photos APIs) and print its base URL. Clients find everything
@@ -60,6 +58,9 @@ def emulator(
         False, "--testing-mode", help='Publishing status "Testing": 7-day refresh tokens.'
     ),
 ) -> None:
+    # Imported here: the emulator pulls in FastAPI and uvicorn, which `grantkeeper --help`
+    # and the other commands should not pay for.
+    from grantkeeper.emulator import EmulatorConfig, EmulatorSettings
     from grantkeeper.emulator.server import serve
 
     settings = EmulatorSettings(issuer=issuer, testing_mode=testing_mode)
