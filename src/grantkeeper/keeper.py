@@ -301,7 +301,7 @@ class Keeper:
         if grant is None:
             raise UnknownUser(f"No grant is stored for user {sub}.")
         if grant.status != GrantStatus.ACTIVE:
-            raise GrantRevoked(grant.status_reason or grant.status, status=grant.status)
+            raise GrantRevoked(grant.status_reason or grant.status, grant_status=grant.status)
         if grant.refresh_token is None:
             raise GrantRevoked(
                 "no_refresh_token",

@@ -56,7 +56,7 @@ class World:
 def world(emulator: EmulatorHandle, tmp_path: Path) -> World:
     control = emulator.control
     control.reset()
-    secrets_json = control.create_client("web")
+    secrets_json = control.create_client("web", redirect_uris=["http://127.0.0.1/"])
     web_client_id = secrets_json["web"]["client_id"]
     ios_client_id = control.create_client("ios")["client_id"]
     user = control.create_user("ada@example.com", name="Ada Lovelace")

@@ -45,7 +45,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/json", "") and body.strip().startswith(b"{"):
+    if content_type == "application/json" or (content_type == "" and body.lstrip()[:1] == b"{"):
         try:
             data = json.loads(body)
         except ValueError:
