@@ -48,7 +48,7 @@ class Scene:
             "allowed_client_ids": [self.ios_id],
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     def provider(
         self,

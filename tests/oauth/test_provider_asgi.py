@@ -30,7 +30,7 @@ async def test_sign_in_through_an_asgi_transport(tmp_path: Path) -> None:
         secrets = tmp_path / "client_secret.json"
         secrets.write_text(json.dumps(web), encoding="utf-8")
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             client_secrets_file=secrets,
             issuer=ORIGIN,
             allowed_client_ids=android["client_id"],  # a comma list, as in the environment

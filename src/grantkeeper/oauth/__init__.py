@@ -10,7 +10,7 @@ from grantkeeper.oauth.client_secrets import (
     load_client_secrets,
     parse_client_secrets,
 )
-from grantkeeper.oauth.discovery import GOOGLE_ISSUERS, ProviderMetadata
+from grantkeeper.oauth.discovery import ProviderMetadata
 from grantkeeper.oauth.id_token import IdTokenPolicy, VerifiedIdentity, at_hash
 from grantkeeper.oauth.provider import OAuthProvider, ProviderOptions, SignIn
 from grantkeeper.oauth.retry import RetryPolicy
@@ -23,7 +23,6 @@ from grantkeeper.oauth.token_endpoint import (
 )
 
 __all__ = [
-    "GOOGLE_ISSUERS",
     "ClientSecrets",
     "IdTokenPolicy",
     "OAuthProvider",

@@ -62,6 +62,7 @@ from grantkeeper.oauth.token_endpoint import (
     TokenResponse,
     authorization_code_form,
     is_transient,
+    is_web_redirect_uri,
     parse_error_body,
     parse_token_response,
     redirect_uri_for,
@@ -129,6 +130,11 @@ class OAuthProvider:
             raise ConfigurationError(
                 "GRANTKEEPER_MOBILE_REDIRECT_URI must be '' or 'postmessage', the redirect URIs "
                 "Google accepts for iOS/Android server auth codes."
+            )
+        if not is_web_redirect_uri(settings.web_redirect_uri):
+            raise ConfigurationError(
+                "GRANTKEEPER_WEB_REDIRECT_URI must be 'postmessage' (popup sign-in) or the "
+                "http(s) URL your web page registered as its redirect URI."
             )
         self.settings = settings
         self.client_secrets = client_secrets
@@ -204,7 +210,9 @@ class OAuthProvider:
             raise InvalidRequest("The server auth code is empty.")
         metadata = await self.discover()
         redirect_uri = redirect_uri_for(
-            platform, mobile_redirect_uri=self.settings.mobile_redirect_uri
+            platform,
+            mobile_redirect_uri=self.settings.mobile_redirect_uri,
+            web_redirect_uri=self.settings.web_redirect_uri,
         )
         form = authorization_code_form(
             code,

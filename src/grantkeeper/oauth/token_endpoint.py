@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from grantkeeper.errors import (
     GrantkeeperError,
@@ -52,16 +53,31 @@ REAUTH_SUBTYPES = frozenset({"invalid_rapt", "rapt_required"})
 _MAX_DESCRIPTION = 200
 
 
-def redirect_uri_for(platform: Platform, *, mobile_redirect_uri: str = "") -> str:
+def is_web_redirect_uri(value: str) -> bool:
+    """``'postmessage'`` (popup flows) or an absolute ``http(s)`` URL (redirect flows)."""
+    if value == WEB_REDIRECT_URI:
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.fragment
+
+
+def redirect_uri_for(
+    platform: Platform, *, mobile_redirect_uri: str = "", web_redirect_uri: str = WEB_REDIRECT_URI
+) -> str:
     """The ``redirect_uri`` to redeem a server auth code with; chosen by us, never the caller.
 
     iOS/Android server auth codes are redeemed with ``''`` (Google's offline-access guide: "If
     you don't have a web version of your app, you can specify an empty string") or with
     ``'postmessage'`` when the app also has a web version (``GRANTKEEPER_MOBILE_REDIRECT_URI``).
-    Web popup codes (GIS ``initCodeClient``, ``grantOfflineAccess``) use ``'postmessage'``.
+    Web popup codes (GIS ``initCodeClient``, ``grantOfflineAccess``) use ``'postmessage'``; a
+    web page that redirects to Google and back (GIS ``ux_mode: 'redirect'``, the classic
+    server-side flow) gets codes bound to its registered redirect URI, so the exchange must
+    send that URI (``GRANTKEEPER_WEB_REDIRECT_URI``).
     """
     if platform == "web":
-        return WEB_REDIRECT_URI
+        if not is_web_redirect_uri(web_redirect_uri):
+            raise ValueError("web_redirect_uri must be 'postmessage' or an http(s) URL")
+        return web_redirect_uri
     if platform in ("ios", "android"):
         if mobile_redirect_uri not in MOBILE_REDIRECT_URIS:
             raise ValueError("mobile_redirect_uri must be '' or 'postmessage'")
