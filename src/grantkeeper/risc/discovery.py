@@ -101,19 +101,15 @@ class RiscKeySource:
     ) -> None:
         self.issuer = issuer
         self._clock = clock
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=timeout,
-            headers={"Accept": "application/json", "User-Agent": "grantkeeper"},
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._timeout = timeout
         self._config: RiscConfiguration | None = None
         self._config_expires_at: datetime | None = None
         self._jwks = JwksCache(min_refetch_interval=min_refetch_interval)
         self._lock = asyncio.Lock()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Nothing to release: each (rare, cached) fetch uses its own connection."""
 
     async def configuration(self) -> RiscConfiguration:
         """The issuer's risc-configuration; a failed re-fetch keeps the cached one."""
@@ -171,9 +167,22 @@ class RiscKeySource:
         lifetime = cache_lifetime(response.headers, floor=60, ceiling=86400, default=3600)
         self._jwks.store(keys, lifetime=lifetime, now=self._clock.now())
 
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=self._transport,
+            timeout=self._timeout,
+            headers={"Accept": "application/json", "User-Agent": "grantkeeper"},
+            follow_redirects=False,
+        )
+
     async def _get(self, url: str) -> httpx.Response:
         try:
-            response = await self._http.get(url)
+            if self._transport is None:
+                async with self._client() as client:
+                    response = await client.get(url)
+            else:
+                # An injected transport belongs to the caller; closing the client would close it.
+                response = await self._client().get(url)
         except httpx.TimeoutException:
             raise ProviderTimeout(f"The RISC issuer did not answer in time ({url}).") from None
         except httpx.TransportError as error:
