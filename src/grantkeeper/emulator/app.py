@@ -18,7 +18,8 @@ from grantkeeper.emulator.control import ControlError
 from grantkeeper.emulator.faults import DropConnection
 from grantkeeper.emulator.state import EmulatorState
 
-#: Routers written alongside the OAuth core; included when their modules are present.
+#: Routers written alongside the OAuth core (Drive, Photos, the RISC transmitter); included when
+#: their modules are present.
 API_MODULES = ("drive", "photos", "risc", "discovery_docs")
 
 

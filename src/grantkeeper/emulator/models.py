@@ -44,7 +44,7 @@ class Client:
 
     client_id: str
     type: ClientType
-    client_secret: str | None
+    client_secret: str | None = field(repr=False)
     project_id: str
     redirect_uris: list[str] = field(default_factory=list)
     javascript_origins: list[str] = field(default_factory=list)
@@ -60,7 +60,7 @@ class Client:
 class AuthCode:
     """A one-time authorization code and everything the consent decided."""
 
-    code: str
+    code: str = field(repr=False)
     sub: str
     client_id: str
     """The client that must redeem it (``aud`` of the ID token)."""
