@@ -34,9 +34,12 @@ def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) 
     """Register a web (server) client and iOS/Android clients at ``emulator``, write the web
     client's ``client_secret.json`` into ``data_dir``, and build settings that use them."""
     control = emulator.control
+    # A page that redirects to the consent page and back redeems its codes with its own URL.
+    page = overrides.get("web_redirect_uri")
+    extra = [page] if isinstance(page, str) and page != "postmessage" else []
     web = control.create_client(
         "web",
-        redirect_uris=[emulator.base_url + "/", "http://127.0.0.1/", "http://localhost/"],
+        redirect_uris=[emulator.base_url + "/", "http://127.0.0.1/", "http://localhost/", *extra],
     )
     ios = control.create_client("ios")
     android = control.create_client("android")

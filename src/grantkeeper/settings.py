@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     mobile_redirect_uri: str = ""
     """``redirect_uri`` used to redeem iOS/Android server auth codes (``''`` or ``postmessage``)."""
 
+    web_redirect_uri: str = "postmessage"
+    """``redirect_uri`` used to redeem web codes: ``postmessage`` for popup sign-in (GIS
+    ``initCodeClient``), or the page's registered URL when it redirects to Google and back."""
+
     id_token_leeway_seconds: int = Field(default=60, ge=0, le=600)
     """Clock skew tolerated on ``exp``/``iat``."""
 
