@@ -215,3 +215,15 @@ def test_google_auth_refresh_error_for_unknown_client(api: OAuthApi) -> None:
         google.auth.exceptions.RefreshError, match=r"invalid_client: The OAuth client was not found"
     ):
         creds.refresh(Request())
+
+
+def test_unconfirmed_shapes_are_settings(api: OAuthApi) -> None:
+    api.emulator.control.update_settings(
+        revoke_success_body="", tokeninfo_id_token_header=False, server_code_azp="server"
+    )
+    body = api.sign_in()
+    claims = api.http.get("/tokeninfo", params={"id_token": body["id_token"]}).json()
+    assert "alg" not in claims
+    assert claims["azp"] == api.web["client_id"]
+    revoked = api.http.post("/revoke", data={"token": body["access_token"]})
+    assert (revoked.status_code, revoked.content) == (200, b"")

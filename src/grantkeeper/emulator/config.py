@@ -7,6 +7,7 @@ who learns what Google really does can change it without touching code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,6 +68,16 @@ class EmulatorSettings(BaseModel):
 
     revoke_error_description: str = "Token expired or revoked"
     """``error_description`` when revoking an unknown or dead token [U]."""
+
+    revoke_success_body: str = "{}"
+    """Body of a successful revocation [U: empty or ``{}``]."""
+
+    server_code_azp: Literal["client", "server"] = "client"
+    """``azp`` of ID tokens from a server auth code: the app's client (``client``, the likely
+    answer) or the server client itself (``server``) [U]."""
+
+    tokeninfo_id_token_header: bool = True
+    """tokeninfo for an ID token also returns its ``alg``, ``kid`` and ``typ`` [U]."""
 
     include_locale_claim: bool = False
     """Add ``locale`` to ID tokens (Google dropped it from ``claims_supported`` by 2024)."""

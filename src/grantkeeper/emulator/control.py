@@ -166,7 +166,11 @@ def build_router(state: EmulatorState) -> APIRouter:
             ConsentRequest(
                 user=user,
                 client=server,
-                azp=app_client.client_id,
+                azp=(
+                    app_client.client_id
+                    if state.settings.server_code_azp == "client"
+                    else server.client_id
+                ),
                 scopes=normalize_scopes(body.scopes),
                 redirect_uris=frozenset(redirects),
                 offline=body.offline,

@@ -131,7 +131,9 @@ def build_router(state: EmulatorState) -> APIRouter:
             grants.revoke_token(state, token)
         except GoogleOAuthError as error:
             return oauth_error(error)
-        return google_json({})
+        return Response(
+            state.settings.revoke_success_body, media_type="application/json; charset=utf-8"
+        )
 
     router.add_api_route("/revoke", revoke, methods=["POST"])
     # The legacy host accepted GET as well (zenn.dev/gz; dockstore#2592).
@@ -232,5 +234,7 @@ def _verify_id_token(state: EmulatorState, token: str) -> dict[str, str] | None:
     exp, iat = claims.get("exp"), claims.get("iat")
     if not isinstance(exp, int) or not isinstance(iat, int) or not iat <= now < exp:
         return None
+    if not state.settings.tokeninfo_id_token_header:
+        return _string_values(claims)
     header = {k: decoded.header.get(k) for k in ("alg", "kid", "typ")}
     return _string_values({**claims, **header})
