@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """Timeout of each call to the provider."""
 
+    provider_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per provider call when it fails transiently (backoff with jitter between)."""
+
     webhook_url: str | None = None
     """Where grant life-cycle notifications are POSTed (Standard Webhooks)."""
 

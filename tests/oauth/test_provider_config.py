@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -42,3 +43,13 @@ def test_mobile_redirect_uri_must_be_one_google_accepts(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigurationError, match="GRANTKEEPER_MOBILE_REDIRECT_URI"):
         OAuthProvider(settings)
+
+
+def test_attempt_budget_comes_from_the_settings(tmp_path: Path) -> None:
+    path = tmp_path / "client_secret.json"
+    info = {"client_id": "c", "client_secret": "s", "token_uri": "https://t"}
+    path.write_text(json.dumps({"web": info}), encoding="utf-8")
+    settings = Settings(_env_file=None, client_secrets_file=path, provider_attempts=5)
+    provider = OAuthProvider(settings)
+    assert provider.options.retry.attempts == 5
+    asyncio.run(provider.aclose())

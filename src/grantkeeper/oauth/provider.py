@@ -107,7 +107,8 @@ class OAuthProvider:
         client_secrets: the server client; loaded from ``settings.client_secrets_file`` if None.
         clock: the time source for expiry, leeway and caches.
         transport: an httpx transport, e.g. ``httpx.ASGITransport(app=emulator_app)``.
-        options: cache bounds and the retry budget.
+        options: cache bounds and the retry budget (default: ``settings.provider_attempts``
+            attempts with exponential backoff and jitter).
     """
 
     def __init__(
@@ -139,7 +140,9 @@ class OAuthProvider:
         self.settings = settings
         self.client_secrets = client_secrets
         self.clock = clock
-        self.options = options or ProviderOptions()
+        self.options = options or ProviderOptions(
+            retry=RetryPolicy(attempts=settings.provider_attempts)
+        )
         self.issuer = settings.issuer
         self._http = httpx.AsyncClient(
             transport=transport,
