@@ -22,7 +22,6 @@ from standardwebhooks import Webhook
 
 from grantkeeper.emulator.server import bind, url_of
 from grantkeeper.keeper import Keeper
-from grantkeeper.lifecycle import attach
 from grantkeeper.settings import Settings
 from grantkeeper.web import create_app
 from grantkeeper.webhooks import generate_secret
@@ -110,11 +109,7 @@ def served(world: World, tmp_path: Path) -> Iterator[Served]:
             }
         )
         keeper = Keeper(settings)
-        app = create_app(
-            keeper,
-            owns_keeper=True,
-            extend=lambda app: setattr(app.state, "webhooks", attach(keeper)),
-        )
+        app = create_app(keeper, owns_keeper=True)
         sock = bind("127.0.0.1", 0)
         server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
