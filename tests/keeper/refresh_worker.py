@@ -1,5 +1,6 @@
 """A separate keeper process for the cross-process tests: ``python -m tests.keeper.refresh_worker
-CONFIG_JSON``. It shares the test's clock offset, waits for a common start time, asks for the
+CONFIG_JSON``. It shares the test's clock offset, says "ready", waits for the test's go file
+(so that every process starts at once), asks for the
 user's access token from ``callers`` concurrent tasks and prints the tokens as JSON."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from grantkeeper.clock import OffsetClock
@@ -21,15 +23,16 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(**config["settings"], _env_file=None)  # type: ignore[call-arg]
     async with Keeper(settings, clock=clock) as keeper:
         print("ready", file=sys.stderr, flush=True)
-        delay = config["start_at"] - time.time()
-        # The test checks every process was ready before the common start.
-        on_time = delay > 0
-        if on_time:
-            await asyncio.sleep(delay)
+        go = Path(config["go_file"])
+        deadline = time.monotonic() + 60
+        while not go.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("no go file within 60 s")
+            await asyncio.sleep(0.005)
         tokens = await asyncio.gather(
             *(keeper.access_token(config["sub"]) for _ in range(config["callers"]))
         )
-    return {"tokens": [token.token for token in tokens], "on_time": on_time}
+    return {"tokens": [token.token for token in tokens]}
 
 
 if __name__ == "__main__":

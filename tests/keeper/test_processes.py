@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,21 +65,29 @@ async def keeper_with_key(world: World, store_target: Any, shared_key: str) -> A
 
 
 async def test_four_processes_fifty_callers_each_one_refresh(
-    keeper_with_key: Keeper, world: World, store_target: Any, shared_key: str
+    keeper_with_key: Keeper, world: World, store_target: Any, shared_key: str, tmp_path: Path
 ) -> None:
     result = await keeper_with_key.sign_in(world.code())
     world.emulator.control.advance_clock(2 * 3600)
-    config = worker_config(
-        world, store_target, shared_key, result.sub, callers=50, start_at=time.time() + 4
-    )
+    go = tmp_path / "go"
+    config = worker_config(world, store_target, shared_key, result.sub, callers=50, go_file=str(go))
     workers = [start_worker(config) for _ in range(4)]
     tokens: list[str] = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
-        answer = json.loads(out)
-        assert answer["on_time"], "a worker started late: the processes did not overlap"
-        tokens.extend(answer["tokens"])
+    try:
+        for worker in workers:
+            assert worker.stderr is not None
+            line = worker.stderr.readline()
+            assert line.strip() == "ready", line + worker.stderr.read()
+        go.touch()
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err
+            tokens.extend(json.loads(out)["tokens"])
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
     assert len(tokens) == 200
     assert len(set(tokens)) == 1
     assert world.refreshes() == 1
