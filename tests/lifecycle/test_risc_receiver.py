@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -229,8 +230,9 @@ async def test_flagging_events_leave_the_grants_alone_and_are_audited(
 
 
 async def test_every_event_is_audited_with_its_jti_and_never_a_token(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: RiscReceiver, emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     jtis = []
     for token in (
         _set(emulator, "token-revoked", token=ALICE_RT, token_identifier_alg="prefix"),
@@ -240,7 +242,7 @@ async def test_every_event_is_audited_with_its_jti_and_never_a_token(
         jtis.append((await receiver.receive(token)).jti)
     audit = await store.list_audit(kind="risc")
     assert sorted(e.detail["jti"] for e in audit) == sorted(jtis)
-    dump = json.dumps([e.detail for e in await store.list_audit(limit=1000)])
+    dump = json.dumps([e.detail for e in await store.list_audit(limit=1000)]) + caplog.text
     for secret in (
         ALICE_RT,
         BOB_RT,
