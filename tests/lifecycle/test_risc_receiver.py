@@ -232,7 +232,7 @@ async def test_flagging_events_leave_the_grants_alone_and_are_audited(
 async def test_every_event_is_audited_with_its_jti_and_never_a_token(
     store: GrantStore, receiver: RiscReceiver, emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="grantkeeper")
     jtis = []
     for token in (
         _set(emulator, "token-revoked", token=ALICE_RT, token_identifier_alg="prefix"),
