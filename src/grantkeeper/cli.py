@@ -50,6 +50,10 @@ app.command("serve")(_access.serve)
 app.add_typer(_access.users_app, name="users")
 app.command("token")(_access.token)
 
+from grantkeeper._cli.demo import demo as _demo  # noqa: E402
+
+app.command("demo")(_demo)
+
 
 def main() -> None:
     app()

@@ -1,0 +1,418 @@
+"""``grantkeeper demo``: the seed's whole story, told and checked step by step.
+
+An iOS photo app signs a user in with Google and hands its backend (the keeper's real HTTP API)
+a one-time server auth code. Later, with the user gone, a worker enhances the user's pictures in
+Google Photos: the seed's own example. Google is the emulator; everything else is production
+code on the embedded default (SQLite and a key file in the data directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Coroutine
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from googleapiclient.discovery import build
+from googleapiclient.http import MediaIoBaseUpload
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from grantkeeper._keeper.sync import SyncKeeper
+from grantkeeper.demo.narration import Narrator, Step, StepFailed, check
+from grantkeeper.demo.photo_job import (
+    PHOTOS_SCOPES,
+    PhotosLibrary,
+    enhance_inbox,
+    pixel_change,
+    save_pairs,
+)
+from grantkeeper.demo.serving import serve_in_thread
+from grantkeeper.devmode import DevWorld, register_app
+from grantkeeper.emulator import EmulatorHandle, run_emulator
+from grantkeeper.keeper import Keeper
+from grantkeeper.oauth import load_client_secrets
+from grantkeeper.store import Grant
+from grantkeeper.web import create_app
+
+T = TypeVar("T")
+
+DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
+SIGN_IN_SCOPES = ("openid", "email", "profile", DRIVE_APPDATA, *PHOTOS_SCOPES)
+PICTURES = 4
+#: The seed's claims, in its order.
+PROFILE_CLAIMS = (
+    "sub",
+    "email",
+    "email_verified",
+    "name",
+    "picture",
+    "locale",
+    "family_name",
+    "given_name",
+)
+#: The iOS app's CSRF header value: any value will do; its presence is what counts.
+REQUESTED_WITH = "com.example.photos"
+#: Injected failures for testing the demo itself: ``name -> (step title, emulator fault)``.
+FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "refresh": (
+        "The offline job enhances the pictures",
+        {
+            "endpoint": "token",
+            "status": 400,
+            "body": {"error": "invalid_grant", "error_description": "Token has been revoked."},
+            "count": None,
+        },
+    ),
+    "photos": (
+        "The offline job enhances the pictures",
+        {"endpoint": "photos", "status": 503, "count": None},
+    ),
+}
+
+
+class DemoStory:
+    """The steps, sharing what earlier steps set up. Use :func:`run_demo`."""
+
+    def __init__(self, data_dir: Path, narrator: Narrator, fault: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.narrator = narrator
+        self.fault = fault
+        self.stack = ExitStack()
+        self.secrets_seen: set[str] = set()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def emulator(self) -> EmulatorHandle:
+        return self.world.emulator
+
+    def steps(self) -> list[Step]:
+        steps = [
+            Step("Start the emulator (Google on localhost)", self.start_emulator),
+            Step("Register the app: a web client and an iOS client", self.register_app),
+            Step("Start the keeper's HTTP API on SQLite", self.start_keeper),
+            Step('Create a test user with pictures in "Inbox"', self.create_user),
+            Step("The iOS app signs in and POSTs its server auth code", self.sign_in),
+            Step("Drive: the app folder and a settings file", self.drive),
+            Step("The user goes offline: time passes", self.go_offline),
+            Step("The offline job enhances the pictures", self.offline_job),
+            Step("Nothing leaked: no token in the files", self.nothing_leaked),
+        ]
+        if self.fault is not None:
+            title, fault = FAULTS[self.fault]
+            steps = [
+                Step(s.title, self._with_fault(s, fault)) if s.title == title else s for s in steps
+            ]
+        return steps
+
+    def _with_fault(self, step: Step, fault: dict[str, Any]) -> Any:
+        def run() -> str:
+            self.say(f"(testing) the emulator will fail: {self.fault}")
+            self.emulator.control.add_fault(**fault)
+            return step.run()
+
+        return run
+
+    def say(self, text: str) -> None:
+        self.narrator.say(text)
+
+    def on_worker(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the worker keeper's event loop (its store lives there)."""
+        loop = self.worker.keeper.loop
+        assert loop is not None
+        return asyncio.run_coroutine_threadsafe(work, loop).result(60)
+
+    def grant(self) -> Grant:
+        found = self.on_worker(self.worker.keeper.store.get_grant(self.sub))
+        if found is None:
+            raise StepFailed(f"the store holds no grant for user {self.sub}")
+        return found
+
+    def refreshes(self) -> int:
+        return int(self.emulator.control.stats()["token"]["refresh_token"])
+
+    def discovery(self, api: str, version: str) -> str:
+        return f"{self.emulator.base_url}/discovery/v1/apis/{api}/{version}/rest"
+
+    def close(self) -> None:
+        self.stack.close()
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    def start_emulator(self) -> str:
+        handle = self.stack.enter_context(run_emulator())
+        self._emulator = handle
+        config = httpx.get(handle.base_url + "/.well-known/openid-configuration").json()
+        jwks = httpx.get(config["jwks_uri"]).json()
+        self.say(f"issuer        {config['issuer']}")
+        self.say(f"token         {config['token_endpoint']}")
+        self.say(f"signing keys  {', '.join(k['kid'][:12] + '…' for k in jwks['keys'])}")
+        check(config["issuer"] == handle.base_url, "the issuer is not the emulator's URL")
+        check(bool(jwks["keys"]), "the emulator publishes no signing keys")
+        return "OpenID discovery and the signing keys answer, as Google's do"
+
+    def register_app(self) -> str:
+        self.world: DevWorld = register_app(
+            self._emulator, self.data_dir, database_url=None, database_schema=None
+        )
+        settings = self.world.settings
+        assert settings.client_secrets_file is not None
+        secrets = load_client_secrets(settings.client_secrets_file)
+        mode = settings.client_secrets_file.stat().st_mode & 0o777
+        self.say(f"web (server) client  {self.world.web_client_id}")
+        self.say(f"iOS client           {self.world.ios_client_id}")
+        self.say(f"client_secret.json   {settings.client_secrets_file} (mode {mode:o})")
+        check(secrets.client_id == self.world.web_client_id, "client_secret.json names another id")
+        check(mode == 0o600, f"client_secret.json is readable by others (mode {mode:o})")
+        check(
+            self.world.ios_client_id in settings.allowed_client_ids,
+            "the iOS client is not among the allowed client ids",
+        )
+        return "the keeper is configured like production: client_secret.json and allowed ids"
+
+    def start_keeper(self) -> str:
+        settings = self.world.settings
+        keeper = Keeper(settings, clock=self.emulator.state.clock)
+        app = create_app(keeper, owns_keeper=True)
+        self.keeper_url = self.stack.enter_context(serve_in_thread(app))
+        self.http = self.stack.enter_context(httpx.Client(base_url=self.keeper_url, timeout=30))
+        ready = self.http.get("/readyz")
+        database = settings.effective_database_url.split("///", 1)[-1]
+        self.say(f"keeper   {self.keeper_url}  (OpenAPI at {self.keeper_url}/docs)")
+        self.say(f"store    {database}")
+        check(ready.status_code == 200, f"/readyz answered {ready.status_code}: {ready.text}")
+        check(Path(database).is_file(), "the SQLite database was not created")
+        # The worker: a second keeper on the same store, as a job queue's process would be.
+        self.worker = self.stack.enter_context(
+            SyncKeeper(settings, clock=self.emulator.state.clock)
+        )
+        return "the HTTP API is up and its store migrated; a worker shares the store"
+
+    def create_user(self) -> str:
+        control = self.emulator.control
+        user = control.create_user(
+            "ada@example.com",
+            name="Ada Lovelace",
+            given_name="Ada",
+            family_name="Lovelace",
+            locale="en-GB",
+        )
+        self.email, self.emulator_sub = user["email"], user["sub"]
+        seeded = control.http.post(
+            f"/emulator/users/{self.emulator_sub}/photos",
+            json={"client_id": self.world.ios_client_id, "album_title": "Inbox", "count": PICTURES},
+        )
+        seeded.raise_for_status()
+        album = seeded.json()["album"]
+        self.say(f"user     {user['name']} <{self.email}>")
+        self.say(f'album    "{album["title"]}" with {album.get("mediaItemsCount")} pictures')
+        check(album.get("mediaItemsCount") == str(PICTURES), "Inbox does not hold the pictures")
+        return f"a Google account whose Photos hold {PICTURES} pictures the app uploaded earlier"
+
+    def sign_in(self) -> str:
+        control = self.emulator.control
+        # What GIDSignIn hands the app: signInResult.serverAuthCode.
+        code = control.server_auth_code(
+            self.world.ios_client_id, self.world.web_client_id, self.email, SIGN_IN_SCOPES
+        )
+        self.secrets_seen.add(code)
+        body = {"code": code, "platform": "ios"}
+        forged = self.http.post("/v1/google/signin", json=body)
+        check(
+            forged.status_code == 403
+            and forged.json().get("code") == "csrf_header_missing"
+            and forged.headers["content-type"].startswith("application/problem+json"),
+            f"a POST without X-Requested-With was not refused (HTTP {forged.status_code})",
+        )
+        self.say("a POST without X-Requested-With is refused: 403 csrf_header_missing")
+        answer = self.http.post(
+            "/v1/google/signin", json=body, headers={"X-Requested-With": REQUESTED_WITH}
+        )
+        check(answer.status_code == 200, f"sign-in answered {answer.status_code}: {answer.text}")
+        result = answer.json()
+        user, grant = result["user"], result["grant"]
+        self.sub = str(user["sub"])
+        for claim in PROFILE_CLAIMS:
+            value = user.get(claim)
+            self.say(f"{claim:<15}{'(not in the ID token)' if value is None else value}")
+        self.say("granted scopes:")
+        for scope in grant["scopes"]:
+            self.say(f"  {scope}")
+        retried = self.http.post(
+            "/v1/google/signin", json=body, headers={"X-Requested-With": REQUESTED_WITH}
+        )
+        exchanges = self.emulator.control.stats()["token"]["authorization_code"]
+        check(self.sub == self.emulator_sub, "the keeper's sub is not the Google account's")
+        check(user["email_verified"] is True, "the email is not verified")
+        check(grant["offline"] is True, "no refresh token was stored: no offline access")
+        wanted = set(SIGN_IN_SCOPES) - {"openid", "email", "profile"}
+        check(wanted <= set(grant["scopes"]), f"scopes missing: {wanted - set(grant['scopes'])}")
+        check(retried.json() == result, "a retried POST of the same code got another answer")
+        check(exchanges == 1, f"the code was exchanged {exchanges} times, not once")
+        self.say("a retried POST of the same code gets the same answer, with no second exchange")
+        return "the ID token was verified, the user keyed by sub, the refresh token kept"
+
+    def drive(self) -> str:
+        credentials = self.worker.credentials(self.sub, [DRIVE_APPDATA])
+        service = build(
+            "drive",
+            "v3",
+            credentials=credentials,
+            discoveryServiceUrl=self.discovery("{api}", "{apiVersion}"),
+            static_discovery=False,
+            cache_discovery=False,
+        )
+        with service:
+            folder = service.files().get(fileId="appfolder", fields="id,name").execute()
+            self.say(f"files.get('appfolder') -> id {folder['id']}")
+            document = json.dumps({"theme": "dark", "enhance": "auto"}).encode()
+            media = MediaIoBaseUpload(io.BytesIO(document), mimetype="application/json")
+            created = (
+                service.files()
+                .create(
+                    body={"name": "settings.json", "parents": ["appDataFolder"]},
+                    media_body=media,
+                    fields="id,name",
+                )
+                .execute()
+            )
+            listing = service.files().list(spaces="appDataFolder", fields="files(id,name)")
+            names = [f["name"] for f in listing.execute()["files"]]
+            content = service.files().get_media(fileId=created["id"]).execute()
+        self.say(f"appDataFolder now holds {names}")
+        check("settings.json" in names, "settings.json is not in appDataFolder")
+        check(content == document, "settings.json read back differs from what was written")
+        check(self.refreshes() == 0, "a refresh happened though the token was fresh")
+        return "google-api-python-client works with the keeper's credentials, as in the seed"
+
+    def go_offline(self) -> str:
+        grant = self.grant()
+        assert grant.access_token is not None
+        assert grant.access_token_expires_at is not None
+        old_token = grant.access_token
+        self.secrets_seen.add(old_token)
+        ahead = grant.access_token_expires_at - self.emulator.state.clock.now()
+        step = ahead + timedelta(minutes=1)
+        now = self.emulator.control.advance_clock(step.total_seconds())
+        self.say(f"the access token expired at {grant.access_token_expires_at:%H:%M:%S}")
+        self.say(f"the clock moved {step.total_seconds() / 60:.0f} minutes ahead: now {now}")
+        refused = httpx.get(
+            self.emulator.base_url + "/drive/v3/files/appfolder",
+            headers={"Authorization": f"Bearer {old_token}"},
+        )
+        self.say(f"the app's old access token now gets HTTP {refused.status_code} from Drive")
+        check(refused.status_code == 401, "the expired access token still works")
+        check(
+            self.emulator.state.clock.now() > grant.access_token_expires_at,
+            "the keeper's clock did not pass the expiry",
+        )
+        return "the user is away and the access token is dead: only the refresh token is left"
+
+    def offline_job(self) -> str:
+        before = self.refreshes()
+        credentials = self.worker.credentials(self.sub, PHOTOS_SCOPES)
+        self.say(f"the keeper refreshed the token; valid until {credentials.expiry:%H:%M:%S} UTC")
+        columns = (
+            TextColumn("   {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=self.narrator.console) as bar:
+            task = bar.add_task("enhancing", total=None)
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar.update(task, total=total, completed=done, description=f"{stage:<9}")
+
+            discovery = self.discovery("photoslibrary", "v1")
+            report = enhance_inbox(credentials, discovery, progress=progress)
+        self.secrets_seen.add(str(credentials.token))
+        out = self.data_dir / "photos"
+        pairs = save_pairs(report, out)
+        for photo, (_, now) in zip(report.photos, pairs, strict=True):
+            self.say(f"{photo.filename}: changed {photo.change:.0f}/255 on average -> {now.name}")
+        self.say(f"before/after pictures: {out}/before and {out}/after")
+        refreshes = self.refreshes() - before
+        grant = self.grant()
+        with PhotosLibrary(credentials, self.discovery("photoslibrary", "v1")) as photos:
+            enhanced = photos.album("Enhanced")
+            listed = photos.items(enhanced["id"]) if enhanced else []
+            first = photos.download(listed[0]) if listed else b""
+        check(report.ok, f"{len(report.failed)} picture(s) were not created: {report.failed}")
+        check(len(report.created) == PICTURES, f"{len(report.created)} of {PICTURES} enhanced")
+        check(all(p.change > 5 for p in report.photos), "an enhanced picture barely changed")
+        check(
+            [i["id"] for i in listed] == [p.created_id for p in report.created],
+            '"Enhanced" does not hold exactly the new pictures',
+        )
+        check(pixel_change(first, report.photos[0].after) < 1, "a stored picture differs")
+        check(refreshes == 1, f"the job cost {refreshes} refreshes, not exactly one")
+        check(
+            grant.access_token == credentials.token
+            and grant.last_refreshed_at is not None
+            and grant.access_token_expires_at is not None
+            and grant.access_token_expires_at > self.emulator.state.clock.now(),
+            "the refreshed token was not persisted in the store",
+        )
+        self.say(f"one refresh at Google, persisted in the store; {report.batch_calls} batchCreate")
+        return f'{PICTURES} pictures enhanced into "Enhanced" while the user was away'
+
+    def nothing_leaked(self) -> str:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        state = self.emulator.state
+        with state.lock:
+            self.secrets_seen.update(
+                t for t, r in state.refresh_tokens.items() if r.sub == self.sub
+            )
+            self.secrets_seen.update(t for t, r in state.access_tokens.items() if r.sub == self.sub)
+        files = [p for p in self.data_dir.rglob("*") if p.is_file() and p.suffix != ".jpg"]
+        found = [
+            f"{path.name}"
+            for path in files
+            for secret in self.secrets_seen
+            if secret.encode() in path.read_bytes()
+        ]
+        names = ", ".join(sorted(p.name for p in files))
+        self.say(f"searched {names} for {len(self.secrets_seen)} codes and tokens")
+        check(not found, f"a token or code is readable in {sorted(set(found))}")
+        return "the database holds tokens only encrypted; logs and files hold none"
+
+
+def run_demo(data_dir: Path, console: Console, *, fault: str | None = None) -> bool:
+    """Tell the story in ``data_dir``; True if every step held."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_file = data_dir / "demo.log"
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    saved_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    narrator = Narrator(console)
+    story = DemoStory(data_dir, narrator, fault)
+    console.print(
+        "[bold]grantkeeper demo[/]: an iOS photo app signs a user in with Google; later, with "
+        "the user gone, its backend enhances the user's photos (the seed's example).\n"
+        f"Data: {data_dir}   Log: {log_file}\n"
+    )
+    steps = story.steps()
+    try:
+        held = narrator.run(steps)
+    finally:
+        try:
+            story.close()
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(saved_level)
+            handler.close()
+    console.print()
+    narrator.report(len(steps))
+    return held
