@@ -79,34 +79,23 @@ def serve(
         typer.echo(f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer})")
         uvicorn.run(create_app(keeper, owns_keeper=True), host=host, port=port, log_level="info")
         return
+    from grantkeeper.demo.page import install_page
     from grantkeeper.devmode import dev_world
     from grantkeeper.web import create_app
 
     base = data_dir or Settings().data_dir / "dev"
-    with dev_world(base) as world:
+    # The dev page redirects to the consent page and back; its codes are bound to its URL.
+    page_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    page_url = f"http://{page_host}:{port}/"
+    with dev_world(base, web_redirect_uri=page_url) as world:
         keeper = Keeper(world.settings, clock=world.emulator.state.clock)
-        extend = _dev_page_extension(world)
-        app = create_app(keeper, owns_keeper=True, extend=extend)
+        app = create_app(keeper, owns_keeper=True, extend=lambda app: install_page(app, world))
         typer.echo(f"emulator   {world.emulator.base_url}")
         typer.echo(f"keeper     http://{host}:{port}  (OpenAPI at /docs)")
+        typer.echo(f"sign-in    {page_url}")
         typer.echo(f"service key for the token API: {world.service_key}")
         typer.echo(f"data       {base}")
         uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-def _dev_page_extension(world: Any) -> Callable[[Any], None] | None:
-    """The dev-mode page at ``/`` if the demo package provides it."""
-    import importlib
-
-    try:
-        page = importlib.import_module("grantkeeper.demo.page")
-    except ImportError:
-        return None
-
-    def extend(app: Any) -> None:
-        page.install_page(app, world)
-
-    return extend
 
 
 async def _open_store() -> GrantStore:
