@@ -11,8 +11,10 @@ across a call to the provider.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
@@ -51,6 +53,10 @@ log = logging.getLogger("grantkeeper.keeper")
 
 #: How long a retried POST of the same code gets the same answer (issue 3).
 REPLAY_TTL = timedelta(minutes=10)
+#: "Last used" is kept to this precision, so handing out a fresh token is a read, not a write.
+LAST_USED_PRECISION = timedelta(seconds=60)
+#: Callers queued behind a refresh take its result for this long without re-reading the store.
+_COALESCE_SECONDS = 1.0
 #: A concurrent retry in another process may still be writing its answer.
 _REPLAY_WAITS = (0.05, 0.15, 0.3)
 
@@ -90,6 +96,7 @@ class Keeper:
         self._transport = transport
         self._owner = f"keeper-{secrets.token_hex(6)}"
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._just_refreshed: dict[tuple[str, str], tuple[float, AccessToken]] = {}
         self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = EventBus()
@@ -286,7 +293,22 @@ class Keeper:
         key = (grant.sub, grant.client_id)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            return await self._refresh(grant.sub, grant.client_id, rejected)
+            recent = self._just_refreshed.get(key)
+            if recent is not None and self._coalesce(recent, rejected):
+                return dataclasses.replace(recent[1], refreshed=False)
+            token = await self._refresh(grant.sub, grant.client_id, rejected)
+            if token.refreshed:
+                self._just_refreshed[key] = (time.monotonic(), token)
+            return token
+
+    def _coalesce(self, recent: tuple[float, AccessToken], rejected: str | None) -> bool:
+        at, token = recent
+        margin = timedelta(seconds=self.settings.refresh_margin_seconds)
+        return (
+            time.monotonic() - at < _COALESCE_SECONDS
+            and token.token != rejected
+            and is_fresh(token.expires_at, self.clock.now(), margin)
+        )
 
     def _fresh(self, grant: Grant, rejected: str | None) -> bool:
         margin = timedelta(seconds=self.settings.refresh_margin_seconds)
@@ -312,7 +334,9 @@ class Keeper:
     async def _hand_out(self, grant: Grant, *, refreshed: bool) -> AccessToken:
         assert grant.access_token is not None
         assert grant.access_token_expires_at is not None
-        await self.store.touch_last_used(grant.sub, grant.client_id)
+        now = self.clock.now()
+        if grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_PRECISION:
+            await self.store.touch_last_used(grant.sub, grant.client_id, now)
         return AccessToken(
             token=grant.access_token,
             expires_at=grant.access_token_expires_at,
