@@ -42,6 +42,7 @@ from grantkeeper.errors import (
     StoreUnavailable,
     UnknownUser,
 )
+from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
 from grantkeeper.settings import Settings
 from grantkeeper.store import Grant, GrantStatus, GrantStore, UserProfile, signin_code_hash
@@ -108,7 +109,7 @@ class Keeper:
         self._loop = asyncio.get_running_loop()
         if self._provider is None:
             self._provider = OAuthProvider(
-                self.settings, clock=self.clock, transport=self._transport
+                self.settings, clock=self.clock, transport=TimedTransport(self._transport)
             )
         if self._store is None:
             self._store = await GrantStore.open_from_settings(self.settings, self.clock)
@@ -149,6 +150,11 @@ class Keeper:
     def client_id(self) -> str:
         """The server (web) client id: the grant's holder and the ID token's ``aud``."""
         return self.provider.client_secrets.client_id
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        """The httpx transport given for the provider (tests mount an ASGI emulator)."""
+        return self._transport
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -198,6 +204,13 @@ class Keeper:
                 if cached is not None:
                     return SignInResult.loads(cached)
                 return await self._sign_in(code, code_hash, platform)
+        except GrantkeeperError as error:
+            await self.events.emit(
+                GrantEvent(
+                    "sign_in_failed", "", self.client_id, self.clock.now(), {"code": error.code}
+                )
+            )
+            raise
         finally:
             if not lock.locked():
                 self._signin_locks.pop(code_hash, None)

@@ -205,3 +205,20 @@ async def test_openapi_documents_the_endpoints(api: httpx.AsyncClient) -> None:
     assert "/v1/google/signin" in spec["paths"]
     assert "/v1/users/{sub}/token" in spec["paths"]
     assert (await api.get("/docs")).status_code == 200
+
+
+async def test_metrics_count_sign_ins_by_outcome_and_provider_latency(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    def count(text: str, outcome: str) -> float:
+        prefix = f'grantkeeper_sign_ins_total{{outcome="{outcome}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+    before = (await api.get("/metrics")).text
+    await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    await api.post("/v1/google/signin", json={"code": "4/0notacode"}, headers=XRW)
+    after = (await api.get("/metrics")).text
+    assert count(after, "ok") == count(before, "ok") + 1
+    assert count(after, "invalid_code") == count(before, "invalid_code") + 1
+    assert 'grantkeeper_provider_request_seconds_count{endpoint="token"}' in after

@@ -14,8 +14,8 @@ log = logging.getLogger("grantkeeper.events")
 
 @dataclass(frozen=True, slots=True)
 class GrantEvent:
-    """``kind`` is one of ``signed_in``, ``recovered``, ``refreshed``, ``refresh_failed``,
-    ``revoked``, ``disconnected``."""
+    """``kind`` is one of ``signed_in``, ``sign_in_failed`` (``sub`` empty, ``detail.code``),
+    ``recovered``, ``refreshed``, ``refresh_failed``, ``revoked``, ``disconnected``."""
 
     kind: str
     sub: str

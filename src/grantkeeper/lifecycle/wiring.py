@@ -25,6 +25,8 @@ def metrics_listener(event: GrantEvent) -> None:
     """Count sign-ins and refreshes by outcome."""
     if event.kind == "signed_in":
         metrics.record_sign_in("ok")
+    elif event.kind == "sign_in_failed":
+        metrics.record_sign_in(str(event.detail.get("code", "error")))
     elif event.kind == "refreshed":
         metrics.record_refresh("ok")
     elif event.kind == "refresh_failed":
