@@ -26,8 +26,10 @@ def demo(
         help=f"Testing the demo: make the emulator fail ({', '.join(FAULTS)}).",
     ),
 ) -> None:
-    """Run the seed's story against the emulator: an app signs a user in, and later, with the
-    user gone, a job enhances the user's photos. Exits 0 only if every step held."""
+    """The whole story on the emulator, each step checked; exit 0 only if every step held.
+
+    An iOS app signs a user in; later, with the user gone, a job enhances the user's photos.
+    """
     if inject_fault is not None and inject_fault not in FAULTS:
         raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--inject-fault")
     where = data_dir or Path(tempfile.mkdtemp(prefix="grantkeeper-demo-"))
