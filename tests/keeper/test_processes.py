@@ -4,8 +4,10 @@ lost when a refreshing process is killed."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,55 @@ async def test_four_processes_fifty_callers_each_one_refresh(
     grant = await keeper_with_key.store.get_grant(result.sub)
     assert grant is not None
     assert grant.access_token == tokens[0]
+
+
+async def test_a_refresher_killed_mid_refresh_never_loses_the_grant(
+    keeper_with_key: Keeper, world: World, store_target: Any, shared_key: str, tmp_path: Path
+) -> None:
+    control = world.emulator.control
+    control.update_settings(rotate_refresh_tokens=True, response_delay_ms=300)
+    result = await keeper_with_key.sign_in(world.code())
+    kills_after_provider_acted = 0
+    for round_ in range(6):
+        control.advance_clock(2 * 3600)
+        go = tmp_path / f"go-{round_}"
+        config = worker_config(
+            world, store_target, shared_key, result.sub, callers=1, go_file=str(go)
+        )
+        before = world.refreshes()
+        worker = start_worker(config)
+        try:
+            assert worker.stderr is not None
+            assert worker.stderr.readline().strip() == "ready"
+            go.touch()
+            if round_ % 2 == 0:
+                # The provider has rotated the refresh token; its answer is still on the way.
+                deadline = time.monotonic() + 30
+                while world.refreshes() == before:
+                    assert time.monotonic() < deadline, "the worker never refreshed"
+                    time.sleep(0.005)
+                kills_after_provider_acted += 1
+            else:
+                time.sleep(0.05 * round_)  # somewhere before or during the call
+            worker.send_signal(signal.SIGKILL)
+        finally:
+            worker.communicate(timeout=60)
+        assert worker.returncode == -signal.SIGKILL
+    assert kills_after_provider_acted == 3
+    # Every time: the grant still works, from another process and from this one.
+    control.advance_clock(2 * 3600)
+    go = tmp_path / "go-final"
+    go.touch()
+    worker = start_worker(
+        worker_config(world, store_target, shared_key, result.sub, callers=3, go_file=str(go))
+    )
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    tokens = json.loads(out)["tokens"]
+    assert world.emulator.state.lookup_access_token(tokens[0]) is not None
+    control.advance_clock(2 * 3600)
+    token = await keeper_with_key.access_token(result.sub)
+    assert token.refreshed
+    grant = await keeper_with_key.store.get_grant(result.sub)
+    assert grant is not None
+    assert grant.status == "active"

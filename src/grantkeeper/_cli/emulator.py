@@ -31,7 +31,8 @@ Control API (JSON; full schema at BASE/emulator/docs):
   POST /emulator/users/{sub}/password-change  kills Gmail grants
   POST /emulator/clock  {advance_seconds}   (GET: current time)
   POST /emulator/settings  any subset of access_token_ttl,
-       testing_mode, rotate_refresh_tokens, latency_ms, issuer,
+       testing_mode, rotate_refresh_tokens, latency_ms,
+       response_delay_ms, issuer,
        code_ttl, refresh_idle_expiry, max_refresh_tokens, ...
   POST /emulator/keys/rotate  {overlap_seconds?}
   POST /emulator/faults  {endpoint, status?, body?, delay_ms?,

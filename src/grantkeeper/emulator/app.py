@@ -24,7 +24,8 @@ API_MODULES = ("drive", "photos", "risc", "discovery_docs")
 
 
 class EmulatorMiddleware:
-    """Adds the configured latency to Google's endpoints and turns :class:`DropConnection` into
+    """Adds the configured latency (before the work) and response delay (after it) to Google's
+    endpoints, and turns :class:`DropConnection` into
     a connection closed mid-response (headers sent, body cut short)."""
 
     def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
@@ -35,14 +36,19 @@ class EmulatorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        google = not scope["path"].startswith("/emulator/")
         latency = self.state.settings.latency_ms
-        if latency and not scope["path"].startswith("/emulator/"):
+        if latency and google:
             await asyncio.sleep(latency / 1000)
         started = False
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                hold = self.state.settings.response_delay_ms
+                if hold and google:
+                    await asyncio.sleep(hold / 1000)
             await send(message)
 
         try:

@@ -51,7 +51,13 @@ class EmulatorSettings(BaseModel):
     """Live refresh tokens per user per client; the oldest silently dies beyond it."""
 
     rotate_refresh_tokens: bool = False
-    """Answer every refresh with a new refresh token and kill the old one (Google does not)."""
+    """Answer every refresh with a new refresh token (Google does not). As rotating providers do
+    (a reuse window), the presented token keeps working until its successor is first used, so
+    a client that died before storing the successor loses nothing."""
+
+    response_delay_ms: int = Field(0, ge=0)
+    """Like ``latency_ms`` but after the work is done: the answer is held back, so a client can
+    die after the provider acted and before it heard (the crash-safety tests use it)."""
 
     latency_ms: int = Field(0, ge=0)
     """Added to every answer of the Google endpoints (not the control API)."""

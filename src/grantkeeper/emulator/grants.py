@@ -304,19 +304,40 @@ def refresh(
             # Down-scoping: the new access token carries only what was asked (openid stays).
             scopes = asked | (record.scopes & {OPENID})
         record.last_used_at = now
+        if record.predecessor is not None:
+            _retire_predecessor(state, record, token)
         state.record_refresh(record.sub)
         user = state.users[record.sub]
         response = _mint(state, user, client, record.azp, scopes, issuer, None, record.id)
         if settings.rotate_refresh_tokens:
             new_value = new_refresh_token()
-            successor = replace(record, id=secrets.token_hex(8), issued_at=now, last_used_at=now)
-            record.revoked = True
+            successor = replace(
+                record,
+                id=secrets.token_hex(8),
+                issued_at=now,
+                last_used_at=now,
+                predecessor=token,
+            )
             state.refresh_tokens[new_value] = successor
             state.refresh_tokens_by_grant.setdefault((record.sub, record.client_id), []).append(
                 new_value
             )
             response["refresh_token"] = new_value
         return _ordered(response)
+
+
+def _retire_predecessor(state: EmulatorState, record: RefreshTokenRecord, token: str) -> None:
+    """The successor is in use: its predecessor, and any other successor minted from it by a
+    client that kept retrying, stop working."""
+    predecessor = record.predecessor
+    record.predecessor = None
+    old = state.refresh_tokens.get(predecessor) if predecessor else None
+    if old is not None:
+        old.revoked = True
+    for value in state.refresh_tokens_by_grant.get((record.sub, record.client_id), []):
+        sibling = state.refresh_tokens.get(value)
+        if sibling is not None and value != token and sibling.predecessor == predecessor:
+            sibling.revoked = True
 
 
 def _mint(

@@ -108,3 +108,5 @@ class RefreshTokenRecord:
     """Hard end of life (testing mode or a time-limited grant); ``None`` for ongoing access."""
     time_limited: bool = False
     revoked: bool = False
+    predecessor: str | None = None
+    """With rotation: the token this one replaced, alive until this one is first used."""
