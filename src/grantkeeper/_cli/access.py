@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 users_app = typer.Typer(help="Users and the state of their grants.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(error: GrantkeeperError) -> typer.Exit:

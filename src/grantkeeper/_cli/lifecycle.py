@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 keys_app = typer.Typer(help="Encryption keys of stored tokens.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
