@@ -1,20 +1,14 @@
 """The grant life cycle: sign in with a server auth code, hand out fresh access tokens,
 disconnect. The CLI, the HTTP API and the library all call this one class.
 
-Refreshes are single-flight per grant: within a process an ``asyncio.Lock`` per grant queues
-callers behind the refresh in flight; across processes and hosts the store's lease (taken and
-released by compare-and-swap, expiring on its own if its holder dies) does, and the result is
-written with a compare-and-swap on the grant's version. No database transaction is held open
-across a call to the provider.
+Fresh tokens and the single-flight refresh live in :mod:`grantkeeper._keeper.offline`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 from types import TracebackType
@@ -23,29 +17,22 @@ from typing import TYPE_CHECKING, Self
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from grantkeeper._keeper.decisions import (
-    PLATFORMS,
-    check_code,
-    is_fresh,
-    missing_scopes,
-    revocation_reason,
-)
+from grantkeeper._keeper.decisions import PLATFORMS, check_code
 from grantkeeper._keeper.events import EventBus, GrantEvent, Listener
+from grantkeeper._keeper.offline import OfflineAccess
 from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     GrantkeeperError,
-    GrantRevoked,
     InvalidCode,
     InvalidRequest,
-    MissingScopes,
     StoreUnavailable,
     UnknownUser,
 )
 from grantkeeper.metrics import TimedTransport
-from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
+from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
-from grantkeeper.store import Grant, GrantStatus, GrantStore, UserProfile, signin_code_hash
+from grantkeeper.store import GrantStatus, GrantStore, UserProfile, signin_code_hash
 
 if TYPE_CHECKING:
     from grantkeeper._keeper.credentials import KeeperCredentials
@@ -54,10 +41,6 @@ log = logging.getLogger("grantkeeper.keeper")
 
 #: How long a retried POST of the same code gets the same answer (issue 3).
 REPLAY_TTL = timedelta(minutes=10)
-#: "Last used" is kept to this precision, so handing out a fresh token is a read, not a write.
-LAST_USED_PRECISION = timedelta(seconds=60)
-#: Callers queued behind a refresh take its result for this long without re-reading the store.
-_COALESCE_SECONDS = 1.0
 #: A concurrent retry in another process may still be writing its answer.
 _REPLAY_WAITS = (0.05, 0.15, 0.3)
 
@@ -96,8 +79,7 @@ class Keeper:
         self._owns_provider = provider is None
         self._transport = transport
         self._owner = f"keeper-{secrets.token_hex(6)}"
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._just_refreshed: dict[tuple[str, str], tuple[float, AccessToken]] = {}
+        self._offline: OfflineAccess | None = None
         self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = EventBus()
@@ -116,6 +98,7 @@ class Keeper:
         return self
 
     async def close(self) -> None:
+        self._offline = None
         if self._owns_provider and self._provider is not None:
             await self._provider.aclose()
             self._provider = None
@@ -296,170 +279,19 @@ class Keeper:
             GrantRevoked: the grant is dead (stored with its reason); the user must sign in.
             ProviderUnavailable, ProviderTimeout: transient; the grant is unchanged.
         """
-        wanted = normalize_scopes(list(scopes)) if scopes else frozenset()
-        grant = await self._usable_grant(sub)
-        missing = missing_scopes(grant.scopes, wanted)
-        if missing:
-            raise MissingScopes(missing)
-        if self._fresh(grant, rejected):
-            return await self._hand_out(grant, refreshed=False)
-        key = (grant.sub, grant.client_id)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            recent = self._just_refreshed.get(key)
-            if recent is not None and self._coalesce(recent, rejected):
-                return dataclasses.replace(recent[1], refreshed=False)
-            token = await self._refresh(grant.sub, grant.client_id, rejected)
-            if token.refreshed:
-                self._just_refreshed[key] = (time.monotonic(), token)
-            return token
+        return await self._offline_access().access_token(sub, scopes, rejected=rejected)
 
-    def _coalesce(self, recent: tuple[float, AccessToken], rejected: str | None) -> bool:
-        at, token = recent
-        margin = timedelta(seconds=self.settings.refresh_margin_seconds)
-        return (
-            time.monotonic() - at < _COALESCE_SECONDS
-            and token.token != rejected
-            and is_fresh(token.expires_at, self.clock.now(), margin)
-        )
-
-    def _fresh(self, grant: Grant, rejected: str | None) -> bool:
-        margin = timedelta(seconds=self.settings.refresh_margin_seconds)
-        return (
-            grant.access_token is not None
-            and grant.access_token != rejected
-            and is_fresh(grant.access_token_expires_at, self.clock.now(), margin)
-        )
-
-    async def _usable_grant(self, sub: str, client_id: str | None = None) -> Grant:
-        grant = await self.store.get_grant(sub, client_id or self.client_id)
-        if grant is None:
-            raise UnknownUser(f"No grant is stored for user {sub}.")
-        if grant.status != GrantStatus.ACTIVE:
-            raise GrantRevoked(grant.status_reason or grant.status, grant_status=grant.status)
-        if grant.refresh_token is None:
-            raise GrantRevoked(
-                "no_refresh_token",
-                "The user never granted offline access (no refresh token is stored).",
+    def _offline_access(self) -> OfflineAccess:
+        if self._offline is None:
+            self._offline = OfflineAccess(
+                store=self.store,
+                provider=self.provider,
+                settings=self.settings,
+                clock=self.clock,
+                events=self.events,
+                owner=self._owner,
             )
-        return grant
-
-    async def _hand_out(self, grant: Grant, *, refreshed: bool) -> AccessToken:
-        assert grant.access_token is not None
-        assert grant.access_token_expires_at is not None
-        now = self.clock.now()
-        if grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_PRECISION:
-            await self.store.touch_last_used(grant.sub, grant.client_id, now)
-        return AccessToken(
-            token=grant.access_token,
-            expires_at=grant.access_token_expires_at,
-            scopes=grant.scopes,
-            sub=grant.sub,
-            refreshed=refreshed,
-        )
-
-    async def _refresh(self, sub: str, client_id: str, rejected: str | None) -> AccessToken:
-        lease_ttl = timedelta(seconds=self.settings.refresh_lease_seconds)
-        poll = 0.02
-        while True:
-            grant = await self._usable_grant(sub, client_id)
-            if self._fresh(grant, rejected):
-                return await self._hand_out(grant, refreshed=False)
-            leased = await self.store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
-            if leased is None:
-                # Another process holds the lease: wait for its write (or for the lease to lapse).
-                await asyncio.sleep(poll)
-                poll = min(poll * 1.5, 0.5)
-                continue
-            try:
-                if self._fresh(leased, rejected) or leased.status != GrantStatus.ACTIVE:
-                    continue  # someone finished just before us; the loop re-reads and returns
-                token = await self._refresh_leased(leased)
-            finally:
-                # Shielded: a cancelled caller must not keep others waiting for the lease TTL.
-                await asyncio.shield(self.store.release_lease(sub, client_id, self._owner))
-            if token is not None:
-                return token
-
-    async def _refresh_leased(self, grant: Grant) -> AccessToken | None:
-        """Refresh under the lease; None means "the grant moved on, re-read it"."""
-        assert grant.refresh_token is not None
-        try:
-            tokens = await self.provider.refresh(grant.refresh_token)
-        except RefreshTokenRejected as error:
-            await self._on_rejected(grant, error)
-            return None
-        except GrantkeeperError as error:
-            await self.store.append_audit(
-                "refresh",
-                sub=grant.sub,
-                client_id=grant.client_id,
-                outcome=error.code,
-                detail={"message": error.message},
-            )
-            await self.events.emit(
-                GrantEvent(
-                    "refresh_failed",
-                    grant.sub,
-                    grant.client_id,
-                    self.clock.now(),
-                    {"code": error.code},
-                )
-            )
-            raise
-        expires_at = tokens.expires_at or (self.clock.now() + timedelta(seconds=3599))
-        saved = await self.store.save_refreshed(
-            grant.sub,
-            grant.client_id,
-            grant.version,
-            tokens.access_token,
-            expires_at,
-            tokens.refresh_token,
-            self._owner,
-            refresh_token_expires_at=tokens.refresh_token_expires_at,
-        )
-        if not saved:
-            log.info("refresh of sub=%s lost a race; re-reading", grant.sub)
-            return None
-        await self.events.emit(
-            GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
-        )
-        await self.store.touch_last_used(grant.sub, grant.client_id)
-        return AccessToken(
-            token=tokens.access_token,
-            expires_at=expires_at,
-            scopes=grant.scopes,
-            sub=grant.sub,
-            refreshed=True,
-        )
-
-    async def _on_rejected(self, grant: Grant, error: RefreshTokenRejected) -> None:
-        current = await self.store.get_grant(grant.sub, grant.client_id)
-        if current is not None and current.version != grant.version:
-            return  # a lost race, not a revocation: a sign-in or refresh wrote meanwhile
-        reason = revocation_reason(
-            now=self.clock.now(),
-            refresh_token_expires_at=grant.refresh_token_expires_at,
-            last_used=grant.last_refreshed_at or grant.last_used_at or grant.created_at,
-            error_subtype=error.error_subtype,
-        )
-        changed = await self.store.mark_revoked(
-            grant.sub, grant.client_id, reason, expected_version=grant.version
-        )
-        if not changed:
-            return
-        await self.store.append_audit(
-            "refresh",
-            sub=grant.sub,
-            client_id=grant.client_id,
-            outcome="grant_revoked",
-            detail={"reason": reason, "provider": error.error_description},
-        )
-        log.warning("grant of sub=%s is dead at the provider: %s", grant.sub, reason)
-        await self.events.emit(
-            GrantEvent("revoked", grant.sub, grant.client_id, self.clock.now(), {"reason": reason})
-        )
-        raise GrantRevoked(reason)
+        return self._offline
 
     async def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
         """``google.oauth2.credentials.Credentials`` for ``googleapiclient``; its refresh goes
