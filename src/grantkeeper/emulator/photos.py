@@ -9,27 +9,21 @@ create albums and items), ``photoslibrary.readonly.appcreateddata`` (list, searc
 "The app" is the OAuth client's Cloud project (:func:`~grantkeeper.emulator.google_api.app_of`).
 Photos are real JPEGs: the seeding call paints colourful, low-contrast pictures with Pillow, so
 an "enhance" job (auto-contrast, sharpen) visibly changes them, and ``mediaMetadata`` carries the
-real width and height.
+real width and height. The routes are here; the library lives in :mod:`.photos_library`, the
+resources and paging in :mod:`.photos_resources`, the pictures in :mod:`.photos_pictures`.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import random
 import secrets
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request, Response
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from grantkeeper.clock import Clock
 from grantkeeper.emulator.control import ControlError
 from grantkeeper.emulator.google_api import (
     ApiMethod,
@@ -44,6 +38,21 @@ from grantkeeper.emulator.google_api import (
     count_call,
     parse_fields,
     rpc_error,
+)
+from grantkeeper.emulator.photos_library import (
+    Album,
+    MediaItem,
+    UploadedBytes,
+    new_photos_id,
+    photos_store,
+)
+from grantkeeper.emulator.photos_pictures import generate_photo, image_facts, rendition
+from grantkeeper.emulator.photos_resources import (
+    album_resource,
+    decode_page_token,
+    media_item_resource,
+    page_size,
+    paged,
 )
 from grantkeeper.emulator.state import EmulatorState
 
@@ -84,301 +93,6 @@ UPLOAD_TOKEN_TTL = timedelta(days=1)
 ITEM_FAILED = "Failed: There was an error while trying to create this media item."
 NOT_IMAGE = "NOT_IMAGE: There was an error while trying to create this media item."
 NO_ALBUM_PERMISSION = "No permission to add media items to this album."
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Album:
-    id: str
-    title: str
-    app: str
-    created: datetime
-    item_ids: list[str] = field(default_factory=list)
-
-
-@dataclass
-class MediaItem:
-    id: str
-    app: str
-    filename: str
-    mime_type: str
-    width: int
-    height: int
-    created: datetime
-    content: bytes
-    media_key: str  # the unguessable part of baseUrl
-    description: str | None = None
-
-
-@dataclass
-class UploadedBytes:
-    sub: str
-    app: str
-    content: bytes
-    filename: str | None
-    expires_at: datetime
-    used: bool = False
-
-
-@dataclass
-class _Library:
-    albums: dict[str, Album] = field(default_factory=dict)
-    items: dict[str, MediaItem] = field(default_factory=dict)
-
-
-def _photos_id() -> str:
-    """A Photos-looking id: long, URL-safe, starting with "A" as Google's do."""
-    return "AL" + secrets.token_urlsafe(48)
-
-
-class PhotosStore:
-    """Every user's library, upload tokens and baseUrl keys, in memory, behind one lock."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.lock = threading.RLock()
-        self._libraries: dict[str, _Library] = {}
-        self._uploads: dict[str, UploadedBytes] = {}
-        self._media: dict[str, MediaItem] = {}
-
-    def library(self, sub: str) -> _Library:
-        with self.lock:
-            return self._libraries.setdefault(sub, _Library())
-
-    def albums(self, sub: str, app: str) -> list[Album]:
-        with self.lock:
-            return [a for a in self.library(sub).albums.values() if a.app == app]
-
-    def album(self, sub: str, app: str, album_id: str) -> Album | None:
-        with self.lock:
-            album = self.library(sub).albums.get(album_id)
-            return album if album is not None and album.app == app else None
-
-    def create_album(self, sub: str, app: str, title: str) -> Album:
-        album = Album(_photos_id(), title, app, self.clock.now())
-        with self.lock:
-            self.library(sub).albums[album.id] = album
-        return album
-
-    def items(self, sub: str, app: str, ids: list[str] | None = None) -> list[MediaItem]:
-        """The app's items: those of ``ids`` in that order, or all of them, newest first."""
-        with self.lock:
-            library = self.library(sub).items
-            if ids is not None:
-                return [library[i] for i in ids if i in library and library[i].app == app]
-            mine = [item for item in library.values() if item.app == app]
-            return sorted(mine, key=lambda item: item.created, reverse=True)
-
-    def item(self, sub: str, app: str, item_id: str) -> MediaItem | None:
-        with self.lock:
-            item = self.library(sub).items.get(item_id)
-            return item if item is not None and item.app == app else None
-
-    def add_item(self, sub: str, item: MediaItem, album: Album | None, first: bool) -> None:
-        with self.lock:
-            self.library(sub).items[item.id] = item
-            self._media[item.media_key] = item
-            if album is not None:
-                if first:
-                    album.item_ids.insert(0, item.id)
-                else:
-                    album.item_ids.append(item.id)
-
-    def by_media_key(self, key: str) -> MediaItem | None:
-        with self.lock:
-            return self._media.get(key)
-
-    def put_upload(self, upload: UploadedBytes) -> str:
-        token = "CAIS" + secrets.token_urlsafe(64)
-        with self.lock:
-            self._uploads[token] = upload
-        return token
-
-    def take_upload(self, token: str, sub: str, app: str) -> UploadedBytes | None:
-        """The bytes behind an upload token of this user and app, once, within a day."""
-        with self.lock:
-            upload = self._uploads.get(token)
-            if (
-                upload is None
-                or upload.used
-                or upload.sub != sub
-                or upload.app != app
-                or upload.expires_at <= self.clock.now()
-            ):
-                return None
-            upload.used = True
-            return upload
-
-
-def photos_store(state: EmulatorState) -> PhotosStore:
-    """The Photos libraries of one emulator (dropped by its reset)."""
-    return state.extension("photos", lambda: PhotosStore(state.clock))
-
-
-# --------------------------------------------------------------------------------------------
-# Pure rules and resources
-# --------------------------------------------------------------------------------------------
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def media_item_resource(item: MediaItem, origin: str) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "id": item.id,
-        "productUrl": f"https://photos.google.com/lr/photo/{item.id}",
-        "baseUrl": f"{origin}/lh3/{item.media_key}",
-        "mimeType": item.mime_type,
-        "mediaMetadata": {
-            "creationTime": _rfc3339(item.created),
-            "width": str(item.width),
-            "height": str(item.height),
-            "photo": {"cameraMake": "grantkeeper", "cameraModel": "emulator"},
-        },
-        "filename": item.filename,
-    }
-    if item.description:
-        resource["description"] = item.description
-    return resource
-
-
-def album_resource(album: Album, items: list[MediaItem], origin: str) -> dict[str, Any]:
-    # proto3 JSON: a zero count and an absent cover are left out, as Google's answers do.
-    resource: dict[str, Any] = {
-        "id": album.id,
-        "title": album.title,
-        "productUrl": f"https://photos.google.com/lr/album/{album.id}",
-        "isWriteable": True,
-    }
-    if items:
-        resource["mediaItemsCount"] = str(len(items))
-        resource["coverPhotoBaseUrl"] = f"{origin}/lh3/{items[0].media_key}"
-        resource["coverPhotoMediaItemId"] = items[0].id
-    return resource
-
-
-def page_size(raw: Any, limits: tuple[int, int]) -> int:
-    """A pageSize within Google's bounds: absent or 0 means the default; above the maximum is
-    cut to it; negative or not a number is an error."""
-    default, maximum = limits
-    if raw is None or raw == "":
-        return default
-    try:
-        size = int(raw)
-    except (TypeError, ValueError):
-        raise rpc_error(400, "Invalid value for pageSize.") from None
-    if size < 0:
-        raise rpc_error(400, "The page size must not be negative.")
-    return min(size, maximum) or default
-
-
-def encode_page_token(kind: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str | None, kind: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, offset = raw.split(":", 1)
-        if prefix == kind and int(offset) >= 0:
-            return int(offset)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise rpc_error(400, "Invalid page token.")
-
-
-def paged(items: list[Any], offset: int, size: int, kind: str) -> tuple[list[Any], str | None]:
-    page = items[offset : offset + size]
-    more = offset + size < len(items)
-    return page, encode_page_token(kind, offset + size) if more else None
-
-
-def image_facts(content: bytes) -> tuple[str, int, int] | None:
-    """(MIME type, width, height) of an image Pillow can read, else ``None``."""
-    try:
-        with Image.open(io.BytesIO(content)) as image:
-            mime = Image.MIME.get(image.format or "")
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-    return (mime, width, height) if mime else None
-
-
-def rendition(content: bytes, options: str) -> bytes:
-    """The bytes a ``baseUrl=<options>`` answer carries.
-
-    ``d`` is the original; ``wN``, ``hN`` (``w200-h100``) scale the picture down to fit, keeping
-    its aspect ratio as Google does without ``-c``; anything else gets the original.
-    """
-    parts = {p[:1]: p[1:] for p in options.split("-") if p}
-    if "d" in parts or not ({"w", "h"} & parts.keys()):
-        return content
-    try:
-        width = int(parts.get("w") or 0)
-        height = int(parts.get("h") or 0)
-    except ValueError:
-        return content
-    with Image.open(io.BytesIO(content)) as image:
-        box = (width or image.width, height or image.height)
-        if box[0] >= image.width and box[1] >= image.height:
-            return content
-        fitted = image.convert("RGB")
-        fitted.thumbnail(box)
-        out = io.BytesIO()
-        fitted.save(out, "JPEG", quality=85)
-        return out.getvalue()
-
-
-def generate_photo(seed: int, width: int = 640, height: int = 480) -> bytes:
-    """A colourful but flat (low-contrast, slightly soft) JPEG, the same for the same seed.
-
-    Auto-contrast and sharpening change such a picture a lot, which is what a demo of an
-    "enhance" job needs to show.
-    """
-    rng = random.Random(seed)  # noqa: S311 -- pictures, not secrets; repeatable by seed
-
-    def colour() -> tuple[int, int, int]:
-        hue = rng.random()
-        # Vivid colours from a hue, via the HSV cone (Pillow has no direct helper for one).
-        rgb = Image.new("HSV", (1, 1), (int(hue * 255), 200, 230)).convert("RGB").getpixel((0, 0))
-        assert isinstance(rgb, tuple)
-        return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
-
-    mask = Image.linear_gradient("L").rotate(rng.uniform(0, 360)).resize((width, height))
-    picture = Image.composite(
-        Image.new("RGB", (width, height), colour()),
-        Image.new("RGB", (width, height), colour()),
-        mask,
-    )
-    draw = ImageDraw.Draw(picture)
-    for _ in range(rng.randint(5, 9)):
-        x, y = rng.randrange(width), rng.randrange(height)
-        radius = rng.randint(min(width, height) // 12, min(width, height) // 3)
-        box = (x - radius, y - radius, x + radius, y + radius)
-        if rng.random() < 0.5:
-            draw.ellipse(box, fill=colour())
-        else:
-            draw.rectangle(box, fill=colour())
-    picture = picture.filter(ImageFilter.GaussianBlur(1.5))
-    picture = ImageEnhance.Contrast(picture).enhance(0.35)
-    exif = Image.Exif()
-    exif[0x010F] = "grantkeeper"  # Make
-    exif[0x0110] = "emulator"  # Model
-    out = io.BytesIO()
-    picture.save(out, "JPEG", quality=88, exif=exif)
-    return out.getvalue()
-
-
-# --------------------------------------------------------------------------------------------
-# Router
-# --------------------------------------------------------------------------------------------
 
 
 def _json(value: Any, request: Request) -> Response:
@@ -590,7 +304,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         mime, width, height = facts
         assert isinstance(simple, dict)
         item = MediaItem(
-            id=_photos_id(),
+            id=new_photos_id(),
             app=caller.app,
             filename=str(simple.get("fileName") or upload.filename or "photo"),
             mime_type=mime,
@@ -641,7 +355,7 @@ def build_router(state: EmulatorState) -> APIRouter:
                 generate_photo, first + n, seed.width, seed.height
             )
             item = MediaItem(
-                id=_photos_id(),
+                id=new_photos_id(),
                 app=app,
                 filename=f"IMG_{first % 10000 + n:04d}.jpg",
                 mime_type="image/jpeg",
