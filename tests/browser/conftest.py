@@ -37,9 +37,13 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium (never a downloaded build); missing: skipped, or a failure on CI."""
+    """Debian's Chromium (never a downloaded build); missing: skipped, or a failure on CI.
+
+    Per test, not per session: Playwright's sync API marks its event loop as running in this
+    thread while it is started, and later tests' ``asyncio.run`` would refuse to start.
+    """
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
         if os.environ.get("CI") == "true":
