@@ -1,0 +1,84 @@
+"""The audit log: append-only events (never a token), newest first when listed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from grantkeeper.store.records import AuditEvent
+from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.tables import audit_events
+
+
+class AuditLog(StoreCore):
+    """Audit events, appended on their own or inside another write."""
+
+    async def append_audit(
+        self,
+        kind: str,
+        *,
+        sub: str | None = None,
+        client_id: str | None = None,
+        outcome: str = "ok",
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event. ``detail`` must be JSON-serializable and never hold a token."""
+        async with self._write() as conn:
+            await self._audit(
+                conn,
+                self._clock.now(),
+                kind,
+                sub=sub,
+                client_id=client_id,
+                outcome=outcome,
+                detail=detail or {},
+            )
+
+    async def list_audit(
+        self, sub: str | None = None, *, kind: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        """Audit events, newest first."""
+        query = audit_events.select().order_by(audit_events.c.id.desc()).limit(limit)
+        if sub is not None:
+            query = query.where(audit_events.c.sub == sub)
+        if kind is not None:
+            query = query.where(audit_events.c.kind == kind)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEvent(
+                id=r.id,
+                at=r.at,
+                kind=r.kind,
+                sub=r.sub,
+                client_id=r.client_id,
+                outcome=r.outcome,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    async def _audit(
+        conn: AsyncConnection,
+        at: datetime,
+        kind: str,
+        *,
+        sub: str | None,
+        client_id: str | None,
+        outcome: str,
+        detail: Mapping[str, Any],
+    ) -> None:
+        await conn.execute(
+            audit_events.insert().values(
+                at=at,
+                kind=kind,
+                sub=sub,
+                client_id=client_id,
+                outcome=outcome,
+                detail=dict(detail),
+            )
+        )

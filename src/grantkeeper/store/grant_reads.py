@@ -1,0 +1,75 @@
+"""Reading users and grants (decrypted), counts by status, and RISC lookups by token hash."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_prefix_sha256
+from grantkeeper.store.records import Grant, GrantRef, User
+from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.tables import grants, users
+
+
+class GrantReads(StoreCore):
+    """Read-only queries, each one short transaction."""
+
+    async def get_user(self, sub: str) -> User | None:
+        async with self._read() as conn:
+            row = (await conn.execute(users.select().where(users.c.sub == sub))).one_or_none()
+        return None if row is None else self._codec.user(row)
+
+    async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
+        """Users ordered by ``sub``."""
+        query = users.select().order_by(users.c.sub).offset(offset).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._codec.user(row) for row in rows]
+
+    async def get_grant(self, sub: str, client_id: str | None = None) -> Grant | None:
+        """The user's grant for ``client_id``; without one, the most recently updated grant.
+
+        Raises:
+            TokenDecryptionError: a stored token cannot be decrypted with the key ring.
+        """
+        async with self._read() as conn:
+            row = (await conn.execute(self._grant_query(sub, client_id))).first()
+        return None if row is None else self._codec.grant(row)
+
+    async def list_grants(
+        self, *, sub: str | None = None, status: str | None = None
+    ) -> list[Grant]:
+        """Grants (decrypted) ordered by id, optionally of one user or in one status."""
+        query = grants.select().order_by(grants.c.id)
+        if sub is not None:
+            query = query.where(grants.c.sub == sub)
+        if status is not None:
+            query = query.where(grants.c.status == status)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._codec.grant(row) for row in rows]
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Number of grants per status (for metrics and the sweep summary)."""
+        query = sa.select(grants.c.status, sa.func.count()).group_by(grants.c.status)
+        async with self._read() as conn:
+            return {status: count for status, count in (await conn.execute(query)).all()}
+
+    async def find_grants_by_refresh_token(
+        self, *, sha512x2: str | None = None, prefix: str | None = None
+    ) -> list[GrantRef]:
+        """Grants whose refresh token matches a RISC ``token-revoked`` identifier.
+
+        ``sha512x2`` is the event's ``hash_base64_sha512_sha512`` value, ``prefix`` the first
+        16 characters of the token (``prefix`` algorithm). No token is decrypted.
+        """
+        if (sha512x2 is None) == (prefix is None):
+            raise ValueError("give exactly one of sha512x2 and prefix")
+        if sha512x2 is not None:
+            condition = grants.c.refresh_token_sha512x2 == normalize_sha512x2(sha512x2)
+        else:
+            assert prefix is not None
+            condition = grants.c.refresh_token_prefix_sha256 == refresh_token_prefix_sha256(prefix)
+        query = sa.select(grants.c.sub, grants.c.client_id, grants.c.status).where(condition)
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [GrantRef(sub=r.sub, client_id=r.client_id, status=r.status) for r in rows]

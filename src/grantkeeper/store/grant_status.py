@@ -1,0 +1,126 @@
+"""Ending or pausing grants: status changes, token erasure, forgetting a user; and the
+last-use stamp, the one grant write that does not bump the version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from grantkeeper.store.leases import NO_LEASE
+from grantkeeper.store.records import GrantStatus
+from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.tables import grants, signin_replays, users
+
+ERASED_TOKENS: dict[str, Any] = {
+    "refresh_token": None,
+    "refresh_token_kid": None,
+    "refresh_token_sha512x2": None,
+    "refresh_token_prefix_sha256": None,
+    "access_token": None,
+    "access_token_kid": None,
+    "access_token_expires_at": None,
+}
+
+
+class GrantStatusChanges(StoreCore):
+    """Status changes and erasure; each bumps the version and clears any lease."""
+
+    async def set_status(
+        self,
+        sub: str,
+        client_id: str | None,
+        status: GrantStatus | str,
+        reason: str | None,
+        *,
+        expected_version: int | None = None,
+        erase_access_token: bool = True,
+    ) -> int:
+        """Move grants to ``status`` (all of the user's when ``client_id`` is ``None``).
+
+        Bumps the version, clears any lease and, unless told otherwise, erases the access
+        token so a grant that is not active can never hand one out. With
+        ``expected_version`` it is a compare-and-swap. Returns the number of grants changed.
+        """
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            "status": str(status),
+            "status_reason": reason,
+            "status_changed_at": now,
+            "version": grants.c.version + 1,
+            "updated_at": now,
+            **NO_LEASE,
+        }
+        if erase_access_token:
+            values.update(access_token=None, access_token_kid=None, access_token_expires_at=None)
+        query = grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
+        if expected_version is not None:
+            query = query.where(grants.c.version == expected_version)
+        async with self._write() as conn:
+            result = await conn.execute(query)
+        return result.rowcount
+
+    async def mark_revoked(
+        self,
+        sub: str,
+        client_id: str | None,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> int:
+        """The provider refused the grant (``invalid_grant``, RISC): status ``revoked``.
+
+        The refresh token stays (encrypted) so a later RISC event can still match its hash;
+        it is never used again unless a sign-in replaces it.
+        """
+        return await self.set_status(
+            sub, client_id, GrantStatus.REVOKED, reason, expected_version=expected_version
+        )
+
+    async def mark_pending_revocation(
+        self, sub: str, client_id: str | None, reason: str = "disconnect"
+    ) -> int:
+        """Disconnected, but the provider could not be told yet: keep the refresh token (the
+        sweep needs it to revoke) and erase the access token."""
+        return await self.set_status(sub, client_id, GrantStatus.PENDING_REVOCATION, reason)
+
+    async def erase_tokens(
+        self,
+        sub: str,
+        client_id: str | None = None,
+        *,
+        status: GrantStatus | str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Erase every stored token (and its fingerprints) of the user's grants, optionally
+        setting a status. Bumps the version and clears leases. Returns grants changed."""
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            **ERASED_TOKENS,
+            **NO_LEASE,
+            "version": grants.c.version + 1,
+            "updated_at": now,
+        }
+        if status is not None:
+            values.update(status=str(status), status_reason=reason, status_changed_at=now)
+        async with self._write() as conn:
+            result = await conn.execute(
+                grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
+            )
+        return result.rowcount
+
+    async def forget_user(self, sub: str) -> bool:
+        """Erase the user's profile, grants and cached sign-in responses (the audit log keeps
+        only the ``sub``). Returns whether the user existed."""
+        async with self._write() as conn:
+            await conn.execute(signin_replays.delete().where(signin_replays.c.sub == sub))
+            await conn.execute(grants.delete().where(grants.c.sub == sub))
+            result = await conn.execute(users.delete().where(users.c.sub == sub))
+        return result.rowcount == 1
+
+    async def touch_last_used(self, sub: str, client_id: str, at: datetime | None = None) -> None:
+        """Record that the grant's access token was handed out (does not bump the version)."""
+        async with self._write() as conn:
+            await conn.execute(
+                grants.update()
+                .where(grants.c.sub == sub, grants.c.client_id == client_id)
+                .values(last_used_at=at or self._clock.now())
+            )

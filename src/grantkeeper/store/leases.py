@@ -1,0 +1,107 @@
+"""Refresh coordination: a lease on the grant row taken by compare-and-swap (expiring by itself
+if its holder dies), and the refresh's result written with a compare-and-swap on ``version``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from grantkeeper.store.records import Grant
+from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.tables import grants
+
+NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
+class GrantLeases(StoreCore):
+    """The refresh lease and the versioned write of a refresh."""
+
+    async def try_acquire_lease(
+        self, sub: str, client_id: str, owner: str, ttl: timedelta
+    ) -> Grant | None:
+        """Take the grant's refresh lease unless another owner holds a live one.
+
+        Compare-and-swap: succeeds if the lease is free, expired, or already ``owner``'s (the
+        lease is then extended). Returns the grant as re-read under the lease, or ``None`` if
+        the lease is held by someone else or the grant does not exist. The lease does not
+        change ``version``.
+        """
+        now = self._clock.now()
+        free = sa.or_(
+            grants.c.lease_owner.is_(None),
+            grants.c.lease_expires_at.is_(None),
+            grants.c.lease_expires_at <= now,
+            grants.c.lease_owner == owner,
+        )
+        async with self._write() as conn:
+            taken = await conn.execute(
+                grants.update()
+                .where(grants.c.sub == sub, grants.c.client_id == client_id, free)
+                .values(lease_owner=owner, lease_expires_at=now + ttl)
+            )
+            if taken.rowcount != 1:
+                return None
+            row = (await conn.execute(self._grant_query(sub, client_id))).one()
+        return self._codec.grant(row)
+
+    async def release_lease(self, sub: str, client_id: str, owner: str) -> bool:
+        """Give the lease back; ``False`` if ``owner`` no longer held it."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                grants.update()
+                .where(
+                    grants.c.sub == sub,
+                    grants.c.client_id == client_id,
+                    grants.c.lease_owner == owner,
+                )
+                .values(**NO_LEASE)
+            )
+        return result.rowcount == 1
+
+    async def save_refreshed(
+        self,
+        sub: str,
+        client_id: str,
+        expected_version: int,
+        access_token: str,
+        expires_at: datetime,
+        refresh_token: str | None = None,
+        owner: str | None = None,
+        *,
+        refresh_token_expires_at: datetime | None = None,
+    ) -> bool:
+        """Write a refresh's result if the grant is still at ``expected_version``.
+
+        One statement writes the new access token, a rotated refresh token (if the provider
+        sent one) and ``last_refreshed_at``, bumps the version and clears ``owner``'s lease.
+        Returns ``False`` and changes nothing (the lease included) when the version moved on:
+        someone else refreshed, signed in or revoked meanwhile; re-read the grant.
+        """
+        now = self._clock.now()
+        values: dict[str, Any] = {
+            **self._codec.access_columns(sub, client_id, access_token, expires_at),
+            "version": grants.c.version + 1,
+            "last_refreshed_at": now,
+            "updated_at": now,
+        }
+        if refresh_token is not None:
+            values.update(self._codec.refresh_columns(sub, client_id, refresh_token))
+        if refresh_token_expires_at is not None:
+            values["refresh_token_expires_at"] = refresh_token_expires_at
+        if owner is not None:
+            mine = grants.c.lease_owner == owner
+            values["lease_owner"] = sa.case((mine, None), else_=grants.c.lease_owner)
+            values["lease_expires_at"] = sa.case((mine, None), else_=grants.c.lease_expires_at)
+        async with self._write() as conn:
+            result = await conn.execute(
+                grants.update()
+                .where(
+                    grants.c.sub == sub,
+                    grants.c.client_id == client_id,
+                    grants.c.version == expected_version,
+                )
+                .values(**values)
+            )
+        return result.rowcount == 1

@@ -1,0 +1,62 @@
+"""The sign-in replay cache: the answer to a sign-in kept under the code's hash, so that a
+retried POST gets it again without a second exchange of the one-time code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.tables import signin_replays
+
+
+class SignInReplayCache(StoreCore):
+    """Cached sign-in answers by code hash, expiring after a TTL."""
+
+    async def remember_signin_response(
+        self,
+        code_hash: str,
+        response_json: str,
+        ttl: timedelta = timedelta(minutes=10),
+        *,
+        sub: str | None = None,
+    ) -> None:
+        """Cache the answer to a sign-in under the code's hash (see ``signin_code_hash``) so a
+        retried POST gets it again without a second exchange. Also purges expired entries."""
+        now = self._clock.now()
+        statement = self._insert(signin_replays).values(
+            code_hash=code_hash,
+            sub=sub,
+            response_json=response_json,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["code_hash"],
+            set_={
+                "sub": statement.excluded.sub,
+                "response_json": statement.excluded.response_json,
+                "created_at": statement.excluded.created_at,
+                "expires_at": statement.excluded.expires_at,
+            },
+        )
+        async with self._write() as conn:
+            await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
+            await conn.execute(statement)
+
+    async def recall_signin_response(self, code_hash: str) -> str | None:
+        """The cached answer for this code hash, unless it has expired."""
+        query = sa.select(signin_replays.c.response_json).where(
+            signin_replays.c.code_hash == code_hash,
+            signin_replays.c.expires_at > self._clock.now(),
+        )
+        async with self._read() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def purge_expired_signin_responses(self) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(
+                signin_replays.delete().where(signin_replays.c.expires_at <= self._clock.now())
+            )
+        return result.rowcount

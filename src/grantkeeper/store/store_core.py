@@ -1,0 +1,66 @@
+"""What every part of :class:`~grantkeeper.store.GrantStore` shares: the engine, key ring, codec
+and clock, short read and write transactions, and the grant-row queries."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from grantkeeper.clock import Clock
+from grantkeeper.crypto import KeyRing
+from grantkeeper.store.codec import GrantCodec
+from grantkeeper.store.engine import transaction
+from grantkeeper.store.tables import grants
+
+
+class StoreCore:
+    """The state and helpers the grant store's parts (mixins) build on."""
+
+    def __init__(
+        self, engine: AsyncEngine, keyring: KeyRing, clock: Clock, *, schema: str | None = None
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._codec = GrantCodec(keyring)
+        self._clock = clock
+        self._schema = schema
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._keyring
+
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self._engine, write=False)
+
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return transaction(self._engine, write=True)
+
+    def _insert(self, table: sa.Table) -> Any:
+        # Both dialects spell upserts as INSERT … ON CONFLICT; the Insert classes differ.
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    @staticmethod
+    def _grant_filter(sub: str, client_id: str | None) -> list[sa.ColumnElement[bool]]:
+        conditions = [grants.c.sub == sub]
+        if client_id is not None:
+            conditions.append(grants.c.client_id == client_id)
+        return conditions
+
+    def _grant_query(self, sub: str, client_id: str | None) -> sa.Select[Any]:
+        return (
+            grants.select()
+            .where(*self._grant_filter(sub, client_id))
+            .order_by(grants.c.updated_at.desc(), grants.c.id.desc())
+            .limit(1)
+        )
