@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Self
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from grantkeeper._keeper.decisions import PLATFORMS, check_code
+from grantkeeper._keeper.decisions import (
+    DISCONNECT_REVOKE_TIMEOUT,
+    FORGET_AFTER_REVOCATION,
+    PLATFORMS,
+    check_code,
+)
 from grantkeeper._keeper.events import EventBus, GrantEvent, Listener
 from grantkeeper._keeper.offline import OfflineAccess
 from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
@@ -263,7 +268,7 @@ class Keeper:
     async def access_token(
         self,
         sub: str,
-        scopes: Iterable[str] | None = None,
+        scopes: Iterable[str] | str | None = None,
         *,
         rejected: str | None = None,
     ) -> AccessToken:
@@ -293,7 +298,9 @@ class Keeper:
             )
         return self._offline
 
-    async def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
+    async def credentials(
+        self, sub: str, scopes: Iterable[str] | str | None = None
+    ) -> KeeperCredentials:
         """``google.oauth2.credentials.Credentials`` for ``googleapiclient``; its refresh goes
         through this keeper (single-flight, persisted). Use it from synchronous code, or from
         async code through a worker thread (``asyncio.to_thread``)."""
@@ -308,8 +315,9 @@ class Keeper:
         """Revoke the user's grant at the provider, erase the stored tokens, keep an audit
         record; ``forget`` also erases the profile. Idempotent.
 
-        If the provider cannot be reached the revocation is recorded as pending (the sweep
-        retries it) and the call still succeeds: the app's answer never waits on Google.
+        The provider gets one short attempt: if it cannot be reached the revocation is recorded
+        as pending (``grantkeeper sweep`` retries it, and forgets the user afterwards when asked
+        to) and the call still succeeds, so the app's answer never waits on Google.
         """
         user = await self.store.get_user(sub)
         grants = await self.store.list_grants(sub=sub)
@@ -317,28 +325,28 @@ class Keeper:
             if forget:
                 return DisconnectOutcome(sub, False, False, False, 0)
             raise UnknownUser(f"No user {sub} is stored.")
-        revoked = False
-        pending = False
+        revoked = pending = False
         for grant in grants:
             token = grant.refresh_token or grant.access_token
             if token is None:
                 continue
             try:
-                await self.provider.revoke(token)
-                revoked = True
+                await self.provider.revoke(token, retry=False, time_limit=DISCONNECT_REVOKE_TIMEOUT)
             except GrantkeeperError as error:
                 if not error.retryable:
                     raise
                 pending = True
-                await self.store.mark_pending_revocation(sub, grant.client_id)
+                reason = FORGET_AFTER_REVOCATION if forget else "disconnect"
+                await self.store.mark_pending_revocation(sub, grant.client_id, reason)
                 await self.store.append_audit(
                     "disconnect",
                     sub=sub,
                     client_id=grant.client_id,
                     outcome="revocation_pending",
-                    detail={"error": error.code},
+                    detail={"error": error.code, "forget": forget},
                 )
                 continue
+            revoked = True
             await self.store.erase_tokens(
                 sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
             )

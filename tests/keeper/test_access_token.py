@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -167,3 +169,72 @@ async def test_scopes_with_drive(keeper: Keeper, world: World) -> None:
     sub = await signed_in(keeper, world, [*OPENID, DRIVE_APPDATA])
     token = await keeper.access_token(sub, [DRIVE_APPDATA])
     assert DRIVE_APPDATA in token.scopes
+
+
+async def test_a_scope_given_as_one_string(keeper: Keeper, world: World) -> None:
+    sub = await signed_in(keeper, world, [*OPENID, DRIVE_APPDATA])
+    assert (await keeper.access_token(sub, DRIVE_APPDATA)).token
+    assert (await keeper.access_token(sub, f"email {DRIVE_APPDATA}")).token
+    with pytest.raises(MissingScopes) as caught:
+        await keeper.access_token(sub, "https://www.googleapis.com/auth/gmail.readonly")
+    assert caught.value.missing == ["https://www.googleapis.com/auth/gmail.readonly"]
+
+
+async def test_callers_queued_behind_a_failed_refresh_share_its_failure(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    world.emulator.control.add_fault("token", status=503, count=None)
+    failures: list[str] = []
+
+    async def ask() -> None:
+        try:
+            await keeper.access_token(sub)
+        except ProviderUnavailable as error:
+            failures.append(error.code)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(ask)
+    finally:
+        world.emulator.control.clear_faults()
+    assert failures == ["provider_unavailable"] * 20
+    # One refresh's retry budget, not twenty.
+    assert world.refreshes() == keeper.settings.provider_attempts
+    assert (await keeper.access_token(sub)).refreshed
+
+
+async def test_a_slow_provider_does_not_let_a_second_instance_refresh_too(
+    keeper: Keeper, world: World, store_target: Any, store_keyring: Any
+) -> None:
+    """The lease is kept alive while the provider call runs longer than the lease TTL."""
+    from grantkeeper.keeper import Keeper as KeeperClass
+
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    world.emulator.control.add_fault("token", delay_ms=1200, count=1)
+    short_lease = keeper.settings.model_copy(update={"refresh_lease_seconds": 0.3})
+    clock = world.emulator.state.clock
+    first_store = await store_target.open(store_keyring, clock)
+    second_store = await store_target.open(store_keyring, clock)
+    try:
+        async with (
+            KeeperClass(short_lease, clock=clock, store=first_store) as first,
+            KeeperClass(short_lease, clock=clock, store=second_store) as second,
+        ):
+            tokens: list[str] = []
+
+            async def ask(which: KeeperClass, delay: float) -> None:
+                await anyio.sleep(delay)
+                tokens.append((await which.access_token(sub)).token)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(ask, first, 0.0)
+                group.start_soon(ask, second, 0.7)  # well past the 0.3 s lease TTL
+    finally:
+        await first_store.close()
+        await second_store.close()
+    assert len(set(tokens)) == 1
+    assert world.refreshes() == 1

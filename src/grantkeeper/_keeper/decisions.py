@@ -8,6 +8,13 @@ from datetime import datetime, timedelta
 #: Google drops refresh tokens unused for six months (google-protocol.md §3.5).
 IDLE_LIMIT = timedelta(days=182)
 
+#: A pending revocation whose user also asked to be forgotten: the sweep forgets the user once
+#: the provider has confirmed the revocation.
+FORGET_AFTER_REVOCATION = "disconnect_forget"
+
+#: How long a disconnect waits for the provider before recording the revocation as pending.
+DISCONNECT_REVOKE_TIMEOUT = 5.0
+
 PLATFORMS = frozenset({"ios", "android", "web"})
 
 #: Google: "Authorization codes ... at most 256 bytes" (google-protocol.md §3.2).

@@ -11,9 +11,9 @@ new access token, before anyone is handed that token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -30,8 +30,16 @@ log = logging.getLogger("grantkeeper.keeper")
 
 #: "Last used" is kept to this precision, so handing out a fresh token is a read, not a write.
 LAST_USED_PRECISION = timedelta(seconds=60)
-#: Callers queued behind a refresh take its result for this long without re-reading the store.
-_COALESCE_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class _Flight:
+    """The callers of one grant in this process: they queue on ``lock`` behind the refresh in
+    flight and take its ``outcome`` (a token, or the error it ended with)."""
+
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    callers: int = 0
+    outcome: AccessToken | GrantkeeperError | None = None
 
 
 class OfflineAccess:
@@ -54,18 +62,17 @@ class OfflineAccess:
         self.events = events
         self._owner = owner
         self._client_id = provider.client_secrets.client_id
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._just_refreshed: dict[tuple[str, str], tuple[float, AccessToken]] = {}
+        self._flights: dict[tuple[str, str], _Flight] = {}
 
     async def access_token(
         self,
         sub: str,
-        scopes: Iterable[str] | None = None,
+        scopes: Iterable[str] | str | None = None,
         *,
         rejected: str | None = None,
     ) -> AccessToken:
         """See :meth:`Keeper.access_token`."""
-        wanted = normalize_scopes(list(scopes)) if scopes else frozenset()
+        wanted = normalize_scopes(scopes) if scopes else frozenset()
         grant = await self._usable_grant(sub)
         missing = missing_scopes(grant.scopes, wanted)
         if missing:
@@ -73,24 +80,33 @@ class OfflineAccess:
         if self._fresh(grant, rejected):
             return await self._hand_out(grant, refreshed=False)
         key = (grant.sub, grant.client_id)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            recent = self._just_refreshed.get(key)
-            if recent is not None and self._coalesce(recent, rejected):
-                return dataclasses.replace(recent[1], refreshed=False)
-            token = await self._refresh(grant.sub, grant.client_id, rejected)
-            if token.refreshed:
-                self._just_refreshed[key] = (time.monotonic(), token)
-            return token
+        flight = self._flights.setdefault(key, _Flight())
+        flight.callers += 1
+        try:
+            async with flight.lock:
+                shared = flight.outcome
+                if isinstance(shared, GrantkeeperError):
+                    # The refresh we queued behind failed; trying again at once would only
+                    # multiply the load on a provider that is already failing.
+                    raise shared
+                if shared is not None and self._still_good(shared, rejected):
+                    return dataclasses.replace(shared, refreshed=False)
+                try:
+                    token = await self._refresh(grant.sub, grant.client_id, rejected)
+                except GrantkeeperError as error:
+                    flight.outcome = error
+                    raise
+                flight.outcome = token if token.refreshed else None
+                return token
+        finally:
+            flight.callers -= 1
+            if flight.callers == 0 and self._flights.get(key) is flight:
+                # Nobody is queued: forget the flight (and the token it held).
+                del self._flights[key]
 
-    def _coalesce(self, recent: tuple[float, AccessToken], rejected: str | None) -> bool:
-        at, token = recent
+    def _still_good(self, token: AccessToken, rejected: str | None) -> bool:
         margin = timedelta(seconds=self.settings.refresh_margin_seconds)
-        return (
-            time.monotonic() - at < _COALESCE_SECONDS
-            and token.token != rejected
-            and is_fresh(token.expires_at, self.clock.now(), margin)
-        )
+        return token.token != rejected and is_fresh(token.expires_at, self.clock.now(), margin)
 
     def _fresh(self, grant: Grant, rejected: str | None) -> bool:
         margin = timedelta(seconds=self.settings.refresh_margin_seconds)
@@ -140,15 +156,29 @@ class OfflineAccess:
                 await asyncio.sleep(poll)
                 poll = min(poll * 1.5, 0.5)
                 continue
+            heartbeat = asyncio.create_task(self._hold_lease(sub, client_id, lease_ttl))
             try:
                 if self._fresh(leased, rejected) or leased.status != GrantStatus.ACTIVE:
                     continue  # someone finished just before us; the loop re-reads and returns
                 token = await self._refresh_leased(leased)
             finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
                 # Shielded: a cancelled caller must not keep others waiting for the lease TTL.
                 await asyncio.shield(self._store.release_lease(sub, client_id, self._owner))
             if token is not None:
                 return token
+
+    async def _hold_lease(self, sub: str, client_id: str, ttl: timedelta) -> None:
+        """Extend the lease while the provider call runs: a slow provider (timeouts, retries,
+        Retry-After) must not let another process start a second refresh of the same grant."""
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            extended = await self._store.try_acquire_lease(sub, client_id, self._owner, ttl)
+            if extended is None:
+                log.warning("lost the refresh lease of sub=%s while refreshing", sub)
+                return
 
     async def _refresh_leased(self, grant: Grant) -> AccessToken | None:
         """Refresh under the lease; None means "the grant moved on, re-read it"."""

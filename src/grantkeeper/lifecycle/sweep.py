@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from grantkeeper import metrics
+from grantkeeper._keeper.decisions import FORGET_AFTER_REVOCATION
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.store import Grant, GrantStatus, GrantStore
 from grantkeeper.webhooks import WebhookEvent, WebhookSender
@@ -245,6 +246,9 @@ async def _retry_revocation(
             outcome="revoked",
             detail={"by": "sweep"},
         )
+        if leased.status_reason == FORGET_AFTER_REVOCATION:
+            await store.forget_user(grant.sub)
+            await store.append_audit("forget", sub=grant.sub, outcome="ok", detail={"by": "sweep"})
         return "revocation_completed"
     finally:
         await store.release_lease(grant.sub, grant.client_id, owner)

@@ -270,8 +270,14 @@ class OAuthProvider:
             now=self.clock.now(),
         )
 
-    async def revoke(self, token: str) -> None:
-        """Revoke an access or refresh token (RFC 7009); an already dead token counts as done."""
+    async def revoke(
+        self, token: str, *, retry: bool = True, time_limit: float | None = None
+    ) -> None:
+        """Revoke an access or refresh token (RFC 7009); an already dead token counts as done.
+
+        ``retry=False`` makes one attempt (with ``time_limit`` seconds at most): for callers that
+        record a failure as pending and retry later rather than keep their own caller waiting.
+        """
         metadata = await self.discover()
         if metadata.revocation_endpoint is None:
             raise ProviderError("The provider advertises no revocation_endpoint.")
@@ -279,8 +285,9 @@ class OAuthProvider:
             "revoke",
             metadata.revocation_endpoint,
             {"token": token},
-            retry_response=_transient_response,
-            retry_exception=_transport_failure,
+            retry_response=_transient_response if retry else _never,
+            retry_exception=_transport_failure if retry else _never,
+            time_limit=time_limit,
         )
         error = revoke_error(response.status_code, response.content)
         if error is not None:
@@ -397,10 +404,12 @@ class OAuthProvider:
         *,
         retry_response: Callable[[httpx.Response], bool],
         retry_exception: Callable[[BaseException], bool],
+        time_limit: float | None = None,
     ) -> httpx.Response:
+        limit = httpx.Timeout(time_limit) if time_limit is not None else httpx.USE_CLIENT_DEFAULT
         return await self._send(
             name,
-            lambda: self._http.post(url, data=form),
+            lambda: self._http.post(url, data=form, timeout=limit),
             retry_response=retry_response,
             retry_exception=retry_exception,
         )
@@ -445,6 +454,10 @@ class OAuthProvider:
                 f"The provider's {name} endpoint could not be reached "
                 f"({type(error).__name__} after {attempt} attempt(s))."
             ) from None
+
+
+def _never(_: object) -> bool:
+    return False
 
 
 def _log_call(name: str, attempt: int, started: float, outcome: str) -> None:
