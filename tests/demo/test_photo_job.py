@@ -30,6 +30,8 @@ from grantkeeper.demo.photo_job import (
 from grantkeeper.emulator import EmulatorHandle
 from grantkeeper.emulator.photos import generate_photo
 
+from ..helpers_google import backend_sign_in
+
 DISCOVERY = "/discovery/v1/apis/photoslibrary/v1/rest"
 
 
@@ -123,23 +125,9 @@ class PhotoUser:
 
 def photo_user(emulator: EmulatorHandle, scopes: tuple[str, ...] = PHOTOS_SCOPES) -> PhotoUser:
     """A user of an iOS photo app whose backend redeemed the server auth code."""
-    control = emulator.control
-    web = control.create_client("web")["web"]
-    ios = control.create_client("ios")
-    user = control.create_user("grace@example.com")
-    code = control.server_auth_code(ios["client_id"], web["client_id"], user["email"], scopes)
-    answer = httpx.post(
-        emulator.base_url + "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": web["client_id"],
-            "client_secret": web["client_secret"],
-            "redirect_uri": "",
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    return PhotoUser(emulator, user["sub"], ios["client_id"], answer.json()["access_token"])
+    emulator.control.create_user("grace@example.com")
+    grant = backend_sign_in(emulator, scopes, email="grace@example.com")
+    return PhotoUser(emulator, grant.sub, grant.ios_client_id, grant.token)
 
 
 def test_the_job_enhances_every_picture_in_batches_of_fifty(emulator: EmulatorHandle) -> None:

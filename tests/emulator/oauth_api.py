@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from google.auth.transport.requests import Request
+from google.oauth2 import id_token
 
 from grantkeeper.emulator import EmulatorHandle
 
@@ -52,3 +54,14 @@ class OAuthApi:
             "client_secret": self.web["client_secret"],
         }
         return self.http.post("/token", data=form | extra)
+
+    def verify_id_token(self, token: str) -> dict[str, object]:
+        """Verify an ID token as a backend does with google-auth: signature against the
+        emulator's certs, audience the web client."""
+        claims: dict[str, object] = id_token.verify_token(
+            token,
+            Request(),
+            audience=self.web["client_id"],
+            certs_url=f"{self.emulator.base_url}/oauth2/v1/certs",
+        )
+        return claims

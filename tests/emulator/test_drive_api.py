@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -21,6 +21,8 @@ from googleapiclient.http import MediaIoBaseUpload
 
 from grantkeeper.emulator.faults import Fault
 from grantkeeper.emulator.server import EmulatorHandle
+
+from ..helpers_google import Grant, backend_sign_in
 
 APPDATA = "https://www.googleapis.com/auth/drive.appdata"
 DRIVE_FILE = "https://www.googleapis.com/auth/drive.file"
@@ -36,40 +38,8 @@ def server(emulator: EmulatorHandle) -> EmulatorHandle:
     return emulator
 
 
-@dataclass
-class Grant:
-    token: str
-    sub: str
-    email: str
-    client_id: str
-
-
-def sign_in(
-    server: EmulatorHandle, scopes: set[str], *, project: str = "proj-a", email: str | None = None
-) -> Grant:
-    """What the seed describes: GIDSignIn hands the iOS app a server auth code, the backend
-    redeems it with the web client's secret at ``POST /token`` (``redirect_uri`` empty)."""
-    control = server.control
-    web = control.create_client("web", project_id=project)["web"]
-    ios = control.create_client("ios", project_id=project)
-    if email is None:
-        email = f"user{len(server.state.users)}@example.com"
-        control.create_user(email)
-    code = control.server_auth_code(ios["client_id"], web["client_id"], email, sorted(scopes))
-    answer = httpx.post(
-        server.base_url + "/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": web["client_id"],
-            "client_secret": web["client_secret"],
-            "redirect_uri": "",
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    sub = server.state.user_by_email(email)
-    assert sub is not None
-    return Grant(answer.json()["access_token"], sub.sub, email, web["client_id"])
+#: Signs a user in (see helpers_google); each module's apps share one project by default.
+sign_in = partial(backend_sign_in, project="proj-a")
 
 
 def drive_client(server: EmulatorHandle, grant: Grant, *, served_document: bool) -> Any:

@@ -8,7 +8,6 @@ import google.auth.exceptions
 import pytest
 from google.auth import jwt as google_jwt
 from google.auth.transport.requests import Request
-from google.oauth2 import id_token
 
 from .oauth_api import OAuthApi
 
@@ -60,16 +59,6 @@ def _kid(token: str) -> str:
     return kid
 
 
-def _verify(api: OAuthApi, token: str) -> dict[str, object]:
-    claims: dict[str, object] = id_token.verify_token(
-        token,
-        Request(),
-        audience=api.web["client_id"],
-        certs_url=f"{api.emulator.base_url}/oauth2/v1/certs",
-    )
-    return claims
-
-
 def test_key_rotation_as_a_verifier_sees_it(api: OAuthApi) -> None:
     before = api.sign_in()["id_token"]
     published = api.emulator.control.keys()["kids"]
@@ -82,23 +71,23 @@ def test_key_rotation_as_a_verifier_sees_it(api: OAuthApi) -> None:
     assert _kid(after) == keys["signing_kid"] == keys["kids"][2]
     # During the overlap both the old and the new signatures verify, and caches are told to
     # come back before the oldest key goes.
-    _verify(api, before)
-    _verify(api, after)
+    api.verify_id_token(before)
+    api.verify_id_token(after)
     max_age = CACHE_CONTROL.match(api.http.get("/oauth2/v3/certs").headers["cache-control"])
     assert max_age is not None
     assert int(max_age.group(1)) <= 21155
 
     api.emulator.control.advance_clock(86400)
     assert api.emulator.control.keys()["kids"] == keys["kids"][1:]
-    _verify(api, before)  # signed by the second key, still published
-    _verify(api, after)
+    api.verify_id_token(before)  # signed by the second key, still published
+    api.verify_id_token(after)
 
     old_signed = api.emulator.state.keys.sign(
         {"iss": "x", "aud": api.web["client_id"], "iat": 0, "exp": 2**31},
         key=api.emulator.state.keys.all_keys()[0],
     )
     with pytest.raises(ValueError, match=r"Certificate for key id .* not found"):
-        _verify(api, old_signed)
+        api.verify_id_token(old_signed)
 
 
 def test_revoke(api: OAuthApi) -> None:
