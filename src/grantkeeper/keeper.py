@@ -41,11 +41,14 @@ from grantkeeper.store import GrantStatus, GrantStore, UserProfile, signin_code_
 
 if TYPE_CHECKING:
     from grantkeeper._keeper.credentials import KeeperCredentials
+    from grantkeeper.webhooks import WebhookSender
 
 log = logging.getLogger("grantkeeper.keeper")
 
 #: How long a retried POST of the same code gets the same answer (issue 3).
 REPLAY_TTL = timedelta(minutes=10)
+#: How long closing the keeper waits for webhook deliveries still being retried.
+WEBHOOK_DRAIN_SECONDS = 30.0
 #: A concurrent retry in another process may still be writing its answer.
 _REPLAY_WAITS = (0.05, 0.15, 0.3)
 
@@ -88,6 +91,11 @@ class Keeper:
         self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = EventBus()
+        # Metrics always; Standard Webhooks when GRANTKEEPER_WEBHOOK_URL is set. Attached here so
+        # a worker (SyncKeeper, the CLI) notifies the app as the web service does.
+        from grantkeeper.lifecycle.wiring import attach
+
+        self.webhooks: WebhookSender | None = attach(self)
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -103,7 +111,14 @@ class Keeper:
         return self
 
     async def close(self) -> None:
+        """Close the provider client and the store; wait (30 s at most) for webhooks in flight."""
         self._offline = None
+        if self.webhooks is not None:
+            try:
+                async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
+                    await self.webhooks.drain()
+            except TimeoutError:
+                log.warning("webhooks were still being retried when the keeper closed")
         if self._owns_provider and self._provider is not None:
             await self._provider.aclose()
             self._provider = None

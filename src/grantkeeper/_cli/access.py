@@ -16,6 +16,7 @@ from rich.table import Table
 from grantkeeper._keeper.results import grant_json, user_json
 from grantkeeper.errors import GrantkeeperError, UnknownUser
 from grantkeeper.keeper import Keeper
+from grantkeeper.logsafety import redact_access_log
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore
 
@@ -77,6 +78,7 @@ def serve(
         from grantkeeper.web import create_app
 
         typer.echo(f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer})")
+        redact_access_log()
         uvicorn.run(create_app(keeper, owns_keeper=True), host=host, port=port, log_level="info")
         return
     from grantkeeper.demo.page import install_page
@@ -95,6 +97,7 @@ def serve(
         typer.echo(f"sign-in    {page_url}")
         typer.echo(f"service key for the token API: {world.service_key}")
         typer.echo(f"data       {base}")
+        redact_access_log()
         uvicorn.run(app, host=host, port=port, log_level="info")
 
 

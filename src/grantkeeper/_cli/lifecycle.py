@@ -162,10 +162,9 @@ def sweep_command(
                 store = await stack.enter_async_context(await _open_store(settings))
                 return await sweep(store, now=SYSTEM_CLOCK.now(), options=options), False
             from grantkeeper.keeper import Keeper
-            from grantkeeper.lifecycle.wiring import attach
 
             keeper = await stack.enter_async_context(Keeper(settings))
-            webhooks = attach(keeper)
+            webhooks = keeper.webhooks
             report = await sweep(
                 keeper.store,
                 now=keeper.clock.now(),

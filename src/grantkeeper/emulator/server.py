@@ -3,8 +3,6 @@ for ``grantkeeper emulator``."""
 
 from __future__ import annotations
 
-import logging
-import re
 import socket
 import threading
 import time
@@ -18,22 +16,7 @@ from grantkeeper.emulator.app import create_app, emulator_state
 from grantkeeper.emulator.client import EmulatorControl
 from grantkeeper.emulator.config import EmulatorConfig
 from grantkeeper.emulator.state import EmulatorState
-
-_SECRET_PARAMS = re.compile(
-    r"((?:access_token|id_token|refresh_token|token|code|code_verifier|client_secret)=)[^&\s\"]+"
-)
-
-
-class RedactQueryFilter(logging.Filter):
-    """Access-log lines carry query strings; tokens and codes in them become ``[redacted]``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SECRET_PARAMS.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        return True
+from grantkeeper.logsafety import redact_access_log
 
 
 @dataclass
@@ -102,7 +85,7 @@ def serve(
     base_url = url_of(sock)
     config = config or EmulatorConfig()
     app = create_app(replace(config, base_url=config.base_url or base_url))
-    logging.getLogger("uvicorn.access").addFilter(RedactQueryFilter())
+    redact_access_log()
     announce(base_url)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off"))
     server.run(sockets=[sock])

@@ -10,7 +10,6 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from grantkeeper._version import __version__
 from grantkeeper.keeper import Keeper
-from grantkeeper.lifecycle.wiring import attach
 from grantkeeper.settings import Settings
 from grantkeeper.web import ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
@@ -55,8 +54,8 @@ def create_app(
     app.include_router(router)
     app.include_router(risc_routes.router)
     app.include_router(ops_routes.router)
-    # Keeper events → metrics, and webhooks when GRANTKEEPER_WEBHOOK_URL is set.
-    app.state.webhooks = attach(keeper)
+    # The keeper sends its events to metrics and webhooks; the RISC receiver uses its sender.
+    app.state.webhooks = keeper.webhooks
     if extend is not None:
         extend(app)
     # uvicorn's middleware applies X-Forwarded-Proto/-For only from the trusted proxies.
