@@ -236,3 +236,16 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
     key_file.chmod(0o600)
     with pytest.raises(ConfigurationError, match="malformed"):
         KeyRing.load_or_create(Settings(data_dir=tmp_path, encryption_keys=[]))
+
+
+def test_no_key_file_fallback_for_a_shared_database(tmp_path: Path) -> None:
+    from grantkeeper.settings import Settings
+
+    settings = Settings(
+        database_url="postgresql://postgres@127.0.0.1:5432/test",
+        data_dir=tmp_path,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    with pytest.raises(ConfigurationError, match="GRANTKEEPER_ENCRYPTION_KEYS"):
+        KeyRing.load_or_create(settings)
+    assert not (tmp_path / "encryption.key").exists()

@@ -140,12 +140,22 @@ class KeyRing:
     @classmethod
     def load_or_create(cls, settings: Settings) -> KeyRing:
         """The configured ring, or the embedded default: a 0600 key file in the data directory.
+        The key file is only for the embedded SQLite store; with any other database the ring
+        must be configured.
 
         The key file is created once (atomically, never readable by others even for an
         instant) and reused afterwards; a warning says that production needs its own key.
         """
         if settings.encryption_keys:
             return cls.from_strings(settings.encryption_keys)
+        if not settings.effective_database_url.startswith("sqlite"):
+            # A shared database with a key file per host: each instance would write tokens the
+            # others cannot read. Only the embedded default may make its own key.
+            raise ConfigurationError(
+                "GRANTKEEPER_ENCRYPTION_KEYS must be set when the store is not the embedded "
+                "SQLite: every instance must share one key ring. Make a key with "
+                "'grantkeeper keys generate' and give it to every instance."
+            )
         path = settings.data_dir / KEY_FILE_NAME
         spec = _read_or_create_key_file(path)
         log.warning(

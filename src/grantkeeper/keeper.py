@@ -88,6 +88,7 @@ class Keeper:
         self._transport = transport
         self._owner = f"keeper-{secrets.token_hex(6)}"
         self._offline: OfflineAccess | None = None
+        self._key_problems: list[str] = []
         self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = EventBus()
@@ -108,7 +109,27 @@ class Keeper:
             )
         if self._store is None:
             self._store = await GrantStore.open_from_settings(self.settings, self.clock)
+        self._key_problems = await self._check_key_ring()
         return self
+
+    async def _check_key_ring(self) -> list[str]:
+        """Stored tokens sealed with a key the ring lacks cannot be read: say so at start-up and
+        in ``/readyz`` rather than at the first refresh."""
+        known = set(self.store.keyring.kids)
+        try:
+            counts = await self.store.count_by_key_id()
+        except StoreUnavailable as error:
+            log.warning("could not check the key ring against the store: %s", error.message)
+            return []
+        missing = {kid: n for kid, n in counts.items() if kid not in known}
+        problems = [
+            f"token_undecryptable: {count} stored token(s) were encrypted with key id {kid!r}, "
+            "which GRANTKEEPER_ENCRYPTION_KEYS does not hold"
+            for kid, count in sorted(missing.items())
+        ]
+        for problem in problems:
+            log.error("%s", problem)
+        return problems
 
     async def close(self) -> None:
         """Close the provider client and the store; wait (30 s at most) for webhooks in flight."""
@@ -174,7 +195,7 @@ class Keeper:
             await self.store.ping()
         except GrantkeeperError as error:
             return [f"{error.code}: {error.message}"]
-        return []
+        return list(self._key_problems)
 
     # -- sign-in -------------------------------------------------------------------------------
 

@@ -222,3 +222,25 @@ async def test_metrics_count_sign_ins_by_outcome_and_provider_latency(
     assert count(after, "ok") == count(before, "ok") + 1
     assert count(after, "invalid_code") == count(before, "invalid_code") + 1
     assert 'grantkeeper_provider_request_seconds_count{endpoint="token"}' in after
+
+
+async def test_readyz_reports_tokens_sealed_with_a_key_the_ring_lacks(
+    keeper: Keeper, world: World, store_target: Any
+) -> None:
+    from grantkeeper.crypto import KeyRing, generate_key
+
+    await keeper.sign_in(world.code())
+    other_ring = KeyRing.from_strings([generate_key("newkey")])
+    store = await store_target.open(other_ring, keeper.clock)
+    try:
+        async with Keeper(keeper.settings, clock=keeper.clock, store=store) as wrong:
+            app = create_app(wrong)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="https://keeper.test"
+            ) as api:
+                ready = await api.get("/readyz")
+    finally:
+        await store.close()
+    assert ready.status_code == 503
+    assert "primary" in ready.text  # the fixture ring's key id, named so the operator can act
+    assert "token_undecryptable" in ready.text
