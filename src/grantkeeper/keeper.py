@@ -29,7 +29,6 @@ from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInRe
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     GrantkeeperError,
-    InvalidCode,
     InvalidRequest,
     StoreUnavailable,
     UnknownUser,
@@ -38,6 +37,7 @@ from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStatus, GrantStore, UserProfile, signin_code_hash
+from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
 
 if TYPE_CHECKING:
     from grantkeeper._keeper.credentials import KeeperCredentials
@@ -49,8 +49,8 @@ log = logging.getLogger("grantkeeper.keeper")
 REPLAY_TTL = timedelta(minutes=10)
 #: How long closing the keeper waits for webhook deliveries still being retried.
 WEBHOOK_DRAIN_SECONDS = 30.0
-#: A concurrent retry in another process may still be writing its answer.
-_REPLAY_WAITS = (0.05, 0.15, 0.3)
+#: How long a claim on a code protects its exchange if the claiming instance dies.
+SIGN_IN_CLAIM_TTL = timedelta(seconds=60)
 
 
 class Keeper:
@@ -218,16 +218,22 @@ class Keeper:
         if platform not in PLATFORMS:
             raise InvalidRequest("platform must be one of ios, android, web.")
         code_hash = signin_code_hash(code)
-        cached = await self.store.recall_signin_response(code_hash)
-        if cached is not None:
-            return SignInResult.loads(cached)
         lock = self._signin_locks.setdefault(code_hash, asyncio.Lock())
         try:
             async with lock:
-                cached = await self.store.recall_signin_response(code_hash)
-                if cached is not None:
-                    return SignInResult.loads(cached)
-                return await self._sign_in(code, code_hash, platform)
+                # Claim the code in the store so that a retry reaching another instance waits
+                # for this answer instead of spending (and failing) a second exchange.
+                while True:
+                    answer = await self._settled_answer(code_hash)
+                    if answer is not None:
+                        return answer
+                    if await self.store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
+                        break
+                try:
+                    return await self._sign_in(code, code_hash, platform)
+                except BaseException:
+                    await asyncio.shield(self.store.release_signin_claim(code_hash))
+                    raise
         except GrantkeeperError as error:
             await self.events.emit(
                 GrantEvent(
@@ -239,17 +245,21 @@ class Keeper:
             if not lock.locked():
                 self._signin_locks.pop(code_hash, None)
 
+    async def _settled_answer(self, code_hash: str) -> SignInResult | None:
+        """The stored answer for this code; while another instance holds the claim, wait for
+        its answer (or for the claim to be released or to lapse: then None)."""
+        poll = 0.02
+        while True:
+            cached = await self.store.recall_signin_response(code_hash)
+            if cached is None:
+                return None
+            if cached != PENDING_SIGN_IN:
+                return SignInResult.loads(cached)
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.5, 0.25)
+
     async def _sign_in(self, code: str, code_hash: str, platform: str) -> SignInResult:
-        try:
-            outcome = await self.provider.sign_in(code, platform)  # type: ignore[arg-type]
-        except InvalidCode:
-            # Another instance may have redeemed this very code for the same retried POST.
-            for delay in _REPLAY_WAITS:
-                await asyncio.sleep(delay)
-                cached = await self.store.recall_signin_response(code_hash)
-                if cached is not None:
-                    return SignInResult.loads(cached)
-            raise
+        outcome = await self.provider.sign_in(code, platform)  # type: ignore[arg-type]
         identity, tokens = outcome.identity, outcome.tokens
         profile = UserProfile(
             sub=identity.sub,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
-from grantkeeper.errors import InvalidCode, InvalidRequest, UntrustedIdToken
+from grantkeeper.errors import InvalidCode, InvalidRequest, ProviderUnavailable, UntrustedIdToken
 from grantkeeper.keeper import Keeper
 
 from .conftest import DRIVE_APPDATA, OPENID, World
@@ -156,3 +158,39 @@ async def test_a_code_for_another_server_client_is_refused(keeper: Keeper, world
     with pytest.raises(InvalidCode):
         await keeper.sign_in(code)
     assert await keeper.store.list_users() == []
+
+
+async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
+    keeper: Keeper, world: World, store_target: Any, store_keyring: Any
+) -> None:
+    """Two instances on one store get the same code at once: one exchange, one answer."""
+    world.emulator.control.update_settings(response_delay_ms=1200)
+    other_store = await store_target.open(store_keyring, keeper.clock)
+    code = world.code()
+    results = []
+    try:
+        async with Keeper(keeper.settings, clock=keeper.clock, store=other_store) as other:
+
+            async def post(which: Keeper, delay: float) -> None:
+                await anyio.sleep(delay)
+                results.append(await which.sign_in(code))
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(post, keeper, 0.0)
+                group.start_soon(post, other, 0.1)  # while the first exchange is in flight
+    finally:
+        world.emulator.control.update_settings(response_delay_ms=0)
+        await other_store.close()
+    assert [r.sub for r in results] == [world.sub, world.sub]
+    assert results[0].to_json() == results[1].to_json()
+    assert world.exchanges() == 1
+
+
+async def test_a_failed_sign_in_releases_its_claim(keeper: Keeper, world: World) -> None:
+    world.emulator.control.add_fault("token", status=500, count=1)  # not retried: unsafe
+    code = world.code()
+    with pytest.raises(ProviderUnavailable):
+        await keeper.sign_in(code)
+    # The app retries the same code: it is not stuck behind the failed attempt's claim.
+    result = await keeper.sign_in(code)
+    assert result.sub == world.sub

@@ -10,9 +10,44 @@ import sqlalchemy as sa
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import signin_replays
 
+#: The answer stored while a sign-in is still being worked on (see ``claim_signin``).
+PENDING = ""
+
 
 class SignInReplayCache(StoreCore):
     """Cached sign-in answers by code hash, expiring after a TTL."""
+
+    async def claim_signin(self, code_hash: str, ttl: timedelta) -> bool:
+        """Claim the exchange of this code for this instance: ``True`` if no instance is
+        working on it or has answered it. The claim (answer :data:`PENDING`) lapses after
+        ``ttl`` if its holder dies; :meth:`remember_signin_response` replaces it."""
+        now = self._clock.now()
+        statement = (
+            self._insert(signin_replays)
+            .values(
+                code_hash=code_hash,
+                sub=None,
+                response_json=PENDING,
+                created_at=now,
+                expires_at=now + ttl,
+            )
+            .on_conflict_do_nothing(index_elements=["code_hash"])
+            # RETURNING, not rowcount: psycopg reports -1 for this statement.
+            .returning(signin_replays.c.code_hash)
+        )
+        async with self._write() as conn:
+            await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
+            return (await conn.execute(statement)).first() is not None
+
+    async def release_signin_claim(self, code_hash: str) -> None:
+        """Drop this code's claim if no answer replaced it (the sign-in failed)."""
+        async with self._write() as conn:
+            await conn.execute(
+                signin_replays.delete().where(
+                    signin_replays.c.code_hash == code_hash,
+                    signin_replays.c.response_json == PENDING,
+                )
+            )
 
     async def remember_signin_response(
         self,
@@ -46,7 +81,8 @@ class SignInReplayCache(StoreCore):
             await conn.execute(statement)
 
     async def recall_signin_response(self, code_hash: str) -> str | None:
-        """The cached answer for this code hash, unless it has expired."""
+        """The cached answer for this code hash, unless it has expired; :data:`PENDING` while
+        another instance is working on it."""
         query = sa.select(signin_replays.c.response_json).where(
             signin_replays.c.code_hash == code_hash,
             signin_replays.c.expires_at > self._clock.now(),
