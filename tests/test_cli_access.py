@@ -138,6 +138,12 @@ def test_serve_signs_in_over_http_then_users_and_token_read_the_store(
 
 
 def test_cli_errors_name_the_code_and_what_to_do(app_env: dict[str, str]) -> None:
+    # Reading commands never migrate: a database that was never set up says what to run.
+    result = cli(app_env, "users", "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("store_unavailable:")
+    assert "grantkeeper db upgrade" in result.stderr
+    assert cli(app_env, "db", "upgrade").returncode == 0
     result = cli(app_env, "users", "show", "404404404404404404404")
     assert result.returncode == 1
     assert result.stderr.startswith("unknown_user:")

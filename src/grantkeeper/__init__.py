@@ -1,4 +1,20 @@
-"""grantkeeper: the backend half of Sign in with Google with server-side access."""
+"""grantkeeper: the backend half of Sign in with Google with server-side access.
+
+::
+
+    from grantkeeper import Keeper, Settings
+
+    async with Keeper(Settings()) as keeper:
+        result = await keeper.sign_in(server_auth_code, platform="ios")
+        token = await keeper.access_token(result.sub)
+
+``SyncKeeper`` is the same for synchronous code (scripts, Celery tasks). The keeper, its results
+and the settings load on first use, so ``import grantkeeper`` (and the CLI) stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from grantkeeper._version import __version__
 from grantkeeper.errors import (
@@ -9,6 +25,7 @@ from grantkeeper.errors import (
     InsecureTransport,
     InvalidCode,
     InvalidRequest,
+    InvalidSecurityEvent,
     MissingScopes,
     PayloadTooLarge,
     ProviderError,
@@ -21,20 +38,57 @@ from grantkeeper.errors import (
     UntrustedIdToken,
 )
 
+if TYPE_CHECKING:
+    from grantkeeper._keeper.credentials import KeeperCredentials
+    from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
+    from grantkeeper._keeper.sync import SyncKeeper
+    from grantkeeper.keeper import Keeper
+    from grantkeeper.settings import Settings
+
+_LAZY = {
+    "AccessToken": "grantkeeper._keeper.results",
+    "DisconnectOutcome": "grantkeeper._keeper.results",
+    "Keeper": "grantkeeper.keeper",
+    "KeeperCredentials": "grantkeeper._keeper.credentials",
+    "Settings": "grantkeeper.settings",
+    "SignInResult": "grantkeeper._keeper.results",
+    "SyncKeeper": "grantkeeper._keeper.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grantkeeper' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "AccessToken",
     "ConfigurationError",
     "CsrfHeaderMissing",
+    "DisconnectOutcome",
     "GrantRevoked",
     "GrantkeeperError",
     "InsecureTransport",
     "InvalidCode",
     "InvalidRequest",
+    "InvalidSecurityEvent",
+    "Keeper",
+    "KeeperCredentials",
     "MissingScopes",
     "PayloadTooLarge",
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "Settings",
+    "SignInResult",
     "StoreUnavailable",
+    "SyncKeeper",
     "TokenDecryptionError",
     "Unauthorized",
     "UnknownUser",

@@ -125,3 +125,16 @@ async def test_disconnect_revokes_at_the_provider(api: httpx.AsyncClient, world:
     forgotten = await api.delete(f"/v1/users/{sub}/grant?forget=true", headers=AUTH)
     assert forgotten.json()["forgotten"] is True
     problem(await api.get(f"/v1/users/{sub}/token", headers=AUTH), 404, "unknown_user")
+
+
+async def test_no_service_keys_configured_says_so(keeper: Keeper, world: World) -> None:
+    from grantkeeper.web import create_app
+
+    keeper.settings = keeper.settings.model_copy(update={"service_api_keys": []})
+    app = create_app(keeper)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://keeper.test"
+    ) as api:
+        response = await api.get("/v1/users/123/token", headers=AUTH)
+    body = problem(response, 401, "unauthorized")
+    assert "GRANTKEEPER_SERVICE_API_KEYS holds no key" in body["detail"]

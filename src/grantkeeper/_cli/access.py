@@ -78,6 +78,12 @@ def serve(
         from grantkeeper.web import create_app
 
         typer.echo(f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer})")
+        if not settings.service_api_keys:
+            err.print(
+                "warning: GRANTKEEPER_SERVICE_API_KEYS is empty, so the token API "
+                "(/v1/users/{sub}/token) refuses every caller.",
+                markup=False,
+            )
         redact_access_log()
         uvicorn.run(create_app(keeper, owns_keeper=True), host=host, port=port, log_level="info")
         return
@@ -102,7 +108,8 @@ def serve(
 
 
 async def _open_store() -> GrantStore:
-    return await GrantStore.open_from_settings(Settings())
+    # Reading commands never migrate the schema: that is 'grantkeeper db upgrade' (or serve).
+    return await GrantStore.open_from_settings(Settings(), migrate=False)
 
 
 @users_app.command("list")

@@ -24,7 +24,7 @@ from googleapiclient.http import MediaIoBaseUpload
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from grantkeeper._keeper.sync import SyncKeeper
+from grantkeeper import SyncKeeper
 from grantkeeper.demo.narration import Narrator, Step, StepFailed, check
 from grantkeeper.demo.photo_job import (
     PHOTOS_SCOPES,

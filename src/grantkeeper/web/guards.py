@@ -90,6 +90,10 @@ class ServiceKeys:
         return bool(self._digests)
 
     def check(self, request: Request) -> None:
+        if not self._digests:
+            raise Unauthorized(
+                "The token API is disabled: GRANTKEEPER_SERVICE_API_KEYS holds no key."
+            )
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
