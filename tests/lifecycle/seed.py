@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from grantkeeper.store import GrantStore
-from grantkeeper.store.engine import transaction
 from grantkeeper.store.fingerprints import refresh_token_prefix_sha256, refresh_token_sha512x2
 from grantkeeper.store.tables import grants, users
 
@@ -48,7 +47,7 @@ async def seed_grants(store: GrantStore, count: int, *, start: int = 0) -> list[
                 "updated_at": now,
             }
         )
-    async with transaction(store._engine, write=True) as conn:
+    async with store.transaction(write=True) as conn:
         await conn.execute(users.insert(), user_rows)
         await conn.execute(grants.insert(), grant_rows)
     return subs

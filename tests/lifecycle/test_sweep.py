@@ -170,3 +170,38 @@ async def test_expiring_grants_are_announced_by_webhook(keeper: Keeper) -> None:
     assert payload["data"]["sub"] == "500"
     assert payload["data"]["client_id"] == keeper.client_id
     assert "refresh" not in received.body.decode()
+
+
+async def test_a_grant_sealed_with_a_lost_key_is_reported_and_the_rest_still_swept(
+    keeper: Keeper, world: World, store_target: Any
+) -> None:
+    from grantkeeper.crypto import KeyRing, generate_key
+
+    await _seed_other(keeper, "500")
+    await _seed_other(keeper, "600")
+    # Re-seal one grant with a key that the keeper's ring does not hold.
+    lost = KeyRing.from_strings([generate_key("lostkey")])
+    other = await store_target.open(lost, keeper.clock)
+    try:
+        await _seed_other_with(other, keeper.client_id, "700", keeper.clock.now())
+    finally:
+        await other.close()
+    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    states = {g.sub: g.state for g in report.grants}
+    assert states == {
+        "500": GrantHealth.HEALTHY,
+        "600": GrantHealth.HEALTHY,
+        "700": GrantHealth.UNDECRYPTABLE,
+    }
+    assert report.counts["undecryptable"] == 1
+
+
+async def _seed_other_with(store: Any, client_id: str, sub: str, now: Any) -> None:
+    await store.record_sign_in(
+        UserProfile(sub=sub),
+        client_id,
+        set(OPENID),
+        f"1//0g-other-{sub}",
+        f"ya29.other-{sub}",
+        now + timedelta(hours=1),
+    )

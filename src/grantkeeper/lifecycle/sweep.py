@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from grantkeeper import metrics
 from grantkeeper._keeper.decisions import FORGET_AFTER_REVOCATION
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.store import Grant, GrantStatus, GrantStore
+from grantkeeper.store import Grant, GrantRef, GrantStatus, GrantStore
 from grantkeeper.webhooks import WebhookEvent, WebhookSender
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ class GrantHealth(StrEnum):
     REVOKED = "revoked"
     DISABLED = "disabled"
     DISCONNECTED = "disconnected"
+    UNDECRYPTABLE = "undecryptable"
+    """Its tokens were sealed with a key the ring lacks (see ``grantkeeper keys status``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,42 +176,65 @@ async def sweep(
     options = options or SweepOptions()
     owner = f"sweep-{secrets.token_hex(6)}"
     reports: list[GrantReport] = []
-    for grant in await store.list_grants():
-        state = classify(grant, now, options)
-        action: str | None = None
-        if state is GrantHealth.PENDING and keeper is not None:
-            action = await _retry_revocation(store, keeper, grant, owner, options.lease)
-            if action == "revocation_completed":
-                state = GrantHealth.DISCONNECTED
-        elif state is GrantHealth.IDLE and options.keep_alive and keeper is not None:
-            action = await _keep_alive(keeper, grant)
-            if action == "kept_alive":
-                state = GrantHealth.HEALTHY
-        elif state is GrantHealth.EXPIRING and webhooks is not None:
-            webhooks.notify(
-                WebhookEvent.GRANT_EXPIRING,
-                sub=grant.sub,
-                client_id=grant.client_id,
-                expires_at=grant.refresh_token_expires_at,
-            )
-            action = "notified"
-        reports.append(
-            GrantReport(
-                sub=grant.sub,
-                client_id=grant.client_id,
-                state=state,
-                reason=grant.status_reason,
-                last_active=last_active(grant),
-                refresh_token_expires_at=grant.refresh_token_expires_at,
-                action=action,
-            )
-        )
+    async for page in store.iter_grants():
+        for grant in page:
+            if isinstance(grant, GrantRef):
+                reports.append(
+                    GrantReport(
+                        sub=grant.sub,
+                        client_id=grant.client_id,
+                        state=GrantHealth.UNDECRYPTABLE,
+                        reason="token_undecryptable",
+                    )
+                )
+            else:
+                reports.append(
+                    await _sweep_one(store, grant, now, options, keeper, webhooks, owner)
+                )
     report = SweepReport(at=now, grants=reports)
     metrics.set_grant_counts(await store.count_by_status())
     await store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )
     return report
+
+
+async def _sweep_one(
+    store: GrantStore,
+    grant: Grant,
+    now: datetime,
+    options: SweepOptions,
+    keeper: Keeper | None,
+    webhooks: WebhookSender | None,
+    owner: str,
+) -> GrantReport:
+    state = classify(grant, now, options)
+    action: str | None = None
+    if state is GrantHealth.PENDING and keeper is not None:
+        action = await _retry_revocation(store, keeper, grant, owner, options.lease)
+        if action == "revocation_completed":
+            state = GrantHealth.DISCONNECTED
+    elif state is GrantHealth.IDLE and options.keep_alive and keeper is not None:
+        action = await _keep_alive(keeper, grant)
+        if action == "kept_alive":
+            state = GrantHealth.HEALTHY
+    elif state is GrantHealth.EXPIRING and webhooks is not None:
+        webhooks.notify(
+            WebhookEvent.GRANT_EXPIRING,
+            sub=grant.sub,
+            client_id=grant.client_id,
+            expires_at=grant.refresh_token_expires_at,
+        )
+        action = "notified"
+    return GrantReport(
+        sub=grant.sub,
+        client_id=grant.client_id,
+        state=state,
+        reason=grant.status_reason,
+        last_active=last_active(grant),
+        refresh_token_expires_at=grant.refresh_token_expires_at,
+        action=action,
+    )
 
 
 async def _retry_revocation(
