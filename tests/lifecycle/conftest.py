@@ -3,9 +3,7 @@ as the life-cycle chores (sweep, disconnect, RISC delivery over HTTP) meet them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,9 @@ from grantkeeper.oauth.provider import OAuthProvider, ProviderOptions
 from grantkeeper.oauth.retry import RetryPolicy
 from grantkeeper.settings import Settings
 
-OPENID = ["openid", "email", "profile"]
-DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
+from ..app_world import DRIVE_APPDATA, OPENID, World, make_world
+
+__all__ = ["DRIVE_APPDATA", "OPENID", "World", "quick_provider"]
 
 
 @pytest.fixture(scope="module")
@@ -28,48 +27,10 @@ def emulator() -> Iterator[EmulatorHandle]:
         yield handle
 
 
-@dataclass
-class World:
-    """One app at the emulator: a web (server) client, an iOS client, a user."""
-
-    emulator: EmulatorHandle
-    settings: Settings
-    secrets_file: Path
-    web_client_id: str
-    ios_client_id: str
-    email: str
-    sub: str
-
-    def code(self, scopes: list[str] | None = None, email: str | None = None, **opts: Any) -> str:
-        return self.emulator.control.server_auth_code(
-            self.ios_client_id, self.web_client_id, email or self.email, scopes or OPENID, **opts
-        )
-
-    def stats(self) -> dict[str, Any]:
-        return self.emulator.control.stats()
-
-
 @pytest.fixture
 def world(emulator: EmulatorHandle, tmp_path: Path) -> World:
-    control = emulator.control
-    control.reset()
-    secrets_json = control.create_client("web")
-    web_client_id = secrets_json["web"]["client_id"]
-    ios_client_id = control.create_client("ios")["client_id"]
-    user = control.create_user("ada@example.com", name="Ada Lovelace")
-    secrets_file = tmp_path / "client_secret.json"
-    secrets_file.write_text(json.dumps(secrets_json))
-    settings = Settings(
-        client_secrets_file=secrets_file,
-        issuer=emulator.base_url,
-        allowed_client_ids=[ios_client_id],
-        data_dir=tmp_path / "data",
-        allow_insecure_http=True,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    return World(
-        emulator, settings, secrets_file, web_client_id, ios_client_id, user["email"], user["sub"]
-    )
+    # The life-cycle tests also serve the keeper over plain HTTP on loopback.
+    return make_world(emulator, tmp_path, allow_insecure_http=True)
 
 
 async def _no_sleep(_: float) -> None:
