@@ -35,7 +35,10 @@ app.add_typer(_db_app, name="db")
 
 from grantkeeper._cli.emulator import emulator as _emulator  # noqa: E402
 
-app.command("emulator")(_emulator)
+app.command(
+    "emulator",
+    short_help="Serve Google on localhost: OpenID, tokens, Drive, Photos and a control API.",
+)(_emulator)
 
 from grantkeeper._cli import lifecycle as _lifecycle  # noqa: E402
 
