@@ -167,6 +167,30 @@ async def test_token_revoked_for_an_unknown_token_changes_nothing(
     assert await _snapshot(store) == before
 
 
+async def test_token_revoked_spares_a_refresh_token_that_replaced_it_meanwhile(
+    store: GrantStore,
+    receiver: RiscReceiver,
+    emulator: Any,
+    receiver_clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The user signs in again between the lookup by fingerprint and the erase."""
+    find = store.find_grants_by_refresh_token
+    replacement = "1//0gBOB-SIGNED-IN-AGAIN"
+
+    async def find_then_sign_in(**identifier: Any) -> Any:
+        found = await find(**identifier)
+        await _sign_in(store, BOB, replacement, receiver_clock)
+        return found
+
+    monkeypatch.setattr(store, "find_grants_by_refresh_token", find_then_sign_in)
+    receipt = await receiver.receive(_set(emulator, "token-revoked", token=BOB_RT))
+    assert receipt.events[0].outcome == "no_match"
+    bob = await _grant(store, BOB)
+    assert bob.status == GrantStatus.ACTIVE
+    assert bob.refresh_token == replacement
+
+
 @pytest.mark.parametrize(
     ("reason", "status_reason"),
     [

@@ -31,6 +31,7 @@ from grantkeeper.risc.events import (
     MalformedEvent,
     Plan,
     SecurityEvent,
+    TokenSubject,
     Transition,
     applies_to,
     parse_events,
@@ -39,6 +40,7 @@ from grantkeeper.risc.events import (
 from grantkeeper.risc.seen import claim_event, release_event
 from grantkeeper.risc.verify import VerifiedSet, read_kid, verify_set
 from grantkeeper.store import GrantStatus, GrantStore
+from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_sha512x2
 from grantkeeper.webhooks import WebhookEvent, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -216,31 +218,40 @@ class RiscReceiver:
         else:
             assert event.sub is not None
             targets = [(g.sub, g.client_id) for g in await self.store.list_grants(sub=event.sub)]
+        token = event.token if transition.target == "token" else None
         moved = []
         for sub, client_id in targets:
-            if await self._move(sub, client_id, transition):
+            if await self._move(sub, client_id, transition, token):
                 moved.append((sub, client_id))
         return moved
 
-    async def _move(self, sub: str, client_id: str, transition: Transition) -> bool:
+    async def _move(
+        self, sub: str, client_id: str, transition: Transition, token: TokenSubject | None
+    ) -> bool:
+        """Compare-and-swap on the grant's version; for a ``token-revoked`` event the grant must
+        still hold the revoked refresh token (a sign-in may have replaced it meanwhile)."""
         for _ in range(_CAS_ATTEMPTS):
             grant = await self.store.get_grant(sub, client_id)
             if grant is None or not applies_to(transition, grant.status, grant.status_reason):
                 return False
+            if token is not None and not _holds(grant.refresh_token, token):
+                return False
             if transition.erase_tokens:
-                return (
-                    await self.store.erase_tokens(
-                        sub, client_id, status=transition.to_status, reason=transition.reason
-                    )
-                    > 0
+                changed = await self.store.erase_tokens(
+                    sub,
+                    client_id,
+                    status=transition.to_status,
+                    reason=transition.reason,
+                    expected_version=grant.version,
                 )
-            changed = await self.store.set_status(
-                sub,
-                client_id,
-                transition.to_status,
-                transition.reason,
-                expected_version=grant.version,
-            )
+            else:
+                changed = await self.store.set_status(
+                    sub,
+                    client_id,
+                    transition.to_status,
+                    transition.reason,
+                    expected_version=grant.version,
+                )
             if changed:
                 return True
         log.warning("RISC transition of a grant of %s lost %d races", sub, _CAS_ATTEMPTS)
@@ -279,3 +290,12 @@ class RiscReceiver:
             await release_event(self.store, issuer=verified.issuer, jti=verified.jti)
         except Exception:
             log.exception("could not withdraw the claim on RISC event %s", verified.jti)
+
+
+def _holds(refresh_token: str | None, token: TokenSubject) -> bool:
+    """Whether ``refresh_token`` is the one a ``token-revoked`` event names."""
+    if refresh_token is None:
+        return False
+    if token.algorithm == "prefix":
+        return refresh_token[:16] == token.identifier
+    return refresh_token_sha512x2(refresh_token) == normalize_sha512x2(token.identifier)

@@ -89,9 +89,12 @@ class GrantStatusChanges(StoreCore):
         *,
         status: GrantStatus | str | None = None,
         reason: str | None = None,
+        expected_version: int | None = None,
     ) -> int:
         """Erase every stored token (and its fingerprints) of the user's grants, optionally
-        setting a status. Bumps the version and clears leases. Returns grants changed."""
+        setting a status. Bumps the version and clears leases. With ``expected_version`` it is
+        a compare-and-swap (a sign-in that wrote meanwhile is not erased). Returns grants
+        changed."""
         now = self._clock.now()
         values: dict[str, Any] = {
             **ERASED_TOKENS,
@@ -101,10 +104,11 @@ class GrantStatusChanges(StoreCore):
         }
         if status is not None:
             values.update(status=str(status), status_reason=reason, status_changed_at=now)
+        query = grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
+        if expected_version is not None:
+            query = query.where(grants.c.version == expected_version)
         async with self._write() as conn:
-            result = await conn.execute(
-                grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
-            )
+            result = await conn.execute(query)
         return result.rowcount
 
     async def forget_user(self, sub: str) -> bool:
