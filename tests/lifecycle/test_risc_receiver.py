@@ -376,6 +376,28 @@ async def test_forged_or_misaddressed_events_are_refused_and_change_nothing(
     assert await store.list_audit(kind="risc") == []
 
 
+async def test_an_event_whose_processing_died_is_applied_on_redelivery(
+    store: GrantStore, receiver: RiscReceiver, emulator: Any, receiver_clock: ManualClock
+) -> None:
+    from grantkeeper.risc.seen import claim_event
+
+    jti = secrets.token_hex(16)
+    token = _set(emulator, "account-disabled", sub=ALICE, reason="hijacking", jti=jti)
+    issuer = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iss"]
+    # A delivery claimed the event, then its process died before applying it.
+    assert await claim_event(store, issuer=issuer, jti=jti, at=receiver_clock.now())
+    soon = await receiver.receive(token)
+    assert soon.duplicate  # maybe still in progress elsewhere
+    assert (await _grant(store, ALICE)).status == GrantStatus.ACTIVE
+    receiver_clock.advance(31)
+    later = await receiver.receive(token)
+    assert not later.duplicate
+    assert (await _grant(store, ALICE)).status == GrantStatus.DISABLED
+    # Once applied, it is a plain duplicate however late it comes back.
+    receiver_clock.advance(3600)
+    assert (await receiver.receive(token)).duplicate
+
+
 async def test_a_replayed_event_changes_nothing(
     store: GrantStore, receiver: RiscReceiver, emulator: Any
 ) -> None:

@@ -37,7 +37,7 @@ from grantkeeper.risc.events import (
     parse_events,
     plan,
 )
-from grantkeeper.risc.seen import claim_event, release_event
+from grantkeeper.risc.seen import claim_event, finish_event, release_event
 from grantkeeper.risc.verify import VerifiedSet, read_kid, verify_set
 from grantkeeper.store import GrantStatus, GrantStore
 from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_sha512x2
@@ -151,6 +151,9 @@ class RiscReceiver:
         except BaseException:
             await self._withdraw(verified)
             raise
+        await finish_event(
+            self.store, issuer=verified.issuer, jti=verified.jti, at=self._clock.now()
+        )
         return Receipt(jti=verified.jti, duplicate=False, events=outcomes)
 
     async def _verify(self, token: str) -> VerifiedSet:

@@ -1,0 +1,31 @@
+"""RISC: mark when a security event was fully applied, so a delivery whose processing died
+half-way is processed again on redelivery instead of being dropped as a duplicate.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("risc_events_seen") as table:
+        table.add_column(sa.Column("done_at", sa.DateTime(timezone=True), nullable=True))
+    # Events recorded before this column existed were processed in the same request.
+    op.execute("UPDATE risc_events_seen SET done_at = received_at")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("risc_events_seen") as table:
+        table.drop_column("done_at")
