@@ -29,3 +29,18 @@ def test_codes_and_tokens_in_access_log_lines_are_redacted(
     assert "abc123" not in caplog.text
     assert "code=[redacted]" in caplog.text
     assert "scope=email" in caplog.text
+
+
+def test_settings_repr_never_shows_secrets() -> None:
+    from grantkeeper.settings import Settings
+
+    settings = Settings(
+        database_url="postgresql://app:hunter2@db/grantkeeper",
+        encryption_keys=["k1:c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcy1sb25nISE"],
+        service_api_keys=["service-key-0123456789"],
+        webhook_secret="whsec_c2VjcmV0",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    shown = repr(settings) + str(settings)
+    for secret in ("hunter2", "c2VjcmV0LWtleS", "service-key-0123456789", "whsec_c2VjcmV0"):
+        assert secret not in shown

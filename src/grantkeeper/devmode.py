@@ -8,6 +8,7 @@ OpenID discovery) differs.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,8 +46,11 @@ def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) 
     android = control.create_client("android")
     data_dir.mkdir(parents=True, exist_ok=True)
     secrets_file = data_dir / "client_secret_dev.json"
-    secrets_file.write_text(json.dumps(web, indent=2))
-    secrets_file.chmod(0o600)
+    secrets_file.unlink(missing_ok=True)
+    # Created with mode 0600 from the start: the client secret is never readable by others.
+    descriptor = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(web, handle, indent=2)
     service_key = secrets.token_urlsafe(24)
     web_client_id: str = web["web"]["client_id"]
     values: dict[str, object] = {

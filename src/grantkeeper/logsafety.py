@@ -6,7 +6,8 @@ import logging
 import re
 
 _SECRET_PARAMS = re.compile(
-    r"((?:access_token|id_token|refresh_token|token|code|code_verifier|client_secret|state)=)"
+    r"((?:access_token|id_token|refresh_token|token|code|code_verifier|client_secret|state"
+    r"|upload_id)=)"
     r"[^&\s\"]+"
 )
 

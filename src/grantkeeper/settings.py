@@ -40,16 +40,18 @@ class Settings(BaseSettings):
     allowed_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Client ids accepted as the ID token's ``azp`` (iOS, Android, web); comma-separated."""
 
-    database_url: str | None = None
+    # Fields that can hold secrets stay out of repr(): a settings object in a log line or a
+    # traceback must not carry a password or a key.
+    database_url: str | None = Field(default=None, repr=False)
     """SQLAlchemy URL; default SQLite in the data directory; ``postgresql://…`` for PostgreSQL."""
 
     database_schema: str | None = None
     """PostgreSQL only: keep grantkeeper's tables in this schema (created by ``db upgrade``)."""
 
-    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     """Key ring for tokens at rest, comma-separated; the first key encrypts, all decrypt."""
 
-    service_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    service_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     """Keys for the token API, comma-separated; each a key or ``sha256:<hex>`` of one."""
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("grantkeeper")))
@@ -90,7 +92,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     """Where grant life-cycle notifications are POSTed (Standard Webhooks)."""
 
-    webhook_secret: str | None = None
+    webhook_secret: str | None = Field(default=None, repr=False)
     """Standard Webhooks signing secret (``whsec_…``)."""
 
     _split = field_validator(
