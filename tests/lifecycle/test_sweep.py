@@ -186,7 +186,11 @@ async def test_a_grant_sealed_with_a_lost_key_is_reported_and_the_rest_still_swe
         await _seed_other_with(other, keeper.client_id, "700", keeper.clock.now())
     finally:
         await other.close()
-    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    progress: list[int] = []
+    report = await sweep(
+        keeper.store, now=keeper.clock.now(), keeper=keeper, on_progress=progress.append
+    )
+    assert sum(progress) == 3
     states = {g.sub: g.state for g in report.grants}
     assert states == {
         "500": GrantHealth.HEALTHY,

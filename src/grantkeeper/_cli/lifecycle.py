@@ -165,13 +165,24 @@ def sweep_command(
 
             keeper = await stack.enter_async_context(Keeper(settings))
             webhooks = keeper.webhooks
-            report = await sweep(
-                keeper.store,
-                now=keeper.clock.now(),
-                options=options,
-                keeper=keeper,
-                webhooks=webhooks,
-            )
+            total = sum((await keeper.store.count_by_status()).values())
+            with Progress(
+                TextColumn("sweeping grants"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("sweep", total=total)
+                report = await sweep(
+                    keeper.store,
+                    now=keeper.clock.now(),
+                    options=options,
+                    keeper=keeper,
+                    webhooks=webhooks,
+                    on_progress=lambda done: progress.advance(task, done),
+                )
             if webhooks is not None:
                 try:
                     async with asyncio.timeout(60):

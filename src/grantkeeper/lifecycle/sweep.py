@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -169,10 +170,12 @@ async def sweep(
     options: SweepOptions | None = None,
     keeper: Keeper | None = None,
     webhooks: WebhookSender | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> SweepReport:
     """Classify every grant; retry pending revocations and (with ``keep_alive``) refresh idle
     grants through ``keeper``; notify about expiring grants. Without a keeper (no client
-    secrets configured) only the report is made."""
+    secrets configured) only the report is made. ``on_progress`` hears how many grants each
+    page held, once the page is done."""
     options = options or SweepOptions()
     owner = f"sweep-{secrets.token_hex(6)}"
     reports: list[GrantReport] = []
@@ -191,6 +194,8 @@ async def sweep(
                 reports.append(
                     await _sweep_one(store, grant, now, options, keeper, webhooks, owner)
                 )
+        if on_progress is not None:
+            on_progress(len(page))
     report = SweepReport(at=now, grants=reports)
     metrics.set_grant_counts(await store.count_by_status())
     await store.append_audit(
