@@ -21,6 +21,7 @@ from grantkeeper._keeper.decisions import (
     DISCONNECT_REVOKE_TIMEOUT,
     FORGET_AFTER_REVOCATION,
     PLATFORMS,
+    access_token_expiry,
     check_code,
 )
 from grantkeeper._keeper.events import EventBus, GrantEvent, Listener
@@ -272,7 +273,7 @@ class Keeper:
             family_name=identity.family_name,
             hd=identity.hd,
         )
-        expires_at = tokens.expires_at or (self.clock.now() + timedelta(seconds=3599))
+        expires_at = access_token_expiry(tokens.expires_at, self.clock.now())
         # The tokens exist only in memory now: a store hiccup must not lose them.
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),

@@ -21,6 +21,16 @@ PLATFORMS = frozenset({"ios", "android", "web"})
 MAX_CODE_BYTES = 256
 
 
+#: What Google's token endpoint says in practice (google-protocol.md §3.3); assumed when an
+#: answer carries no ``expires_in``.
+DEFAULT_TOKEN_LIFETIME = timedelta(seconds=3599)
+
+
+def access_token_expiry(expires_at: datetime | None, now: datetime) -> datetime:
+    """When a just-issued access token expires: as the provider said, else Google's usual."""
+    return expires_at or now + DEFAULT_TOKEN_LIFETIME
+
+
 def is_fresh(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
     """True if a token expiring at ``expires_at`` stays valid for at least ``margin``."""
     return expires_at is not None and expires_at - now >= margin

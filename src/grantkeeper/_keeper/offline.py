@@ -17,7 +17,12 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from grantkeeper._keeper.decisions import is_fresh, missing_scopes, revocation_reason
+from grantkeeper._keeper.decisions import (
+    access_token_expiry,
+    is_fresh,
+    missing_scopes,
+    revocation_reason,
+)
 from grantkeeper._keeper.events import EventBus, GrantEvent
 from grantkeeper._keeper.results import AccessToken
 from grantkeeper.clock import Clock
@@ -206,7 +211,7 @@ class OfflineAccess:
                 )
             )
             raise
-        expires_at = tokens.expires_at or (self.clock.now() + timedelta(seconds=3599))
+        expires_at = access_token_expiry(tokens.expires_at, self.clock.now())
         saved = await self._store.save_refreshed(
             grant.sub,
             grant.client_id,
