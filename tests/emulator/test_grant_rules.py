@@ -161,6 +161,30 @@ def test_user_removes_the_app(api: OAuthApi) -> None:
     assert "refresh_token" in api.sign_in()
 
 
+def test_removing_the_mobile_app_also_ends_the_consent_kept_for_its_server(
+    api: OAuthApi,
+) -> None:
+    # The iOS app's codes are redeemed by the web (server) client, so the consent is recorded
+    # under the web client; removing the app by its iOS client id must still forget it.
+    body = api.sign_in()
+    assert "refresh_token" not in api.sign_in()  # consent remembered
+    sub = api.emulator.state.user_by_email("alice@example.com").sub  # type: ignore[union-attr]
+    assert api.emulator.control.revoke_user(sub, api.ios["client_id"]) == 1
+    assert not works(api, body["refresh_token"])
+    again = api.sign_in()
+    assert "refresh_token" in again
+    assert works(api, again["refresh_token"])
+
+
+def test_refresh_token_predecessor_stays_out_of_repr(api: OAuthApi) -> None:
+    api.emulator.control.update_settings(rotate_refresh_tokens=True)
+    first = api.sign_in()["refresh_token"]
+    second = api.refresh(first).json()["refresh_token"]
+    record = api.emulator.state.refresh_tokens[second]
+    assert record.predecessor == first
+    assert first not in repr(record)
+
+
 def test_refresh_token_rotation_setting(api: OAuthApi) -> None:
     api.emulator.control.update_settings(rotate_refresh_tokens=True)
     old = api.sign_in()["refresh_token"]

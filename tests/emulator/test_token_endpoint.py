@@ -159,6 +159,25 @@ def test_code_is_single_use_and_reuse_message_is_configurable(api: OAuthApi) -> 
     assert error(api.exchange(code))[1]["error_description"] == "Code was already redeemed."
 
 
+def test_reuse_message_is_only_for_an_already_used_code(api: OAuthApi) -> None:
+    # Google's "Code was already redeemed." named reuse; unknown, expired and foreign codes
+    # stay the generic "Bad Request" (google-protocol.md §3.6).
+    api.emulator.control.update_settings(code_reuse_description="Code was already redeemed.")
+    generic = (400, {"error": "invalid_grant", "error_description": "Bad Request"})
+    assert error(api.exchange("4/0A" + "x" * 70)) == generic
+    other = api.emulator.control.create_client("web")["web"]
+    foreign = api.emulator.control.server_auth_code(
+        api.ios["client_id"], other["client_id"], "alice@example.com"
+    )
+    assert error(api.exchange(foreign)) == generic
+    expiring = api.code()
+    api.emulator.control.advance_clock(api.emulator.state.settings.code_ttl + 1)
+    assert error(api.exchange(expiring)) == generic
+    used = api.code()
+    assert api.exchange(used).status_code == 200
+    assert error(api.exchange(used))[1]["error_description"] == "Code was already redeemed."
+
+
 def test_code_expires_on_the_emulator_clock(api: OAuthApi) -> None:
     api.emulator.control.update_settings(code_ttl=60)
     code = api.code()

@@ -23,6 +23,8 @@ class User:
     hd: str | None = None
     email_verified: bool = True
     password_version: int = 0
+    disabled: bool = False
+    """Disabled by Google (RISC ``account-disabled``); refreshes fail until re-enabled."""
 
     def public(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class User:
             "picture": self.picture,
             "locale": self.locale,
             "hd": self.hd,
+            "disabled": self.disabled,
         }
 
 
@@ -108,5 +111,5 @@ class RefreshTokenRecord:
     """Hard end of life (testing mode or a time-limited grant); ``None`` for ongoing access."""
     time_limited: bool = False
     revoked: bool = False
-    predecessor: str | None = None
+    predecessor: str | None = field(default=None, repr=False)
     """With rotation: the token this one replaced, alive until this one is first used."""

@@ -101,6 +101,9 @@ class EmulatorState:
             record = self.access_tokens.get(token)
             if record is None or now >= record.expires_at:
                 return None
+            user = self.users.get(record.sub)
+            if user is not None and user.disabled:
+                return None
             return record
 
     def record_call(self, endpoint: str) -> None:

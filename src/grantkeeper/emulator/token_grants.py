@@ -69,12 +69,10 @@ def exchange_code(
     now = state.clock.now()
     with state.lock:
         code = state.codes.get(code_value)
-        if (
-            code is None
-            or code.used
-            or now >= code.expires_at
-            or code.client_id != client.client_id
-        ):
+        if code is None or now >= code.expires_at or code.client_id != client.client_id:
+            raise GoogleOAuthError(400, "invalid_grant", "Bad Request")
+        if code.used:
+            # "Code was already redeemed." (2015-2017) named reuse only (§3.6).
             raise GoogleOAuthError(400, "invalid_grant", state.settings.code_reuse_description)
         redirect_uri = form.get("redirect_uri")
         if redirect_uri is None:
@@ -112,7 +110,11 @@ def refresh(
     settings = state.settings
     with state.lock:
         record = state.refresh_tokens.get(token)
-        if record is None or refresh_token_problem(record, now, settings) is not None:
+        if (
+            record is None
+            or refresh_token_problem(record, now, settings) is not None
+            or state.users[record.sub].disabled
+        ):
             raise GoogleOAuthError(400, "invalid_grant", "Token has been expired or revoked.")
         if record.client_id != client.client_id:
             raise GoogleOAuthError(
