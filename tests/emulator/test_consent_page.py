@@ -97,6 +97,34 @@ def test_login_hint_preselects_the_user(api: OAuthApi) -> None:
     assert 'value="new.person@example.com"' in unknown.text
 
 
+def test_a_new_account_is_a_consumer_account_unless_given_a_workspace_domain(
+    api: OAuthApi,
+) -> None:
+    page = api.http.get(auth_url(api))
+    assert 'name="new_hd"' in page.text
+    consumer = redirect_query_of(api, "lee@example.com")
+    workspace = redirect_query_of(api, "max@corp.example", new_hd="corp.example")
+    claims = [
+        api.http.get("/tokeninfo", params={"id_token": exchange(api, q["code"]).json()["id_token"]})
+        for q in (consumer, workspace)
+    ]
+    assert "hd" not in claims[0].json()
+    assert claims[1].json()["hd"] == "corp.example"
+    # The control client's helper does the same.
+    location = api.emulator.control.authorize(auth_url(api), "uma@corp.example", hd="corp.example")
+    assert "code=" in location
+    assert api.emulator.state.user_by_email("uma@corp.example").hd == "corp.example"  # type: ignore[union-attr]
+
+
+def redirect_query_of(api: OAuthApi, email: str, **extra: str) -> dict[str, str]:
+    fields = form_fields(api.http.get(auth_url(api)).text)
+    answer = api.http.post(
+        "/o/oauth2/v2/auth",
+        data={**fields, "email": "", "new_email": email, "action": "allow", **extra},
+    )
+    return redirect_query(answer)
+
+
 def test_deny(api: OAuthApi) -> None:
     location = api.emulator.control.authorize(auth_url(api), "leo@example.com", deny=True)
     assert parse_qs(urlsplit(location).query) == {"error": ["access_denied"], "state": ["xyz-123"]}

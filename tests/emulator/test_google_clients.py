@@ -68,7 +68,7 @@ def test_verify_token_against_both_certs_endpoints(api: OAuthApi, certs: str) ->
     assert claims["email_verified"] is True
     assert claims["given_name"] == "Dana"
     assert claims["family_name"] == "Smith"
-    assert claims["hd"] == "example.com"
+    assert "hd" not in claims  # a consumer account: no Workspace domain
     assert len(claims["sub"]) == 21
     assert claims["sub"].isdigit()
     assert claims["exp"] - claims["iat"] == 3600

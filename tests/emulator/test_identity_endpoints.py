@@ -9,6 +9,8 @@ import pytest
 from google.auth import jwt as google_jwt
 from google.auth.transport.requests import Request
 
+from grantkeeper.oauth.discovery import parse_provider_metadata
+
 from .oauth_api import OAuthApi
 
 CACHE_CONTROL = re.compile(r"^public, max-age=(\d+), must-revalidate, no-transform$")
@@ -17,21 +19,60 @@ CACHE_CONTROL = re.compile(r"^public, max-age=(\d+), must-revalidate, no-transfo
 def test_discovery_document(api: OAuthApi) -> None:
     response = api.http.get("/.well-known/openid-configuration")
     assert response.status_code == 200
-    doc = response.json()
     base = api.emulator.base_url
-    assert doc["issuer"] == base
-    assert doc["authorization_endpoint"] == f"{base}/o/oauth2/v2/auth"
-    assert doc["token_endpoint"] == f"{base}/token"
-    assert doc["userinfo_endpoint"] == f"{base}/v1/userinfo"
-    assert doc["revocation_endpoint"] == f"{base}/revoke"
-    assert doc["jwks_uri"] == f"{base}/oauth2/v3/certs"
-    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert doc["token_endpoint_auth_methods_supported"] == [
-        "client_secret_post",
-        "client_secret_basic",
-    ]
-    assert doc["code_challenge_methods_supported"] == ["plain", "S256"]
-    assert "locale" not in doc["claims_supported"]
+    # Google's document (google-protocol.md §1) with Google's hosts replaced by the emulator.
+    assert response.json() == {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/o/oauth2/v2/auth",
+        "device_authorization_endpoint": f"{base}/device/code",
+        "token_endpoint": f"{base}/token",
+        "userinfo_endpoint": f"{base}/v1/userinfo",
+        "revocation_endpoint": f"{base}/revoke",
+        "jwks_uri": f"{base}/oauth2/v3/certs",
+        "response_types_supported": [
+            "code",
+            "token",
+            "id_token",
+            "code token",
+            "code id_token",
+            "token id_token",
+            "code token id_token",
+            "none",
+        ],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "email", "profile"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "claims_supported": [
+            "aud",
+            "email",
+            "email_verified",
+            "exp",
+            "family_name",
+            "given_name",
+            "iat",
+            "iss",
+            "name",
+            "picture",
+            "sub",
+        ],
+        "code_challenge_methods_supported": ["plain", "S256"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        ],
+    }
+    # The keeper's own parser takes it as it takes Google's.
+    metadata = parse_provider_metadata(response.json(), issuer=base)
+    assert (metadata.token_endpoint, metadata.jwks_uri) == (
+        f"{base}/token",
+        f"{base}/oauth2/v3/certs",
+    )
+    api.emulator.control.update_settings(include_locale_claim=True)
+    claims = api.http.get("/.well-known/openid-configuration").json()["claims_supported"]
+    assert "locale" in claims
 
 
 def test_certs_have_googles_shape_and_cache_headers(api: OAuthApi) -> None:
@@ -88,6 +129,17 @@ def test_key_rotation_as_a_verifier_sees_it(api: OAuthApi) -> None:
     )
     with pytest.raises(ValueError, match=r"Certificate for key id .* not found"):
         api.verify_id_token(old_signed)
+
+
+def test_rotations_inside_one_overlap_still_end_at_two_keys(api: OAuthApi) -> None:
+    control = api.emulator.control
+    start = control.keys()["kids"]
+    kids = [control.rotate_keys(overlap_seconds=3600)["signing_kid"] for _ in range(3)]
+    # Each rotation retires the oldest key not yet retiring, so nothing outlives the overlap.
+    assert control.keys()["kids"] == [*start, *kids]
+    control.advance_clock(3600)
+    assert control.keys()["kids"] == kids[-2:]
+    assert [k["kid"] for k in api.http.get("/oauth2/v3/certs").json()["keys"]] == kids[-2:]
 
 
 def test_revoke(api: OAuthApi) -> None:
@@ -158,13 +210,26 @@ def test_userinfo_follows_the_granted_scopes(api: OAuthApi) -> None:
         "picture": me.json()["picture"],
         "email": "grace.hopper@example.com",
         "email_verified": True,
-        "hd": "example.com",
     }
     email_only = api.sign_in("heidi@gmail.com", scopes=["email"])
     v3 = api.http.get(
         "/oauth2/v3/userinfo", headers={"Authorization": f"Bearer {email_only['access_token']}"}
     )
     assert set(v3.json()) == {"sub", "email", "email_verified"}  # no name, no hd for gmail.com
+
+
+def test_hd_only_for_a_workspace_user_made_so(api: OAuthApi) -> None:
+    # Google sets hd only for Workspace accounts (google-protocol.md §4.2): a user whose email is
+    # on some domain is a consumer account unless created with hd.
+    consumer = api.verify_id_token(api.sign_in("grace.hopper@example.com")["id_token"])
+    assert "hd" not in consumer
+    assert api.emulator.control.create_user("ada@corp.example", hd="corp.example")["hd"] == (
+        "corp.example"
+    )
+    body = api.sign_in("ada@corp.example")
+    assert api.verify_id_token(body["id_token"])["hd"] == "corp.example"
+    me = api.http.get("/v1/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json()["hd"] == "corp.example"
 
 
 def test_userinfo_rejects_a_bad_token(api: OAuthApi) -> None:

@@ -70,12 +70,15 @@ def create_user(
     hd: str | None = None,
     email_verified: bool = True,
 ) -> User:
-    """A test account; the name is made from the email when not given."""
+    """A test account; the name is made from the email when not given.
+
+    A consumer account unless ``hd`` is given: Google sets ``hd`` only for Workspace
+    (hosted-domain) accounts (google-protocol.md §4.2), and an email on a company's domain
+    can be a personal Google account too."""
     local = email.split("@", 1)[0]
     parts = [p.capitalize() for p in local.replace("_", ".").split(".") if p] or ["Test"]
     given = given_name or parts[0]
     family = family_name or (" ".join(parts[1:]) if len(parts) > 1 else "User")
-    domain = email.rsplit("@", 1)[-1].lower()
     user = User(
         sub=sub or new_sub(),
         email=email,
@@ -84,7 +87,7 @@ def create_user(
         family_name=family,
         picture=picture or f"https://lh3.googleusercontent.com/a/{secrets.token_urlsafe(24)}=s96-c",
         locale=locale,
-        hd=hd if hd is not None else (domain if domain not in ("gmail.com",) else None),
+        hd=hd or None,
         email_verified=email_verified,
     )
     with state.lock:
@@ -93,6 +96,7 @@ def create_user(
         return state.add_user(user)
 
 
-def get_or_create_user(state: EmulatorState, email: str) -> User:
+def get_or_create_user(state: EmulatorState, email: str, *, hd: str | None = None) -> User:
+    """The user with ``email``; a new one is made a Workspace account of ``hd`` if given."""
     with state.lock:
-        return state.user_by_email(email) or create_user(state, email)
+        return state.user_by_email(email) or create_user(state, email, hd=hd)

@@ -176,10 +176,11 @@ class EmulatorControl:
         keep_scopes: Iterable[str] | None = None,
         deny: bool = False,
         time_limited_seconds: int | None = None,
+        hd: str | None = None,
     ) -> str:
         """Click through the consent page at ``url`` as ``email``; return the redirect location
         (``redirect_uri?code=...&state=...``). ``keep_scopes``: the optional scopes left ticked
-        (default all)."""
+        (default all). ``hd`` makes a new ``email`` a Workspace account of that domain."""
         page = self.http.get(urljoin(self.base_url + "/", url))
         page.raise_for_status()
         found = _REQUEST_ID.search(page.text)
@@ -191,6 +192,7 @@ class EmulatorControl:
             "request_id": found.group(1),
             "email": "",
             "new_email": email,
+            "new_hd": hd or "",
             "action": "deny" if deny else "allow",
             "time_limited_seconds": str(time_limited_seconds or ""),
             "scope": kept,

@@ -197,7 +197,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         email = form.get("email") or form.get("new_email", "").strip()
         if "@" not in email:
             return _error_page(_PageError(400, "invalid_request", "Choose or enter an account."))
-        user = grants.get_or_create_user(state, email)
+        user = grants.get_or_create_user(state, email, hd=form.get("new_hd", "").strip() or None)
         requested = normalize_scopes(split_scope(params["scope"]))
         # Only non-basic scopes have a checkbox; the ones left ticked are granted.
         ticked = set(_all_values(await request.body(), "scope"))

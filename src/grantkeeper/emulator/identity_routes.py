@@ -34,7 +34,11 @@ _USERINFO_CHALLENGE = 'Bearer realm="https://accounts.google.com/", error="inval
 
 
 def discovery_document(state: EmulatorState, origin: str) -> dict[str, Any]:
-    """Google's ``openid-configuration`` fields, pointing at the emulator; only what it serves."""
+    """Google's ``openid-configuration`` (google-protocol.md §1), values as Google serves them,
+    endpoints on the emulator. Google advertises more than the emulator implements
+    (implicit and hybrid response types, the device and JWT-bearer grants): a client reading
+    this document must see what it would see at Google. The emulator refuses those requests
+    (``unsupported_response_type``, ``unsupported_grant_type``; ``/device/code`` is a 404)."""
     claims = [
         "aud",
         "email",
@@ -53,18 +57,33 @@ def discovery_document(state: EmulatorState, origin: str) -> dict[str, Any]:
     return {
         "issuer": state.issuer(origin),
         "authorization_endpoint": f"{origin}/o/oauth2/v2/auth",
+        "device_authorization_endpoint": f"{origin}/device/code",
         "token_endpoint": f"{origin}/token",
         "userinfo_endpoint": f"{origin}/v1/userinfo",
         "revocation_endpoint": f"{origin}/revoke",
         "jwks_uri": f"{origin}/oauth2/v3/certs",
-        "response_types_supported": ["code"],
+        "response_types_supported": [
+            "code",
+            "token",
+            "id_token",
+            "code token",
+            "code id_token",
+            "token id_token",
+            "code token id_token",
+            "none",
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "email", "profile"],
         "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
         "claims_supported": sorted(claims),
         "code_challenge_methods_supported": ["plain", "S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": [
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        ],
     }
 
 

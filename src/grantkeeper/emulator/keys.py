@@ -2,7 +2,8 @@
 
 Google publishes two keys; about weekly a third appears, new tokens are signed with it, and the
 oldest disappears about a day later (google-protocol.md §4.3). ``rotate`` does the same on the
-emulator's clock: the newest key signs at once, the oldest is retired after ``overlap`` seconds.
+emulator's clock: the newest key signs at once, the oldest key that is not yet retiring is
+retired after ``overlap`` seconds.
 """
 
 from __future__ import annotations
@@ -104,13 +105,15 @@ class KeyRing:
             return list(self._keys)
 
     def rotate(self, overlap_seconds: int) -> SigningKey:
-        """Publish and start signing with a new key; retire the oldest after the overlap."""
+        """Publish and start signing with a new key; retire the oldest key not already retiring
+        after the overlap, so once every overlap has passed as many keys are published as
+        before (Google: 2, and 3 during a rollover), however often it was called."""
         now = self._clock.now()
         key = generate_key(now)
         with self._lock:
-            live = [k for k in self._keys if k.published(now)]
-            if live and live[0].retire_at is None:
-                live[0].retire_at = now + timedelta(seconds=overlap_seconds)
+            staying = [k for k in self._keys if k.published(now) and k.retire_at is None]
+            if staying:
+                staying[0].retire_at = now + timedelta(seconds=overlap_seconds)
             self._keys.append(key)
         return key
 
