@@ -21,8 +21,12 @@ any event:
   revocation would have. ``jti``/``aud``/``iss`` overrides exist to test a receiver's replay
   and claim checks.
 - ``POST /emulator/risc/settings`` ``{issuer}``: the RISC issuer (``null`` for the default).
-- ``GET /v1beta/stream``, ``POST /v1beta/stream:update``, ``POST /v1beta/stream:verify``:
-  Google's stream management, enough for a setup script (any bearer token is accepted).
+- ``GET /v1beta/stream``, ``POST /v1beta/stream:update``, ``POST /v1beta/stream:verify``,
+  ``GET /v1beta/stream/status``, ``POST /v1beta/stream/status:update``: Google's stream
+  management, enough for a setup script (any bearer token is accepted), with Google's error
+  envelope. The delivery URL must be HTTPS, as at Google, except on a loopback host (so a
+  local receiver can be tested). While the stream is disabled nothing is delivered and
+  nothing is kept for later (§6.1).
 """
 
 from __future__ import annotations
@@ -30,19 +34,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
+import json
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from grantkeeper.emulator import grants
+from grantkeeper.emulator.control import ControlError
 from grantkeeper.emulator.models import RefreshTokenRecord
 from grantkeeper.emulator.oauth_http import bearer_token, google_json
+from grantkeeper.emulator.revocation import revoke_one_refresh_token, set_account_disabled
 from grantkeeper.emulator.rules import refresh_token_problem
 from grantkeeper.emulator.state import EmulatorState
 
@@ -62,6 +71,9 @@ EVENT_URIS = {
     "verification": RISC_EVENT + "verification",
 }
 TOKEN_ALGORITHMS = ("prefix", "hash_base64_sha512_sha512")
+STREAM_STATUSES = ("enabled", "disabled")
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -74,6 +86,8 @@ class RiscBook:
     stream_url: str | None = None
     """The project's stream (``stream:update``); used for client ids with no receiver."""
     events_requested: list[str] = field(default_factory=list)
+    enabled: bool = True
+    """``stream/status``: while disabled, events are dropped, not kept (§6.1)."""
     sent: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -156,7 +170,9 @@ def build_set(
         identifier = request.token_identifier
         if identifier is None:
             if token is None:
-                raise HTTPException(400, "token-revoked needs a token (or a live refresh token)")
+                raise ControlError(
+                    400, "invalid_request", "token-revoked needs a token (or a live refresh token)"
+                )
             identifier = token_identifier(token, request.token_identifier_alg)
         event["subject"] = {
             "subject_type": "oauth_token",
@@ -201,18 +217,45 @@ def _newest_refresh_token(state: EmulatorState, sub: str | None, client_id: str)
 
 
 def _apply(state: EmulatorState, uri: str, request: SendRequest, token: str | None) -> None:
-    """What Google did before telling the receiver: the tokens are dead here too."""
-    if uri == EVENT_URIS["tokens-revoked"] and request.sub in state.users:
-        grants.revoke_user(state, request.sub)
+    """What Google did before telling the receiver, so the emulator's tokens agree with the
+    event: ``tokens-revoked`` ends the user's grant to the SET's client (``aud``; an iOS or
+    Android client reaches the server grant it signed in through); ``token-revoked`` kills
+    that refresh token and its consent; ``account-disabled``/``account-purged`` disable the
+    account until ``account-enabled``."""
+    sub = request.sub
+    known = sub is not None and sub in state.users
+    if uri == EVENT_URIS["tokens-revoked"] and known:
+        assert sub is not None
+        # The event's client, not an ``aud`` override (those forge SETs for receiver tests).
+        grants.revoke_user(state, sub, request.client_id)
     elif uri == EVENT_URIS["token-revoked"] and token is not None:
-        with state.lock:
-            record = state.refresh_tokens.get(token)
-            if record is not None:
-                record.revoked = True
-                for value in [
-                    t for t, r in state.access_tokens.items() if r.refresh_token_id == record.id
-                ]:
-                    del state.access_tokens[value]
+        revoke_one_refresh_token(state, token)
+    elif uri in (EVENT_URIS["account-disabled"], EVENT_URIS["account-purged"]) and known:
+        assert sub is not None
+        set_account_disabled(state, sub, True)
+    elif uri == EVENT_URIS["account-enabled"] and known:
+        assert sub is not None
+        set_account_disabled(state, sub, False)
+
+
+def delivery_url_problem(url: str) -> str | None:
+    """Google's refusal of a ``stream:update`` delivery URL, or ``None``. Google wants HTTPS;
+    the emulator also takes plain HTTP on a loopback host, where local receivers listen."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+        return None
+    return "The delivery endpoint must be an HTTPS URL."
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def deliver(url: str, token: str, *, attempts: int = 3) -> tuple[int | None, str, int]:
@@ -278,40 +321,50 @@ def build_router(state: EmulatorState) -> APIRouter:
             return {"sent": list(registry.sent)}
 
     @router.post("/emulator/risc/send")
-    async def send(body: SendRequest, request: Request) -> dict[str, Any]:
+    async def send(request: Request) -> dict[str, Any]:
+        body = await _control_body(request, SendRequest)
         if body.token_identifier_alg not in TOKEN_ALGORITHMS:
-            raise HTTPException(400, f"token_identifier_alg must be one of {TOKEN_ALGORITHMS}")
+            raise ControlError(
+                400, "invalid_request", f"token_identifier_alg must be one of {TOKEN_ALGORITHMS}"
+            )
         token = body.token
         if body.event_type in ("token-revoked", EVENT_URIS["token-revoked"]) and token is None:
             token = _newest_refresh_token(state, body.sub, body.client_id)
         uri, claims = build_set(state, body, origin(request), token=token)
-        url = body.url or book(state).target(body.client_id)
+        registry = book(state)
+        url = body.url or registry.target(body.client_id)
         if url is None:
-            raise HTTPException(
-                404, f"No RISC receiver for client {body.client_id}; POST /emulator/risc/receivers"
+            raise ControlError(
+                404,
+                "no_receiver",
+                f"No RISC receiver for client {body.client_id}; POST /emulator/risc/receivers",
             )
         if body.apply:
             _apply(state, uri, body, token)
         signed = state.keys.sign(claims)
-        status, answer, attempts = await deliver(url, signed)
-        record = {
+        record: dict[str, Any] = {
             "jti": claims["jti"],
             "event_type": uri,
             "aud": claims["aud"],
-            "status": status,
-            "attempts": attempts,
         }
-        registry = book(state)
+        if registry.enabled:
+            status, answer, attempts = await deliver(url, signed)
+        else:
+            # Google drops events while the stream is disabled; nothing is sent later.
+            status, answer, attempts = None, "", 0
+            record["dropped"] = "stream disabled"
+        record |= {"status": status, "attempts": attempts}
         with registry.lock:
             registry.sent.append(record)
         return {**record, "url": url, "response": answer, "set": signed}
 
     @router.get("/v1beta/stream")
     async def get_stream(request: Request) -> Response:
-        _require_bearer(request)
+        if (denied := _unauthorized(request)) is not None:
+            return denied
         registry = book(state)
         if registry.stream_url is None:
-            return google_json(_rpc_error(404, "Project has no RISC configuration."), 404)
+            return _rpc_error(404, "Project has no RISC configuration.")
         return google_json(
             {
                 "delivery": {"delivery_method": PUSH_DELIVERY, "url": registry.stream_url},
@@ -321,13 +374,16 @@ def build_router(state: EmulatorState) -> APIRouter:
 
     @router.post("/v1beta/stream:update")
     async def update_stream(request: Request) -> Response:
-        _require_bearer(request)
-        config = await request.json()
-        delivery = config.get("delivery") if isinstance(config, dict) else None
+        if (denied := _unauthorized(request)) is not None:
+            return denied
+        config, invalid = await _rpc_body(request)
+        if invalid is not None:
+            return invalid
+        delivery = config.get("delivery")
         if not isinstance(delivery, dict) or not isinstance(delivery.get("url"), str):
-            return google_json(
-                _rpc_error(400, "Stream configuration must contain delivery field."), 400
-            )
+            return _rpc_error(400, "Stream configuration must contain delivery field.")
+        if (problem := delivery_url_problem(delivery["url"])) is not None:
+            return _rpc_error(403, problem)
         registry = book(state)
         with registry.lock:
             registry.stream_url = delivery["url"]
@@ -335,45 +391,106 @@ def build_router(state: EmulatorState) -> APIRouter:
             registry.events_requested = [str(e) for e in requested or []]
         return google_json({})
 
-    @router.post("/v1beta/stream:verify")
-    async def verify_stream(request: Request) -> Response:
-        _require_bearer(request)
-        payload = await request.json()
+    @router.get("/v1beta/stream/status")
+    async def get_status(request: Request) -> Response:
+        if (denied := _unauthorized(request)) is not None:
+            return denied
         registry = book(state)
         if registry.stream_url is None:
-            return google_json(_rpc_error(404, "Project has no RISC configuration."), 404)
+            return _rpc_error(404, "Project has no RISC configuration.")
+        return google_json({"status": "enabled" if registry.enabled else "disabled"})
+
+    @router.post("/v1beta/stream/status:update")
+    async def update_status(request: Request) -> Response:
+        if (denied := _unauthorized(request)) is not None:
+            return denied
+        payload, invalid = await _rpc_body(request)
+        if invalid is not None:
+            return invalid
+        registry = book(state)
+        if registry.stream_url is None:
+            return _rpc_error(
+                404, "Project has no existing RISC configuration, cannot update status."
+            )
+        status = payload.get("status")
+        if status not in STREAM_STATUSES:
+            return _rpc_error(403, "Unsupported status. Invalid status.")
+        registry.enabled = status == "enabled"
+        return google_json({"status": status})
+
+    @router.post("/v1beta/stream:verify")
+    async def verify_stream(request: Request) -> Response:
+        if (denied := _unauthorized(request)) is not None:
+            return denied
+        payload, invalid = await _rpc_body(request)
+        if invalid is not None:
+            return invalid
+        registry = book(state)
+        if registry.stream_url is None:
+            return _rpc_error(404, "Project has no RISC configuration.")
         with state.lock:
             client_ids = [c.client_id for c in state.clients.values() if c.type == "web"]
             client_ids = client_ids or list(state.clients)
         if not client_ids:
-            return google_json(
-                _rpc_error(
-                    403,
-                    "To use this API your project must have at least one OAuth client configured.",
-                ),
-                403,
+            return _rpc_error(
+                403, "To use this API your project must have at least one OAuth client configured."
             )
+        if not registry.enabled:
+            return google_json({})  # accepted, and dropped like every event of a disabled stream
         body = SendRequest(
             event_type="verification",
             client_id=client_ids[0],
-            state=str(payload.get("state", "")) if isinstance(payload, dict) else "",
+            state=str(payload.get("state", "")),
             url=registry.stream_url,
         )
         _, claims = build_set(state, body, origin(request), token=None)
         status, _, _ = await deliver(registry.stream_url, state.keys.sign(claims))
         if status != 202:
-            return google_json(_rpc_error(400, "Unable to verify the stream."), 400)
+            return _rpc_error(400, "Unable to verify the stream.")
         return google_json({})
 
     return router
 
 
-def _require_bearer(request: Request) -> None:
+_RPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+}
+
+
+def _rpc_error(code: int, message: str) -> Response:
+    """Google's API error envelope (``{"error": {code, message, status}}``)."""
+    body = {"error": {"code": code, "message": message, "status": _RPC_STATUS[code]}}
+    return google_json(body, code)
+
+
+def _unauthorized(request: Request) -> Response | None:
     # Google wants a service-account JWT here; the emulator only insists that one is sent.
     if bearer_token(request) is None:
-        raise HTTPException(401, "Unauthorized.")
+        return _rpc_error(401, "Unauthorized.")
+    return None
 
 
-def _rpc_error(code: int, message: str) -> dict[str, Any]:
-    status = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}[code]
-    return {"error": {"code": code, "message": message, "status": status}}
+async def _rpc_body(request: Request) -> tuple[dict[str, Any], Response | None]:
+    """The JSON object a stream call sent, or Google's 400 for anything else."""
+    try:
+        payload = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}, _rpc_error(400, "Invalid JSON payload received.")
+    if not isinstance(payload, dict):
+        return {}, _rpc_error(400, "Invalid JSON payload received. Expected an object.")
+    return payload, None
+
+
+async def _control_body(request: Request, model: type[M]) -> M:
+    """A control call's body as ``model``. A refusal names the fields only: pydantic's own
+    messages echo the values, and ``token`` is a refresh token."""
+    try:
+        return model.model_validate_json(await request.body() or b"{}")
+    except ValidationError as error:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in error.errors()})
+        raise ControlError(
+            400, "invalid_request", "Invalid or missing fields: " + ", ".join(fields)
+        ) from None
