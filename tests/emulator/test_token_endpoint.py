@@ -51,6 +51,17 @@ def test_code_shape_and_both_mobile_redirect_uris(api: OAuthApi) -> None:
     assert api.exchange(api.code(), redirect_uri="").status_code == 200
 
 
+def test_strict_mobile_redirect_uris_answer_like_google(api: OAuthApi) -> None:
+    api.emulator.control.update_settings(server_auth_code_redirect_uris=[""])
+    code = api.code()
+    refused = api.exchange(code, redirect_uri="postmessage")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}
+    # A mobile code is not redeemable with the web client's JavaScript origin either.
+    assert api.exchange(api.code(), redirect_uri="http://localhost:8080").status_code == 400
+    assert api.exchange(api.code(), redirect_uri="").status_code == 200
+
+
 def test_basic_client_authentication(api: OAuthApi) -> None:
     basic = base64.b64encode(f"{api.web['client_id']}:{api.web['client_secret']}".encode())
     response = api.http.post(
@@ -214,8 +225,10 @@ def test_redirect_uri_rules(api: OAuthApi) -> None:
     )
     # A failed redirect check does not burn the code.
     assert api.exchange(code, redirect_uri="").status_code == 200
-    # A web popup code may also be redeemed with the page's origin.
-    assert api.exchange(api.code(), redirect_uri="http://localhost:8080").status_code == 200
+    # A web page's own popup code (GIS) may also be redeemed with the page's origin.
+    web_id = api.web["client_id"]
+    popup = api.emulator.control.server_auth_code(web_id, web_id, "alice@example.com")
+    assert api.exchange(popup, redirect_uri="http://localhost:8080").status_code == 200
 
 
 def _pkce() -> tuple[str, str]:

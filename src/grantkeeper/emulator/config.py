@@ -50,6 +50,11 @@ class EmulatorSettings(BaseModel):
     max_refresh_tokens: int = Field(100, ge=1)
     """Live refresh tokens per user per client; the oldest silently dies beyond it."""
 
+    server_auth_code_redirect_uris: list[str] = Field(default_factory=lambda: ["", "postmessage"])
+    """``redirect_uri`` values a mobile server auth code may be redeemed with. Issue 2 (and the
+    seed's two samples) accept both; Google answers ``redirect_uri_mismatch`` to ``postmessage``
+    for an iOS/Android code [O], so set ``[""]`` to test a keeper as strictly as Google does."""
+
     rotate_refresh_tokens: bool = False
     """Answer every refresh with a new refresh token (Google does not). As rotating providers do
     (a reuse window), the presented token keeps working until its successor is first used, so

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from grantkeeper.emulator import grants
 from grantkeeper.emulator.faults import ID_TOKEN_FAULTS, Fault
-from grantkeeper.emulator.grants import SERVER_AUTH_CODE_REDIRECTS, ConsentRequest
+from grantkeeper.emulator.grants import ConsentRequest
 from grantkeeper.emulator.models import ClientType
 from grantkeeper.emulator.rules import normalize_scopes, split_scope
 from grantkeeper.emulator.state import EmulatorState
@@ -158,7 +158,10 @@ def build_router(state: EmulatorState) -> APIRouter:
                 400, "invalid_request", "server_client_id must be a web (or installed) client."
             )
         user = grants.get_or_create_user(state, body.email)
-        redirects = set(SERVER_AUTH_CODE_REDIRECTS) | set(server.javascript_origins)
+        redirects = set(state.settings.server_auth_code_redirect_uris)
+        if app_client.client_id == server.client_id:
+            # A web page's own code (GIS popup): its origins, as Google accepts them.
+            redirects |= set(server.javascript_origins)
         if body.redirect_uri is not None:
             redirects.add(body.redirect_uri)
         code = grants.issue_code(

@@ -26,7 +26,6 @@ from grantkeeper.emulator.state import EmulatorState
 from grantkeeper.emulator.token_grants import authenticate_client, exchange_code, refresh
 
 __all__ = [
-    "SERVER_AUTH_CODE_REDIRECTS",
     "ConsentRequest",
     "GoogleOAuthError",
     "authenticate_client",
@@ -41,10 +40,6 @@ __all__ = [
     "revoke_token",
     "revoke_user",
 ]
-
-SERVER_AUTH_CODE_REDIRECTS = frozenset({"", "postmessage"})
-"""Native Google Sign-In codes are redeemed with ``''`` (Java sample) or ``'postmessage'``
-(oauth2client's default)."""
 
 
 @dataclass(frozen=True)
