@@ -194,3 +194,12 @@ async def test_a_failed_sign_in_releases_its_claim(keeper: Keeper, world: World)
     # The app retries the same code: it is not stuck behind the failed attempt's claim.
     result = await keeper.sign_in(code)
     assert result.sub == world.sub
+
+
+async def test_mobile_codes_are_redeemed_as_strictly_as_google_wants(
+    keeper: Keeper, world: World
+) -> None:
+    """Google refuses ``postmessage`` for iOS/Android codes; the keeper sends ``''``."""
+    world.emulator.control.update_settings(server_auth_code_redirect_uris=[""])
+    for platform in ("ios", "android"):
+        assert (await keeper.sign_in(world.code(), platform=platform)).sub == world.sub
