@@ -38,6 +38,7 @@ from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStatus, GrantStore, UserProfile, signin_code_hash
+from grantkeeper.store.codec import PROFILE_FIELDS
 from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class Keeper:
         self._transport = transport
         self._owner = f"keeper-{secrets.token_hex(6)}"
         self._offline: OfflineAccess | None = None
-        self._key_problems: list[str] = []
+        self._key_problems: list[str] | None = None
         self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.events = EventBus()
@@ -110,18 +111,14 @@ class Keeper:
             )
         if self._store is None:
             self._store = await GrantStore.open_from_settings(self.settings, self.clock)
-        self._key_problems = await self._check_key_ring()
         return self
 
     async def _check_key_ring(self) -> list[str]:
-        """Stored tokens sealed with a key the ring lacks cannot be read: say so at start-up and
-        in ``/readyz`` rather than at the first refresh."""
+        """Stored tokens sealed with a key the ring lacks cannot be read: ``/readyz`` says so
+        (checked once per keeper; a scan of the grants, so not on every open of a CLI command)
+        rather than the first refresh failing."""
         known = set(self.store.keyring.kids)
-        try:
-            counts = await self.store.count_by_key_id()
-        except StoreUnavailable as error:
-            log.warning("could not check the key ring against the store: %s", error.message)
-            return []
+        counts = await self.store.count_by_key_id()
         missing = {kid: n for kid, n in counts.items() if kid not in known}
         problems = [
             f"token_undecryptable: {count} stored token(s) were encrypted with key id {kid!r}, "
@@ -194,6 +191,8 @@ class Keeper:
         """What keeps the service from serving (empty when ready)."""
         try:
             await self.store.ping()
+            if self._key_problems is None:
+                self._key_problems = await self._check_key_ring()
         except GrantkeeperError as error:
             return [f"{error.code}: {error.message}"]
         return list(self._key_problems)
@@ -263,15 +262,7 @@ class Keeper:
         outcome = await self.provider.sign_in(code, platform)  # type: ignore[arg-type]
         identity, tokens = outcome.identity, outcome.tokens
         profile = UserProfile(
-            sub=identity.sub,
-            email=identity.email,
-            email_verified=identity.email_verified,
-            name=identity.name,
-            picture=identity.picture,
-            locale=identity.locale,
-            given_name=identity.given_name,
-            family_name=identity.family_name,
-            hd=identity.hd,
+            sub=identity.sub, **{name: getattr(identity, name) for name in PROFILE_FIELDS}
         )
         expires_at = access_token_expiry(tokens.expires_at, self.clock.now())
         # The tokens exist only in memory now: a store hiccup must not lose them.
