@@ -28,7 +28,7 @@ from grantkeeper.demo.photo_job import (
     save_pairs,
 )
 from grantkeeper.emulator import EmulatorHandle
-from grantkeeper.emulator.photos import generate_photo
+from grantkeeper.emulator.photos.pictures import generate_photo
 
 from ..helpers_google import backend_sign_in
 

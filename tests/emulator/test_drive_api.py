@@ -78,7 +78,7 @@ def test_files_get_appfolder_as_the_seed_does(
 ) -> None:
     grant = sign_in(server, {APPDATA})
     with drive_client(server, grant, served_document=False) as service:
-        with caplog.at_level(logging.INFO, logger="grantkeeper.emulator.drive"):
+        with caplog.at_level(logging.INFO, logger="grantkeeper.emulator.drive.routes"):
             folder = service.files().get(fileId="appfolder").execute()
         assert folder["kind"] == "drive#file"
         assert folder["mimeType"] == "application/vnd.google-apps.folder"

@@ -19,7 +19,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from grantkeeper.emulator import photos
+from grantkeeper.emulator.photos.pictures import generate_photo
 from grantkeeper.emulator.server import EmulatorHandle
 
 from ..helpers_google import Grant, backend_sign_in
@@ -265,7 +265,7 @@ def test_another_apps_album_is_invisible(server: EmulatorHandle) -> None:
 
 
 def seeded_jpeg() -> bytes:
-    return photos.generate_photo(7, 64, 48)
+    return generate_photo(7, 64, 48)
 
 
 def test_album_paging_defaults_and_maximum(server: EmulatorHandle) -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from grantkeeper.emulator.config import EmulatorSettings
-from grantkeeper.emulator.models import RefreshTokenRecord
-from grantkeeper.emulator.rules import (
+from grantkeeper.emulator.oauth.models import RefreshTokenRecord
+from grantkeeper.emulator.oauth.rules import (
     EMAIL_SCOPE,
     PROFILE_SCOPE,
     at_hash,

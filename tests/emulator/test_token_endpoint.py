@@ -10,7 +10,7 @@ import secrets
 import httpx
 import pytest
 
-from grantkeeper.emulator.rules import EMAIL_SCOPE, PROFILE_SCOPE
+from grantkeeper.emulator.oauth.rules import EMAIL_SCOPE, PROFILE_SCOPE
 
 from .oauth_api import REDIRECT, OAuthApi
 

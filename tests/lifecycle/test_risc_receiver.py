@@ -24,7 +24,7 @@ from joserfc.jwk import RSAKey
 from grantkeeper.clock import ManualClock
 from grantkeeper.emulator.app import create_app
 from grantkeeper.emulator.config import EmulatorConfig
-from grantkeeper.emulator.risc import SendRequest, build_set, token_identifier
+from grantkeeper.emulator.risc.transmitter import SendRequest, build_set, token_identifier
 from grantkeeper.emulator.state import EmulatorState
 from grantkeeper.errors import InvalidSecurityEvent
 from grantkeeper.risc import RiscReceiver

@@ -8,7 +8,7 @@ from grantkeeper.emulator.app import create_app, emulator_state
 from grantkeeper.emulator.client import AsyncEmulatorControl, EmulatorControl
 from grantkeeper.emulator.config import EmulatorConfig, EmulatorSettings
 from grantkeeper.emulator.faults import DropConnection, Fault, FaultBook, fault_response
-from grantkeeper.emulator.models import AccessTokenRecord, Client, User
+from grantkeeper.emulator.oauth.models import AccessTokenRecord, Client, User
 from grantkeeper.emulator.server import EmulatorHandle, run_emulator
 from grantkeeper.emulator.state import EmulatorState
 

@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-from types import ModuleType
+from collections.abc import Callable
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grantkeeper._version import __version__
-from grantkeeper.emulator import consent, control, identity_routes, token_route
+from grantkeeper.emulator import control, discovery
 from grantkeeper.emulator.config import EmulatorConfig
-from grantkeeper.emulator.control import ControlError
+from grantkeeper.emulator.drive import routes as drive
+from grantkeeper.emulator.errors import ControlError
 from grantkeeper.emulator.faults import DropConnection
+from grantkeeper.emulator.oauth import consent, identity_routes, token_route
+from grantkeeper.emulator.oauth import control as oauth_control
+from grantkeeper.emulator.photos import routes as photos
+from grantkeeper.emulator.risc import transmitter as risc
 from grantkeeper.emulator.state import EmulatorState
 
-#: Routers written alongside the OAuth core (Drive, Photos, the RISC transmitter); included when
-#: their modules are present.
-API_MODULES = ("drive", "photos", "risc", "discovery_docs")
+RouterFactory = Callable[[EmulatorState], APIRouter]
+
+#: The Google services the emulator imitates, one subpackage each, mounted in this order on one
+#: origin. A new service (say ``photospicker/``) is a subpackage with a ``build_router(state)``
+#: and one line here.
+SERVICES: dict[str, tuple[RouterFactory, ...]] = {
+    # accounts.google.com, oauth2.googleapis.com, openidconnect.googleapis.com
+    "oauth": (
+        identity_routes.build_router,
+        token_route.build_router,
+        consent.build_router,
+        oauth_control.build_router,
+    ),
+    "drive": (drive.build_router,),  # www.googleapis.com/drive/v3
+    "photos": (photos.build_router,),  # photoslibrary.googleapis.com
+    "risc": (risc.build_router,),  # risc.googleapis.com
+    "discovery": (discovery.build_router,),  # www.googleapis.com/discovery/v1
+}
 
 
 class EmulatorMiddleware:
@@ -71,16 +90,6 @@ class EmulatorMiddleware:
             await send({"type": "http.response.body", "body": b'{"acc', "more_body": True})
 
 
-def _api_module(name: str) -> ModuleType | None:
-    qualified = f"grantkeeper.emulator.{name}"
-    try:
-        return importlib.import_module(qualified)
-    except ModuleNotFoundError as error:
-        if error.name == qualified:
-            return None
-        raise
-
-
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     """A fresh emulator (its own state); ``app.state.emulator`` is the :class:`EmulatorState`."""
     state = EmulatorState(config)
@@ -93,12 +102,10 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.emulator = state
-    for module in (identity_routes, token_route, consent, control):
-        app.include_router(module.build_router(state))
-    for name in API_MODULES:
-        api = _api_module(name)
-        if api is not None:
-            app.include_router(api.build_router(state))
+    for routers in SERVICES.values():
+        for build_router in routers:
+            app.include_router(build_router(state))
+    app.include_router(control.build_router(state))
 
     async def control_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ControlError)

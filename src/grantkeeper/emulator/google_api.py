@@ -1,10 +1,8 @@
-"""What every emulated Google API shares: the JSON error envelope, bearer-token checks, ``fields=``.
+"""What every emulated Google API shares: bearer-token and scope checks, the caller, ``fields=``.
 
 Google's API front end answers every API the same way when a token is missing, bad, expired or
-short of a scope, so Drive and Photos both build their errors here. The bodies and headers are the
-ones captured from Google (google-protocol.md §7); clients such as google-auth's
-``AuthorizedSession`` react to the status (a 401 triggers a refresh, a 403 does not), and
-googleapiclient's ``HttpError`` shows the ``message`` and ``errors`` members, so they must match.
+short of a scope, so Drive and Photos both check callers here (the envelopes are in
+:mod:`grantkeeper.emulator.errors`).
 
 Routers use :class:`GoogleApiRoute` as their ``route_class``: any :class:`GoogleApiError` raised
 by a handler or a dependency becomes Google's envelope instead of FastAPI's ``{"detail": ...}``.
@@ -13,181 +11,22 @@ by a handler or a dependency becomes Google's envelope instead of FastAPI's ``{"
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from grantkeeper.emulator.errors import (
+    GoogleApiError,
+    credentials_missing,
+    fault_body,
+    insufficient_scope,
+    invalid_credentials,
+)
 from grantkeeper.emulator.faults import fault_response
 from grantkeeper.emulator.state import EmulatorState
-
-REALM = 'Bearer realm="https://accounts.google.com/"'
-_SIGN_IN_HINT = (
-    "Expected OAuth 2 access token, login cookie or other valid authentication credential. "
-    "See https://developers.google.com/identity/sign-in/web/devconsole-project."
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class GoogleApiError(Exception):
-    """An error answered in Google's JSON envelope ``{"error": {...}}``."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__init__(self.body["error"].get("message", ""))
-
-    def to_response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
-
-
-def _error_info(reason: str, service: str, method: str) -> dict[str, Any]:
-    return {
-        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-        "reason": reason,
-        "domain": "googleapis.com",
-        "metadata": {"service": service, "method": method},
-    }
-
-
-def credentials_missing(service: str, method: str) -> GoogleApiError:
-    """401 for a request without any credential."""
-    return GoogleApiError(
-        401,
-        {
-            "error": {
-                "code": 401,
-                "message": "Request is missing required authentication credential. "
-                + _SIGN_IN_HINT,
-                "errors": [
-                    {
-                        "message": "Login Required.",
-                        "domain": "global",
-                        "reason": "required",
-                        "location": "Authorization",
-                        "locationType": "header",
-                    }
-                ],
-                "status": "UNAUTHENTICATED",
-                "details": [_error_info("CREDENTIALS_MISSING", service, method)],
-            }
-        },
-        {"WWW-Authenticate": REALM},
-    )
-
-
-def invalid_credentials() -> GoogleApiError:
-    """401 for an unknown, revoked or expired access token."""
-    return GoogleApiError(
-        401,
-        {
-            "error": {
-                "code": 401,
-                "message": "Request had invalid authentication credentials. " + _SIGN_IN_HINT,
-                "errors": [
-                    {
-                        "message": "Invalid Credentials",
-                        "domain": "global",
-                        "reason": "authError",
-                        "location": "Authorization",
-                        "locationType": "header",
-                    }
-                ],
-                "status": "UNAUTHENTICATED",
-            }
-        },
-        {"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
-    )
-
-
-def insufficient_scope(service: str, method: str, accepted: Iterable[str]) -> GoogleApiError:
-    """403 for a valid token that carries none of the scopes the method accepts."""
-    scope = " ".join(sorted(accepted))
-    return GoogleApiError(
-        403,
-        {
-            "error": {
-                "code": 403,
-                "message": "Request had insufficient authentication scopes.",
-                "errors": [
-                    {
-                        "message": "Insufficient Permission",
-                        "domain": "global",
-                        "reason": "insufficientPermissions",
-                    }
-                ],
-                "status": "PERMISSION_DENIED",
-                "details": [_error_info("ACCESS_TOKEN_SCOPE_INSUFFICIENT", service, method)],
-            }
-        },
-        {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'},
-    )
-
-
-def legacy_error(
-    status: int,
-    message: str,
-    reason: str,
-    *,
-    location: str | None = None,
-    location_type: str = "parameter",
-) -> GoogleApiError:
-    """An error in the Drive v3 shape: ``errors[]`` with ``domain``/``reason``, no ``status``."""
-    item: dict[str, Any] = {"domain": "global", "reason": reason, "message": message}
-    if location is not None:
-        item["locationType"] = location_type
-        item["location"] = location
-    return GoogleApiError(status, {"error": {"code": status, "message": message, "errors": [item]}})
-
-
-_RPC_STATUS = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-_RPC_MESSAGE = {
-    429: "Resource has been exhausted (e.g. check quota).",
-    500: "Internal error encountered.",
-    503: "The service is currently unavailable.",
-    504: "The request timed out.",
-}
-
-
-def _fault_body(status: int) -> dict[str, Any]:
-    return rpc_error(status, _RPC_MESSAGE.get(status, "Injected failure.")).body
-
-
-def rpc_error(status: int, message: str) -> GoogleApiError:
-    """An error in the gRPC-transcoded shape newer APIs (Photos Library) answer with."""
-    return GoogleApiError(
-        status,
-        {
-            "error": {
-                "code": status,
-                "message": message,
-                "status": _RPC_STATUS.get(status, "UNKNOWN"),
-            }
-        },
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # Bearer tokens and scopes
@@ -246,7 +85,7 @@ async def count_call(state: EmulatorState, endpoint: str) -> None:
     api = endpoint.split(".", 1)[0]
     fault = state.faults.take(endpoint) or state.faults.take(api)
     if fault is not None:
-        answer = await fault_response(fault, _fault_body(fault.status or 500))
+        answer = await fault_response(fault, fault_body(fault.status or 500))
         if answer is not None:
             raise FaultAnswer(answer)
 

@@ -3,7 +3,7 @@
 Routers run on the server's event loop while tests and embedding code read the same state from
 other threads (``run_emulator(...).state``), so every read and write goes through ``lock``. The
 rules that change the state (issuing codes, minting and killing tokens) are in
-:mod:`grantkeeper.emulator.grants`; this module only holds and indexes the records.
+:mod:`grantkeeper.emulator.oauth.grants`; this module only holds and indexes the records.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from grantkeeper.clock import Clock, OffsetClock
 from grantkeeper.emulator.config import EmulatorConfig, EmulatorSettings
 from grantkeeper.emulator.faults import FaultBook
-from grantkeeper.emulator.keys import KeyRing
-from grantkeeper.emulator.models import (
+from grantkeeper.emulator.oauth.keys import KeyRing
+from grantkeeper.emulator.oauth.models import (
     AccessTokenRecord,
     AuthCode,
     Client,
@@ -150,7 +150,7 @@ class EmulatorState:
     # -- statistics and reset ----------------------------------------------------------------
 
     def live_refresh_tokens(self, sub: str | None = None) -> list[RefreshTokenRecord]:
-        from grantkeeper.emulator.rules import refresh_token_problem
+        from grantkeeper.emulator.oauth.rules import refresh_token_problem
 
         now = self.clock.now()
         settings = self.settings

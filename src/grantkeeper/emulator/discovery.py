@@ -1,4 +1,5 @@
-"""API discovery documents the emulator serves, pointed at itself.
+"""Google's API Discovery Service: the discovery documents of the APIs the emulator serves,
+pointed at itself.
 
 google-api-python-client builds its client from a discovery document: every method URL is
 ``rootUrl + servicePath + path`` and every media upload URL is ``rootUrl + "upload/" +
@@ -8,8 +9,9 @@ client whose uploads must reach the emulator needs a document whose ``rootUrl`` 
 static_discovery=False, credentials=...)``.
 
 Drive v3 comes from the copy bundled with google-api-python-client (so it matches the client
-installed); Photos Library v1 is written here (``photoslibrary.v1.json``), since the client bundles
-none and the real one lists the scopes Google removed in 2025.
+installed); Photos Library v1 is kept with the Photos service (``photos/photoslibrary.v1.json``),
+since the client bundles none and the real one lists the scopes Google removed in 2025. A service
+that brings its own document adds a line to :data:`DOCUMENTS`.
 """
 
 from __future__ import annotations
@@ -23,25 +25,28 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from googleapiclient import discovery_cache
 
-from grantkeeper.emulator.google_api import GoogleApiRoute, base_url, rpc_error
+from grantkeeper.emulator.errors import rpc_error
+from grantkeeper.emulator.google_api import GoogleApiRoute, base_url
 from grantkeeper.emulator.state import EmulatorState
 
-#: (api, version) → where the document comes from: "bundled" (google-api-python-client) or ours.
-DOCUMENTS: dict[tuple[str, str], str] = {
-    ("drive", "v3"): "bundled",
-    ("photoslibrary", "v1"): "photoslibrary.v1.json",
+#: (api, version) → where its document comes from: ``None`` for the copy bundled with
+#: google-api-python-client, else (package, file name) of a JSON file kept beside the service.
+DOCUMENTS: dict[tuple[str, str], tuple[str, str] | None] = {
+    ("drive", "v3"): None,
+    ("photoslibrary", "v1"): ("grantkeeper.emulator.photos", "photoslibrary.v1.json"),
 }
 
 
 @cache
 def _load(api: str, version: str) -> str:
     source = DOCUMENTS[(api, version)]
-    if source == "bundled":
+    if source is None:
         text = discovery_cache.get_static_doc(api, version)
         if text is None:
             raise LookupError(f"google-api-python-client bundles no {api} {version} document")
         return str(text)
-    return resources.files(__package__).joinpath(source).read_text(encoding="utf-8")
+    package, name = source
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 def load_document(api: str, version: str) -> dict[str, Any]:

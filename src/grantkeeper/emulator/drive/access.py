@@ -7,8 +7,8 @@ See google-protocol.md §7: the ``appDataFolder`` space needs ``drive.appdata`` 
 
 from __future__ import annotations
 
-from grantkeeper.emulator.drive_files import APPDATA, MY_DRIVE, DriveFile
-from grantkeeper.emulator.google_api import GoogleApiError, legacy_error
+from grantkeeper.emulator.drive.files import APPDATA, MY_DRIVE, DriveFile
+from grantkeeper.emulator.errors import GoogleApiError, legacy_error
 
 _AUTH = "https://www.googleapis.com/auth/"
 DRIVE = _AUTH + "drive"

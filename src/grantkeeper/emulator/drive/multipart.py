@@ -7,7 +7,7 @@ import email.policy
 import json
 from typing import Any
 
-from grantkeeper.emulator.google_api import GoogleApiError, legacy_error
+from grantkeeper.emulator.errors import GoogleApiError, legacy_error
 
 #: Multipart uploads are for files of 5 MB or less (Google's guide); bigger ones go resumable.
 MULTIPART_LIMIT = 5 * 1024 * 1024

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from grantkeeper.emulator.drive_access import (
+from grantkeeper.emulator.drive.access import (
     DRIVE,
     DRIVE_APPDATA,
     DRIVE_FILE,
@@ -33,7 +33,7 @@ from grantkeeper.emulator.drive_access import (
     spaces_error,
     visible,
 )
-from grantkeeper.emulator.drive_files import (
+from grantkeeper.emulator.drive.files import (
     APPDATA,
     APPDATA_ALIASES,
     FOLDER_MIME,
@@ -43,8 +43,8 @@ from grantkeeper.emulator.drive_files import (
     drive_store,
     new_file_id,
 )
-from grantkeeper.emulator.drive_multipart import MULTIPART_LIMIT, parse_multipart_related
-from grantkeeper.emulator.drive_query import (
+from grantkeeper.emulator.drive.multipart import MULTIPART_LIMIT, parse_multipart_related
+from grantkeeper.emulator.drive.query import (
     decode_page_token,
     encode_page_token,
     field_mask,
@@ -54,6 +54,7 @@ from grantkeeper.emulator.drive_query import (
     parse_page_size,
     parse_query,
 )
+from grantkeeper.emulator.errors import legacy_error
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
@@ -62,7 +63,6 @@ from grantkeeper.emulator.google_api import (
     apply_fields,
     authorize,
     base_url,
-    legacy_error,
 )
 from grantkeeper.emulator.state import EmulatorState
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from grantkeeper.emulator.models import Client, ClientType, User
-from grantkeeper.emulator.rules import new_client_id, new_client_secret, new_sub
+from grantkeeper.emulator.oauth.models import Client, ClientType, User
+from grantkeeper.emulator.oauth.rules import new_client_id, new_client_secret, new_sub
 from grantkeeper.emulator.state import EmulatorState
 
 

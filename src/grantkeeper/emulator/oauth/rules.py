@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from grantkeeper.emulator.config import EmulatorSettings
-from grantkeeper.emulator.models import RefreshTokenRecord
+from grantkeeper.emulator.oauth.models import RefreshTokenRecord
 
 EMAIL_SCOPE = "https://www.googleapis.com/auth/userinfo.email"
 PROFILE_SCOPE = "https://www.googleapis.com/auth/userinfo.profile"

@@ -17,18 +17,23 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from grantkeeper.emulator import grants
-from grantkeeper.emulator.grants import ConsentRequest
-from grantkeeper.emulator.models import Client, User
-from grantkeeper.emulator.oauth_http import fault_gate, read_form
-from grantkeeper.emulator.rules import BASIC_SCOPES, normalize_scopes, scope_string, split_scope
+from grantkeeper.emulator.oauth import grants
+from grantkeeper.emulator.oauth.grants import ConsentRequest
+from grantkeeper.emulator.oauth.http import fault_gate, read_form
+from grantkeeper.emulator.oauth.models import Client, User
+from grantkeeper.emulator.oauth.rules import (
+    BASIC_SCOPES,
+    normalize_scopes,
+    scope_string,
+    split_scope,
+)
 from grantkeeper.emulator.state import EmulatorState
 
 AUTH_PATHS = ("/o/oauth2/v2/auth", "/o/oauth2/auth")
 _MAX_PENDING = 10_000
 
 _templates = Environment(
-    loader=PackageLoader("grantkeeper.emulator", "templates"),
+    loader=PackageLoader("grantkeeper.emulator.oauth", "templates"),
     autoescape=select_autoescape(["html"]),
 )
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from grantkeeper.emulator.accounts import (
+from grantkeeper.emulator.errors import GoogleOAuthError
+from grantkeeper.emulator.oauth.accounts import (
     client_document,
     create_client,
     create_user,
     get_or_create_user,
 )
-from grantkeeper.emulator.google_oauth_error import GoogleOAuthError
-from grantkeeper.emulator.models import AuthCode, Client, User
-from grantkeeper.emulator.revocation import change_password, revoke_token, revoke_user
-from grantkeeper.emulator.rules import new_code
+from grantkeeper.emulator.oauth.models import AuthCode, Client, User
+from grantkeeper.emulator.oauth.revocation import change_password, revoke_token, revoke_user
+from grantkeeper.emulator.oauth.rules import new_code
+from grantkeeper.emulator.oauth.token_grants import authenticate_client, exchange_code, refresh
 from grantkeeper.emulator.state import EmulatorState
-from grantkeeper.emulator.token_grants import authenticate_client, exchange_code, refresh
 
 __all__ = [
     "ConsentRequest",

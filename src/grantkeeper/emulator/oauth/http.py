@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
+from grantkeeper.emulator.errors import GoogleOAuthError
 from grantkeeper.emulator.faults import fault_response
-from grantkeeper.emulator.grants import GoogleOAuthError
 from grantkeeper.emulator.state import EmulatorState
 
 FORM = "application/x-www-form-urlencoded"

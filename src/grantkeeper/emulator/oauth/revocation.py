@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from grantkeeper.emulator.google_oauth_error import GoogleOAuthError
-from grantkeeper.emulator.models import AccessTokenRecord, AuthCode, RefreshTokenRecord
-from grantkeeper.emulator.rules import is_gmail_scope, refresh_token_problem
+from grantkeeper.emulator.errors import GoogleOAuthError
+from grantkeeper.emulator.oauth.models import AccessTokenRecord, AuthCode, RefreshTokenRecord
+from grantkeeper.emulator.oauth.rules import is_gmail_scope, refresh_token_problem
 from grantkeeper.emulator.state import EmulatorState
 
 

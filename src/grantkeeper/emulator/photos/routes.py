@@ -24,12 +24,11 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from grantkeeper.emulator.control import ControlError
+from grantkeeper.emulator.errors import ControlError, GoogleApiError, rpc_error
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
     FieldSelectionError,
-    GoogleApiError,
     GoogleApiRoute,
     app_of,
     apply_fields,
@@ -37,17 +36,16 @@ from grantkeeper.emulator.google_api import (
     base_url,
     count_call,
     parse_fields,
-    rpc_error,
 )
-from grantkeeper.emulator.photos_library import (
+from grantkeeper.emulator.photos.library import (
     Album,
     MediaItem,
     UploadedBytes,
     new_photos_id,
     photos_store,
 )
-from grantkeeper.emulator.photos_pictures import generate_photo, image_facts, rendition
-from grantkeeper.emulator.photos_resources import (
+from grantkeeper.emulator.photos.pictures import generate_photo, image_facts, rendition
+from grantkeeper.emulator.photos.resources import (
     album_resource,
     decode_page_token,
     media_item_resource,

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grantkeeper.emulator import grants
-from grantkeeper.emulator.grants import GoogleOAuthError
-from grantkeeper.emulator.oauth_http import (
+from grantkeeper.emulator.errors import GoogleOAuthError
+from grantkeeper.emulator.oauth import grants
+from grantkeeper.emulator.oauth.http import (
     basic_credentials,
     fault_gate,
     google_json,

@@ -47,12 +47,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
-from grantkeeper.emulator import grants
-from grantkeeper.emulator.control import ControlError
-from grantkeeper.emulator.models import RefreshTokenRecord
-from grantkeeper.emulator.oauth_http import bearer_token, google_json
-from grantkeeper.emulator.revocation import revoke_one_refresh_token, set_account_disabled
-from grantkeeper.emulator.rules import refresh_token_problem
+from grantkeeper.emulator.errors import ControlError
+from grantkeeper.emulator.oauth import grants
+from grantkeeper.emulator.oauth.http import bearer_token, google_json
+from grantkeeper.emulator.oauth.models import RefreshTokenRecord
+from grantkeeper.emulator.oauth.revocation import revoke_one_refresh_token, set_account_disabled
+from grantkeeper.emulator.oauth.rules import refresh_token_problem
 from grantkeeper.emulator.state import EmulatorState
 
 RISC_EVENT = "https://schemas.openid.net/secevent/risc/event-type/"

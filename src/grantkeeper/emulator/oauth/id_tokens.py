@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from grantkeeper.emulator.config import EmulatorSettings
-from grantkeeper.emulator.keys import KeyRing, generate_key, new_kid
-from grantkeeper.emulator.models import User
-from grantkeeper.emulator.rules import EMAIL_SCOPE, PROFILE_SCOPE, at_hash
+from grantkeeper.emulator.oauth.keys import KeyRing, generate_key, new_kid
+from grantkeeper.emulator.oauth.models import User
+from grantkeeper.emulator.oauth.rules import EMAIL_SCOPE, PROFILE_SCOPE, at_hash
 
 
 def id_token_claims(

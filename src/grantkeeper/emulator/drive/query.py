@@ -11,15 +11,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from grantkeeper.emulator import discovery_docs
-from grantkeeper.emulator.drive_files import APPDATA, DriveFile
-from grantkeeper.emulator.google_api import (
-    FieldMask,
-    FieldSelectionError,
-    GoogleApiError,
-    legacy_error,
-    parse_fields,
-)
+from grantkeeper.emulator import discovery
+from grantkeeper.emulator.drive.files import APPDATA, DriveFile
+from grantkeeper.emulator.errors import GoogleApiError, legacy_error
+from grantkeeper.emulator.google_api import FieldMask, FieldSelectionError, parse_fields
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -89,7 +84,7 @@ DEFAULT_LIST_FIELDS: FieldMask = {
 
 @cache
 def _drive_discovery() -> dict[str, Any]:
-    return discovery_docs.load_document("drive", "v3")
+    return discovery.load_document("drive", "v3")
 
 
 def _known_fields(schema: str) -> frozenset[str]:

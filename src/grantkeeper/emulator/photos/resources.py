@@ -6,8 +6,8 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from grantkeeper.emulator.google_api import rpc_error
-from grantkeeper.emulator.photos_library import Album, MediaItem
+from grantkeeper.emulator.errors import rpc_error
+from grantkeeper.emulator.photos.library import Album, MediaItem
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -13,16 +13,16 @@ from joserfc.jwk import KeySet
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from grantkeeper.emulator import grants
-from grantkeeper.emulator.grants import GoogleOAuthError
-from grantkeeper.emulator.oauth_http import (
+from grantkeeper.emulator.errors import GoogleOAuthError
+from grantkeeper.emulator.oauth import grants
+from grantkeeper.emulator.oauth.http import (
     bearer_token,
     fault_gate,
     google_json,
     oauth_error,
     read_form,
 )
-from grantkeeper.emulator.rules import EMAIL_SCOPE, PROFILE_SCOPE, scope_string
+from grantkeeper.emulator.oauth.rules import EMAIL_SCOPE, PROFILE_SCOPE, scope_string
 from grantkeeper.emulator.state import EmulatorState
 
 _NOT_FOUND_HTML = (

@@ -14,16 +14,16 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from grantkeeper.emulator.google_oauth_error import GoogleOAuthError
-from grantkeeper.emulator.id_tokens import id_token_claims, sign_id_token
-from grantkeeper.emulator.models import (
+from grantkeeper.emulator.errors import GoogleOAuthError
+from grantkeeper.emulator.oauth.id_tokens import id_token_claims, sign_id_token
+from grantkeeper.emulator.oauth.models import (
     AccessTokenRecord,
     AuthCode,
     Client,
     RefreshTokenRecord,
     User,
 )
-from grantkeeper.emulator.rules import (
+from grantkeeper.emulator.oauth.rules import (
     OPENID,
     looks_like_code,
     new_access_token,
