@@ -85,7 +85,15 @@ def serve(
                 markup=False,
             )
         redact_access_log()
-        uvicorn.run(create_app(keeper, owns_keeper=True), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(keeper, owns_keeper=True),
+            host=host,
+            port=port,
+            log_level="info",
+            # Only GRANTKEEPER_TRUSTED_PROXIES decides whom X-Forwarded-* is believed from (the
+            # app's own middleware); uvicorn's would trust FORWARDED_ALLOW_IPS (127.0.0.1) first.
+            proxy_headers=False,
+        )
         return
     from grantkeeper.demo.page import install_page
     from grantkeeper.devmode import dev_world
@@ -104,7 +112,7 @@ def serve(
         typer.echo(f"service key for the token API: {world.service_key}")
         typer.echo(f"data       {base}")
         redact_access_log()
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
 async def _open_store() -> GrantStore:

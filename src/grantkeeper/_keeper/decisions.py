@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from grantkeeper.untrusted_json import is_unicode
+
 #: Google drops refresh tokens unused for six months (google-protocol.md §3.5).
 IDLE_LIMIT = timedelta(days=182)
 
@@ -62,6 +64,8 @@ def check_code(code: str) -> str | None:
     """Why a server auth code is unusable before we ever send it, or None if it looks usable."""
     if not code.strip():
         return "The server auth code is empty."
+    if not is_unicode(code):
+        return "The server auth code is not valid Unicode text (it holds a lone surrogate)."
     if len(code.encode("utf-8")) > MAX_CODE_BYTES:
         return f"A server auth code is at most {MAX_CODE_BYTES} bytes."
     if any(ch.isspace() or ord(ch) < 0x21 for ch in code):

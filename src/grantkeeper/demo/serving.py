@@ -25,7 +25,13 @@ def serve_in_thread(app: Any, *, name: str = "grantkeeper-keeper") -> Iterator[s
     sock = bind("127.0.0.1", 0)
     # log_config=None: uvicorn's own records go to the root logger (the demo's log file).
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", log_config=None
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        log_config=None,
+        # The app's own middleware applies GRANTKEEPER_TRUSTED_PROXIES; uvicorn's must not.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)

@@ -32,6 +32,7 @@ from joserfc import jws, jwt
 from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import RSAKey
 
+from grantkeeper import untrusted_json
 from grantkeeper.errors import UntrustedIdToken
 
 ALGORITHM = "RS256"
@@ -96,6 +97,9 @@ def read_header(token: str) -> IdTokenHeader:
         raise UntrustedIdToken(f"malformed: ID token larger than {MAX_TOKEN_BYTES} bytes")
     try:
         header = jws.extract_compact(raw).headers()
+        untrusted_json.check(header)
+    except RecursionError:
+        raise UntrustedIdToken("malformed: the header is nested too deeply") from None
     except (JoseError, ValueError, TypeError) as error:
         raise UntrustedIdToken(f"malformed: not a compact JWS ({_jose_reason(error)})") from None
     alg = header.get("alg")
@@ -133,9 +137,15 @@ def verify_id_token(
         raise UntrustedIdToken(f"key id {header.kid!r} does not match the key supplied")
     try:
         decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
+    except RecursionError:
+        raise UntrustedIdToken("malformed: the claims are nested too deeply") from None
     except (JoseError, ValueError, TypeError) as error:
         raise UntrustedIdToken(f"signature: {_jose_reason(error)}") from None
     claims = decoded.claims
+    try:
+        untrusted_json.check(claims)
+    except untrusted_json.UnsafeJson as error:
+        raise UntrustedIdToken(f"malformed: the claims are {error}") from None
     _validate_claims(claims, policy=policy, now=now)
     if access_token is not None:
         _check_at_hash(claims, access_token)
@@ -275,6 +285,8 @@ def _iso(timestamp: Any) -> str:
 
 
 def _jose_reason(error: BaseException) -> str:
+    if isinstance(error, untrusted_json.UnsafeJson):
+        return str(error)
     if isinstance(error, JoseError):
         return f"{error.error}: {error.description}" if error.description else error.error
     return type(error).__name__

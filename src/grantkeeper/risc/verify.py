@@ -25,6 +25,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from grantkeeper import untrusted_json
 from grantkeeper.errors import InvalidSecurityEvent, UntrustedIdToken
 from grantkeeper.oauth.id_token import ALGORITHM, read_header
 
@@ -61,10 +62,16 @@ def verify_set(token: str, key: RSAKey, *, issuer: str, audiences: Collection[st
         raise InvalidSecurityEvent("invalid_key", "The key does not match the token's kid.")
     try:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM]).claims
+    except RecursionError:
+        raise InvalidSecurityEvent("invalid_request", "The token is nested too deeply.") from None
     except (JoseError, ValueError, TypeError):
         raise InvalidSecurityEvent(
             "invalid_key", "The token's signature does not verify with the issuer's key."
         ) from None
+    try:
+        untrusted_json.check(claims)
+    except untrusted_json.UnsafeJson as error:
+        raise InvalidSecurityEvent("invalid_request", f"The token's claims are {error}.") from None
     found_iss = claims.get("iss")
     if found_iss != issuer:
         raise InvalidSecurityEvent(

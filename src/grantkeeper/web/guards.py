@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import Request
 
+from grantkeeper import untrusted_json
 from grantkeeper.errors import (
     ConfigurationError,
     CsrfHeaderMissing,
@@ -46,10 +46,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
             raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or (content_type == "" and body.lstrip()[:1] == b"{"):
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise InvalidRequest("The body is not valid JSON.") from None
+        data = parse_json_body(bytes(body))
         if not isinstance(data, dict):
             raise InvalidRequest("The JSON body must be an object.")
         return data
@@ -60,6 +57,14 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
             raise InvalidRequest("The form is not valid UTF-8.") from None
         return {key: values[-1] for key, values in form.items()}
     raise InvalidRequest("Send JSON (application/json) or a form (x-www-form-urlencoded).")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """JSON from a client; deep nesting or lone surrogates get a clear 400 (not a 500)."""
+    try:
+        return untrusted_json.loads(body)
+    except untrusted_json.UnsafeJson as error:
+        raise InvalidRequest(f"The JSON body is {error}.") from None
 
 
 class ServiceKeys:
