@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
-from grantkeeper.devmode import dev_world
+from grantkeeper import Keeper
+from grantkeeper.devmode import DevWorld, dev_world
+from grantkeeper.emulator import EmulatorConfig
 
 
 def test_dev_mode_client_secret_file_is_private(tmp_path: Path) -> None:
     with dev_world(tmp_path / "dev") as world:
         mode = stat.S_IMODE(world.settings.client_secrets_file.stat().st_mode)  # type: ignore[union-attr]
     assert mode == 0o600
+
+
+def test_dev_mode_over_https_keeper_signs_in_and_refreshes(tmp_path: Path) -> None:
+    """The keeper reaches an HTTPS emulator through the transport dev mode gives it (trusting
+    the local CA), with its production code path: discovery, exchange, JWKS, refresh."""
+    config = EmulatorConfig(https=True, data_dir=tmp_path / "tls")
+
+    async def story(world: DevWorld) -> None:
+        code = world.emulator.control.server_auth_code(
+            world.ios_client_id,
+            world.web_client_id,
+            "erin@example.com",
+            scopes=["openid", "email", "https://www.googleapis.com/auth/drive.appdata"],
+        )
+        async with Keeper(world.settings, transport=world.keeper_transport()) as keeper:
+            result = await keeper.sign_in(code)
+            first = await keeper.access_token(result.sub)
+            fresh = await keeper.access_token(result.sub, rejected=first.token)
+        assert fresh.token != first.token
+        assert world.emulator.state.lookup_access_token(fresh.token) is not None
+
+    with dev_world(tmp_path / "dev", config) as world:
+        assert world.settings.issuer.startswith("https://127.0.0.1:")
+        asyncio.run(story(world))

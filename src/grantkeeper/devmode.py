@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from grantkeeper.emulator import EmulatorConfig, EmulatorHandle, run_emulator
 from grantkeeper.settings import Settings
 
@@ -29,6 +31,12 @@ class DevWorld:
     ios_client_id: str
     android_client_id: str
     service_key: str
+
+    def keeper_transport(self) -> httpx.AsyncBaseTransport | None:
+        """The transport a keeper needs to reach this emulator: one that trusts its CA when it
+        serves HTTPS (``Keeper(world.settings, transport=world.keeper_transport())``)."""
+        context = self.emulator.ssl_context()
+        return httpx.AsyncHTTPTransport(verify=context) if context is not None else None
 
 
 def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) -> DevWorld:

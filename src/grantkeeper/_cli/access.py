@@ -55,9 +55,21 @@ def serve(
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Where SQLite and the key file live (default: the settings')."
     ),
+    https: bool = typer.Option(
+        False,
+        "--https",
+        help="Dev mode: the emulator serves HTTPS with a local CA kept in the data directory "
+        "(the keeper trusts it; a browser must be told to).",
+    ),
 ) -> None:
     """Serve the keeper's HTTP API (OpenAPI at /docs)."""
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
+    if https and not emulator:
+        raise typer.BadParameter(
+            "--https is for the emulator in dev mode (--emulator); in production terminate TLS "
+            "in front of the keeper.",
+            param_hint="--https",
+        )
     if not emulator:
         try:
             settings = Settings(**overrides)
@@ -103,10 +115,17 @@ def serve(
     # The dev page redirects to the consent page and back; its codes are bound to its URL.
     page_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     page_url = f"http://{page_host}:{port}/"
-    with dev_world(base, web_redirect_uri=page_url) as world:
-        keeper = Keeper(world.settings, clock=world.emulator.state.clock)
+    from grantkeeper.emulator import EmulatorConfig
+
+    config = EmulatorConfig(https=https, data_dir=base / "emulator")
+    with dev_world(base, config, web_redirect_uri=page_url) as world:
+        keeper = Keeper(
+            world.settings, clock=world.emulator.state.clock, transport=world.keeper_transport()
+        )
         app = create_app(keeper, owns_keeper=True, extend=lambda app: install_page(app, world))
         typer.echo(f"emulator   {world.emulator.base_url}")
+        if world.emulator.ca_path is not None:
+            typer.echo(f"CA         {world.emulator.ca_path}  (trust it to reach the emulator)")
         typer.echo(f"keeper     http://{host}:{port}  (OpenAPI at /docs)")
         typer.echo(f"sign-in    {page_url}")
         typer.echo(f"service key for the token API: {world.service_key}")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 HELP = """
 Serve a Google-compatible OAuth 2.0 / OpenID Connect provider (and small
 Drive and Photos APIs) and print its base URL. Clients find everything
 through BASE/.well-known/openid-configuration (GRANTKEEPER_ISSUER=BASE).
+
+With --https it serves HTTPS for 127.0.0.1 and localhost and prints the
+CA certificate to trust (GET BASE/emulator/ca.pem serves it too).
 
 \b
 Google's endpoints:
@@ -58,6 +63,18 @@ def emulator(
     testing_mode: bool = typer.Option(
         False, "--testing-mode", help='Publishing status "Testing": 7-day refresh tokens.'
     ),
+    https: bool = typer.Option(
+        False,
+        "--https",
+        help="Serve HTTPS with a certificate signed by a local CA kept in --data-dir; prints "
+        "the CA file to trust (also at BASE/emulator/ca.pem).",
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Where the emulator keeps its CA (default: $GRANTKEEPER_DATA_DIR/emulator or the "
+        "user data directory's grantkeeper/emulator).",
+    ),
 ) -> None:
     # Imported here: the emulator pulls in FastAPI and uvicorn, which `grantkeeper --help`
     # and the other commands should not pay for.
@@ -65,7 +82,8 @@ def emulator(
     from grantkeeper.emulator.server import serve
 
     settings = EmulatorSettings(issuer=issuer, testing_mode=testing_mode)
-    serve(host, port, EmulatorConfig(settings=settings), announce=typer.echo)
+    config = EmulatorConfig(settings=settings, https=https, data_dir=data_dir)
+    serve(host, port, config, announce=typer.echo)
 
 
 emulator.__doc__ = HELP

@@ -16,7 +16,7 @@ from grantkeeper.emulator.config import EmulatorConfig
 from grantkeeper.emulator.drive import routes as drive
 from grantkeeper.emulator.errors import ControlError
 from grantkeeper.emulator.faults import DropConnection
-from grantkeeper.emulator.oauth import consent, identity_routes, token_route
+from grantkeeper.emulator.oauth import consent, identity_routes, token_route, userinfo_v2
 from grantkeeper.emulator.oauth import control as oauth_control
 from grantkeeper.emulator.photos import routes as photos
 from grantkeeper.emulator.risc import transmitter as risc
@@ -33,6 +33,7 @@ SERVICES: dict[str, tuple[RouterFactory, ...]] = {
         identity_routes.build_router,
         token_route.build_router,
         consent.build_router,
+        userinfo_v2.build_router,
         oauth_control.build_router,
     ),
     "drive": (drive.build_router,),  # www.googleapis.com/drive/v3

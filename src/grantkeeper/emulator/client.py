@@ -8,8 +8,10 @@ call raises ``httpx.HTTPStatusError`` (the body says why).
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -80,9 +82,13 @@ DEFAULT_SCOPES = ("openid", "email", "profile")
 class EmulatorControl:
     """Synchronous client of ``/emulator/*``; also drives the consent page (:meth:`authorize`)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, ca_path: Path | None = None
+    ) -> None:
+        """``ca_path``: the CA certificate of an emulator that serves HTTPS."""
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        verify = ssl.create_default_context(cafile=str(ca_path)) if ca_path else True
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
 
     def __enter__(self) -> EmulatorControl:
         return self
@@ -207,9 +213,18 @@ class EmulatorControl:
 class AsyncEmulatorControl:
     """The async twin of :class:`EmulatorControl` (without the consent-page helper)."""
 
-    def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        ca_path: Path | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=30.0)
+        verify = ssl.create_default_context(cafile=str(ca_path)) if ca_path else True
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=30.0, verify=verify
+        )
 
     async def __aenter__(self) -> AsyncEmulatorControl:
         return self

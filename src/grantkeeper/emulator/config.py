@@ -6,12 +6,16 @@ who learns what Google really does can change it without touching code.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
 from grantkeeper.clock import Clock
+from grantkeeper.emulator.tls import ServerCertificate
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 DAY = 24 * 3600
@@ -116,3 +120,20 @@ class EmulatorConfig:
 
     signing_keys: int = 2
     """Keys published at start (Google publishes two)."""
+
+    https: bool = False
+    """Serve HTTPS (``run_emulator``, ``grantkeeper emulator --https``) with a certificate for
+    127.0.0.1/localhost signed by the local CA in :attr:`data_dir`."""
+
+    data_dir: Path | None = None
+    """Where the emulator keeps its CA (``ca.pem``, ``ca-key.pem``) and server certificate;
+    ``None`` is :func:`default_data_dir`."""
+
+    certificate: ServerCertificate | None = None
+    """Set by the server when it serves HTTPS: where the CA file is (``GET /emulator/ca.pem``)."""
+
+
+def default_data_dir() -> Path:
+    """``$GRANTKEEPER_DATA_DIR/emulator``, else the user's grantkeeper data directory's."""
+    root = os.environ.get("GRANTKEEPER_DATA_DIR") or platformdirs.user_data_dir("grantkeeper")
+    return Path(root) / "emulator"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grantkeeper.emulator.errors import ControlError
@@ -47,6 +47,23 @@ def _settings_body(state: EmulatorState) -> dict[str, Any]:
 
 def build_router(state: EmulatorState) -> APIRouter:
     router = APIRouter(prefix="/emulator", tags=["control"])
+
+    @router.get(
+        "/ca.pem",
+        summary="The CA certificate to trust (HTTPS only)",
+        response_class=Response,
+        responses={200: {"content": {"application/x-pem-file": {}}}},
+    )
+    def ca_pem() -> Response:
+        certificate = state.config.certificate
+        if certificate is None:
+            raise ControlError(
+                404,
+                "not_https",
+                "This emulator serves plain HTTP, so it has no CA certificate: start it with "
+                "--https (EmulatorConfig(https=True)).",
+            )
+        return Response(certificate.ca_path.read_bytes(), media_type="application/x-pem-file")
 
     @router.get("/clock", summary="The emulator's time")
     def get_clock() -> dict[str, str]:

@@ -33,6 +33,7 @@ from grantkeeper.emulator.state import EmulatorState
 #: google-api-python-client, else (package, file name) of a JSON file kept beside the service.
 DOCUMENTS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("drive", "v3"): None,
+    ("oauth2", "v2"): None,
     ("photoslibrary", "v1"): ("grantkeeper.emulator.photos", "photoslibrary.v1.json"),
 }
 

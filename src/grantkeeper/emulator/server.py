@@ -4,18 +4,22 @@ for ``grantkeeper emulator``."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from grantkeeper.emulator.app import create_app, emulator_state
 from grantkeeper.emulator.client import EmulatorControl
-from grantkeeper.emulator.config import EmulatorConfig
+from grantkeeper.emulator.config import EmulatorConfig, default_data_dir
 from grantkeeper.emulator.state import EmulatorState
+from grantkeeper.emulator.tls import server_certificate
 from grantkeeper.logsafety import redact_access_log
 
 
@@ -26,6 +30,12 @@ class EmulatorHandle:
     base_url: str
     state: EmulatorState
     control: EmulatorControl
+    ca_path: Path | None = None
+    """The CA certificate to trust when the emulator serves HTTPS (else ``None``)."""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client SSL context trusting the emulator's CA (``None`` for plain HTTP)."""
+        return ssl.create_default_context(cafile=str(self.ca_path)) if self.ca_path else None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -38,20 +48,37 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def prepare(
+    config: EmulatorConfig | None, sock: socket.socket
+) -> tuple[EmulatorConfig, dict[str, Any]]:
+    """The configuration to build the app with (its base URL, its certificate when it serves
+    HTTPS) and the matching uvicorn TLS options."""
+    config = config or EmulatorConfig()
+    if not config.https:
+        return replace(config, base_url=config.base_url or url_of(sock)), {}
+    certificate = server_certificate(config.data_dir or default_data_dir())
+    config = replace(
+        config, base_url=config.base_url or url_of(sock, "https"), certificate=certificate
+    )
+    tls = {"ssl_certfile": str(certificate.cert_path), "ssl_keyfile": str(certificate.key_path)}
+    return config, tls
 
 
 @contextmanager
 def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandle]:
     """Serve a fresh emulator with uvicorn on 127.0.0.1 and a free port, in a daemon thread."""
     sock = bind("127.0.0.1", 0)
-    base_url = url_of(sock)
-    config = config or EmulatorConfig()
-    app = create_app(replace(config, base_url=config.base_url or base_url))
+    config, tls = prepare(config, sock)
+    assert config.base_url is not None
+    base_url = config.base_url
+    app = create_app(config)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="grantkeeper-emulator", daemon=True
@@ -63,9 +90,12 @@ def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandl
             sock.close()
             raise RuntimeError("the emulator did not start")
         time.sleep(0.005)  # a startup wait, not a test timing
-    control = EmulatorControl(base_url)
+    ca_path = config.certificate.ca_path if config.certificate else None
+    control = EmulatorControl(base_url, ca_path=ca_path)
     try:
-        yield EmulatorHandle(base_url=base_url, state=emulator_state(app), control=control)
+        yield EmulatorHandle(
+            base_url=base_url, state=emulator_state(app), control=control, ca_path=ca_path
+        )
     finally:
         control.close()
         server.should_exit = True
@@ -77,15 +107,21 @@ def serve(
     host: str,
     port: int,
     config: EmulatorConfig | None = None,
-    announce: Callable[[str], None] = lambda url: None,
+    announce: Callable[[str], None] = lambda line: None,
 ) -> None:
     """Serve in the foreground until interrupted (``grantkeeper emulator``); ``announce`` gets
-    the base URL once the port is bound (port 0 picks a free one)."""
+    the base URL once the port is bound (port 0 picks a free one), then, with HTTPS, where the
+    CA certificate to trust is."""
     sock = bind(host, port)
-    base_url = url_of(sock)
-    config = config or EmulatorConfig()
-    app = create_app(replace(config, base_url=config.base_url or base_url))
+    # Listening before the URL is printed: a client that reads it and connects at once waits in
+    # the backlog until uvicorn accepts, instead of being refused.
+    sock.listen(2048)
+    config, tls = prepare(config, sock)
+    assert config.base_url is not None
+    app = create_app(config)
     redact_access_log()
-    announce(base_url)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off"))
+    announce(config.base_url)
+    if config.certificate is not None:
+        announce(f"CA certificate: {config.certificate.ca_path}")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", **tls))
     server.run(sockets=[sock])
