@@ -19,6 +19,9 @@ from grantkeeper.emulator.faults import DropConnection
 from grantkeeper.emulator.oauth import consent, identity_routes, token_route, userinfo_v2
 from grantkeeper.emulator.oauth import control as oauth_control
 from grantkeeper.emulator.photos import routes as photos
+from grantkeeper.emulator.photospicker import control as photospicker_control
+from grantkeeper.emulator.photospicker import page as photospicker_page
+from grantkeeper.emulator.photospicker import routes as photospicker
 from grantkeeper.emulator.risc import transmitter as risc
 from grantkeeper.emulator.state import EmulatorState
 
@@ -38,6 +41,12 @@ SERVICES: dict[str, tuple[RouterFactory, ...]] = {
     ),
     "drive": (drive.build_router,),  # www.googleapis.com/drive/v3
     "photos": (photos.build_router,),  # photoslibrary.googleapis.com
+    # photospicker.googleapis.com, and the picker page behind pickerUri (photos.google.com)
+    "photospicker": (
+        photospicker.build_router,
+        photospicker_page.build_router,
+        photospicker_control.build_router,
+    ),
     "risc": (risc.build_router,),  # risc.googleapis.com
     "discovery": (discovery.build_router,),  # www.googleapis.com/discovery/v1
 }

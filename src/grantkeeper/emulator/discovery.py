@@ -35,7 +35,12 @@ DOCUMENTS: dict[tuple[str, str], tuple[str, str] | None] = {
     ("drive", "v3"): None,
     ("oauth2", "v2"): None,
     ("photoslibrary", "v1"): ("grantkeeper.emulator.photos", "photoslibrary.v1.json"),
+    ("photospicker", "v1"): ("grantkeeper.emulator.photospicker", "photospicker.v1.json"),
 }
+#: Where a service's paths start on the emulator's one origin when Google's would collide with
+#: another service's (the Picker's ``v1/mediaItems`` is also the Library's): the served
+#: document's ``servicePath``.
+SERVICE_PATHS: dict[tuple[str, str], str] = {("photospicker", "v1"): "photospicker/"}
 
 
 @cache
@@ -61,6 +66,8 @@ def served_document(api: str, version: str, origin: str) -> dict[str, Any]:
     root = origin.rstrip("/") + "/"
     document["rootUrl"] = root
     document["mtlsRootUrl"] = root
+    if (api, version) in SERVICE_PATHS:
+        document["servicePath"] = SERVICE_PATHS[(api, version)]
     document["baseUrl"] = root + document.get("servicePath", "")
     # batchPath is relative to rootUrl already; keep it so batch requests reach the emulator too.
     return document
