@@ -7,8 +7,10 @@ from grantkeeper import errors
 PUBLIC_CLASSES = {
     "AccessToken",
     "DisconnectOutcome",
+    "GrantEvent",
     "Keeper",
     "KeeperCredentials",
+    "Listener",
     "Settings",
     "SignInResult",
     "SyncKeeper",
@@ -44,4 +46,4 @@ def test_importing_grantkeeper_stays_light() -> None:
     assert out.stdout.split() == ["False", "False"]
     code = "from grantkeeper import Keeper, SyncKeeper; print(Keeper.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "grantkeeper.keeper"
+    assert out.stdout.strip() == "grantkeeper.keeper.core"

@@ -39,20 +39,28 @@ from grantkeeper.errors import (
 )
 
 if TYPE_CHECKING:
-    from grantkeeper._keeper.credentials import KeeperCredentials
-    from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
-    from grantkeeper._keeper.sync import SyncKeeper
-    from grantkeeper.keeper import Keeper
+    from grantkeeper.keeper import (
+        AccessToken,
+        DisconnectOutcome,
+        GrantEvent,
+        Keeper,
+        KeeperCredentials,
+        Listener,
+        SignInResult,
+        SyncKeeper,
+    )
     from grantkeeper.settings import Settings
 
 _LAZY = {
-    "AccessToken": "grantkeeper._keeper.results",
-    "DisconnectOutcome": "grantkeeper._keeper.results",
+    "AccessToken": "grantkeeper.keeper",
+    "DisconnectOutcome": "grantkeeper.keeper",
+    "GrantEvent": "grantkeeper.keeper",
     "Keeper": "grantkeeper.keeper",
-    "KeeperCredentials": "grantkeeper._keeper.credentials",
+    "KeeperCredentials": "grantkeeper.keeper",
+    "Listener": "grantkeeper.keeper",
     "Settings": "grantkeeper.settings",
-    "SignInResult": "grantkeeper._keeper.results",
-    "SyncKeeper": "grantkeeper._keeper.sync",
+    "SignInResult": "grantkeeper.keeper",
+    "SyncKeeper": "grantkeeper.keeper",
 }
 
 
@@ -72,6 +80,7 @@ __all__ = [
     "ConfigurationError",
     "CsrfHeaderMissing",
     "DisconnectOutcome",
+    "GrantEvent",
     "GrantRevoked",
     "GrantkeeperError",
     "InsecureTransport",
@@ -80,6 +89,7 @@ __all__ = [
     "InvalidSecurityEvent",
     "Keeper",
     "KeeperCredentials",
+    "Listener",
     "MissingScopes",
     "PayloadTooLarge",
     "ProviderError",

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from googleapiclient.discovery import build
 
-from grantkeeper._keeper.sync import SyncKeeper
 from grantkeeper.crypto import generate_key
 from grantkeeper.keeper import Keeper
+from grantkeeper.keeper.sync import SyncKeeper
 
 from .conftest import DRIVE_APPDATA, OPENID, World
 

@@ -6,7 +6,7 @@ import pytest
 
 from grantkeeper.errors import GrantRevoked, UnknownUser
 from grantkeeper.keeper import Keeper
-from grantkeeper.lifecycle.sweep import sweep
+from grantkeeper.keeper.sweep import sweep
 from grantkeeper.store import GrantStatus
 
 from .conftest import World

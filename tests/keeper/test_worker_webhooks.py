@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from grantkeeper._keeper.sync import SyncKeeper
 from grantkeeper.crypto import generate_key
 from grantkeeper.errors import GrantRevoked
+from grantkeeper.keeper.sync import SyncKeeper
 from grantkeeper.webhooks import generate_secret
 
 from ..lifecycle.webhook_sink import webhook_sink

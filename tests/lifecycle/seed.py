@@ -9,6 +9,8 @@ from grantkeeper.store import GrantStore
 from grantkeeper.store.fingerprints import refresh_token_prefix_sha256, refresh_token_sha512x2
 from grantkeeper.store.tables import grants, users
 
+from ..store.helpers import raw_sql
+
 CLIENT = "seed-server.apps.googleusercontent.com"
 
 
@@ -47,7 +49,7 @@ async def seed_grants(store: GrantStore, count: int, *, start: int = 0) -> list[
                 "updated_at": now,
             }
         )
-    async with store.transaction(write=True) as conn:
+    async with raw_sql(store, write=True) as conn:
         await conn.execute(users.insert(), user_rows)
         await conn.execute(grants.insert(), grant_rows)
     return subs

@@ -19,7 +19,7 @@ import pytest
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
-from grantkeeper.lifecycle import keys as key_ops
+from grantkeeper.keeper import keys as key_ops
 from grantkeeper.store import GrantStore
 
 from .seed import CLIENT, access_of, refresh_of, seed_grants

@@ -27,7 +27,7 @@ from grantkeeper.emulator.config import EmulatorConfig
 from grantkeeper.emulator.risc.transmitter import SendRequest, build_set, token_identifier
 from grantkeeper.emulator.state import EmulatorState
 from grantkeeper.errors import InvalidSecurityEvent
-from grantkeeper.risc import RiscReceiver
+from grantkeeper.keeper.security_events import RiscReceiver
 from grantkeeper.store import GrantStatus, GrantStore, UserProfile
 
 pytestmark = pytest.mark.anyio
@@ -379,13 +379,11 @@ async def test_forged_or_misaddressed_events_are_refused_and_change_nothing(
 async def test_an_event_whose_processing_died_is_applied_on_redelivery(
     store: GrantStore, receiver: RiscReceiver, emulator: Any, receiver_clock: ManualClock
 ) -> None:
-    from grantkeeper.risc.seen import claim_event
-
     jti = secrets.token_hex(16)
     token = _set(emulator, "account-disabled", sub=ALICE, reason="hijacking", jti=jti)
     issuer = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iss"]
     # A delivery claimed the event, then its process died before applying it.
-    assert await claim_event(store, issuer=issuer, jti=jti, at=receiver_clock.now())
+    assert await store.claim_security_event(issuer=issuer, jti=jti, at=receiver_clock.now())
     soon = await receiver.receive(token)
     assert soon.duplicate  # maybe still in progress elsewhere
     assert (await _grant(store, ALICE)).status == GrantStatus.ACTIVE

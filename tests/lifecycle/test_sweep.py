@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 
 from grantkeeper import metrics
 from grantkeeper.keeper import Keeper
-from grantkeeper.lifecycle import GrantHealth, SweepOptions, classify, sweep
+from grantkeeper.keeper.sweep import GrantHealth, SweepOptions, classify, sweep
 from grantkeeper.store import GrantStatus, UserProfile
 from grantkeeper.webhooks import WebhookSender, generate_secret
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.clock import Clock, ManualClock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store import GrantStore, SignInRecord, UserProfile
+from grantkeeper.store.engine import transaction
 
 CLIENT = "server-1.apps.googleusercontent.com"
 OTHER_CLIENT = "server-2.apps.googleusercontent.com"
 OPENID = frozenset({"openid", "email", "profile"})
 DRIVE = "https://www.googleapis.com/auth/drive.appdata"
 PHOTOS = "https://www.googleapis.com/auth/photoslibrary.appendonly"
+
+
+def raw_sql(store: GrantStore, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A transaction on the store's own engine, for tests that look at (or tamper with) the
+    tables directly, as someone holding the database would; the product has no such door."""
+    return transaction(store._engine, write=write)
 
 
 class OpensStores(Protocol):

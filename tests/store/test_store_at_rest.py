@@ -12,7 +12,7 @@ from grantkeeper.errors import TokenDecryptionError
 from grantkeeper.store import GrantStore, refresh_token_prefix_sha256, refresh_token_sha512x2
 from grantkeeper.store.tables import grants
 
-from .helpers import CLIENT, OTHER_CLIENT, OpensStores, sign_in
+from .helpers import CLIENT, OTHER_CLIENT, OpensStores, raw_sql, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ SECRETS = (REFRESH, ACCESS, ROTATED, FRESH)
 async def dump_postgres(store: GrantStore, schema: str) -> str:
     """Every column of every table in the schema, as text: what pg_dump would show."""
     parts: list[str] = []
-    async with store.transaction(write=False) as conn:
+    async with raw_sql(store, write=False) as conn:
         tables = (
             (
                 await conn.execute(
@@ -85,7 +85,7 @@ async def test_no_token_plaintext_anywhere_in_the_database(
 
 
 async def copy_column(store: GrantStore, column: str, src: str, dst: str, dst_column: str) -> None:
-    async with store.transaction(write=True) as conn:
+    async with raw_sql(store, write=True) as conn:
         value = (
             await conn.execute(sa.select(grants.c[column]).where(grants.c.client_id == src))
         ).scalar_one()
@@ -115,7 +115,7 @@ async def test_a_ciphertext_copied_to_another_user_fails_to_decrypt(
 ) -> None:
     await sign_in(store, store_clock, sub="alice", refresh_token=REFRESH)
     await sign_in(store, store_clock, sub="mallory", refresh_token="1//0g-mallory")
-    async with store.transaction(write=True) as conn:
+    async with raw_sql(store, write=True) as conn:
         value = (
             await conn.execute(sa.select(grants.c.refresh_token).where(grants.c.sub == "alice"))
         ).scalar_one()

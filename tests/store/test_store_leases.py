@@ -13,7 +13,7 @@ from grantkeeper.crypto import KeyRing
 from grantkeeper.store import GrantStatus, GrantStore, refresh_token_sha512x2
 from grantkeeper.store.tables import grants
 
-from .helpers import CLIENT, OpensStores, sign_in
+from .helpers import CLIENT, OpensStores, raw_sql, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +23,7 @@ TTL = timedelta(seconds=30)
 
 async def raw_grant_row(store: GrantStore) -> dict[str, object]:
     """Every column of the grant row as stored (ciphertexts included)."""
-    async with store.transaction(write=False) as conn:
+    async with raw_sql(store, write=False) as conn:
         return dict((await conn.execute(sa.select(grants))).one()._mapping)
 
 

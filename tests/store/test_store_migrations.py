@@ -23,7 +23,7 @@ from grantkeeper.store import GrantStore
 from grantkeeper.store.migrate import head_revision
 from grantkeeper.store.tables import metadata
 
-from .helpers import OpensStores
+from .helpers import OpensStores, raw_sql
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ async def test_the_migrations_build_exactly_the_models(
         )
         return list(compare_metadata(context, metadata))
 
-    async with store.transaction(write=False) as conn:
+    async with raw_sql(store, write=False) as conn:
         names = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
         diff = await conn.run_sync(differences)
     assert names >= STORE_TABLES

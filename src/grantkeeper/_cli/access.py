@@ -13,9 +13,9 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from grantkeeper._keeper.results import grant_json, user_json
 from grantkeeper.errors import GrantkeeperError, UnknownUser
 from grantkeeper.keeper import Keeper
+from grantkeeper.keeper.results import grant_json, user_json
 from grantkeeper.logsafety import redact_access_log
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore

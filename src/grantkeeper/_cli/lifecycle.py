@@ -21,8 +21,8 @@ from rich.table import Table
 
 from grantkeeper.clock import SYSTEM_CLOCK
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.lifecycle import keys as key_ops
-from grantkeeper.lifecycle.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.keeper import keys as key_ops
+from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore
 from grantkeeper.webhooks import generate_secret

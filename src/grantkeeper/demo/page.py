@@ -27,12 +27,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from grantkeeper._keeper.results import grant_json, user_json
 from grantkeeper.demo.narration import explain
 from grantkeeper.demo.photo_job import PHOTOS_SCOPES, enhance_inbox, save_pairs
 from grantkeeper.devmode import DevWorld
 from grantkeeper.errors import UnknownUser
 from grantkeeper.keeper import Keeper
+from grantkeeper.keeper.results import grant_json, user_json
 from grantkeeper.web.guards import require_requested_with
 from grantkeeper.web.problems import PROBLEM_JSON
 

@@ -10,8 +10,7 @@ only ever sees envelopes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -24,7 +23,7 @@ from grantkeeper.crypto import KeyRing
 from grantkeeper.store import migrate as migrations
 from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.codec import PROFILE_FIELDS
-from grantkeeper.store.engine import create_engine, display_url, normalize_url, transaction
+from grantkeeper.store.engine import create_engine, display_url, normalize_url
 from grantkeeper.store.grant_reads import GrantReads
 from grantkeeper.store.grant_status import GrantStatusChanges
 from grantkeeper.store.leases import GrantLeases
@@ -37,6 +36,7 @@ from grantkeeper.store.records import (
     scopes_to_column,
 )
 from grantkeeper.store.rotation_batches import KeyRotationBatches
+from grantkeeper.store.security_event_claims import SecurityEventClaims
 from grantkeeper.store.signin_replay_cache import SignInReplayCache
 from grantkeeper.store.tables import grants, users
 
@@ -51,14 +51,16 @@ class GrantStore(
     SignInReplayCache,
     AuditLog,
     KeyRotationBatches,
+    SecurityEventClaims,
 ):
     """Async store on SQLite or PostgreSQL. Open with :meth:`open`; use as ``async with``.
 
     Its methods come in parts, one module each: reading (:mod:`.grant_reads`), leases and
     compare-and-swap (:mod:`.leases`), status changes (:mod:`.grant_status`), the sign-in replay
-    cache (:mod:`.signin_replay_cache`), the audit log (:mod:`.audit_log`) and key rotation
-    (:mod:`.rotation_batches`), on a shared core (:mod:`.store_core`). Opening, sign-in and the
-    hooks for features with their own tables are here.
+    cache (:mod:`.signin_replay_cache`), the audit log (:mod:`.audit_log`), key rotation
+    (:mod:`.rotation_batches`) and security-event claims (:mod:`.security_event_claims`), on a
+    shared core (:mod:`.store_core`). Opening and sign-in are here. The store owns every table
+    and every SQL statement: nothing else in grantkeeper writes SQL.
     """
 
     @classmethod
@@ -247,26 +249,3 @@ class GrantStore(
             users.update().where(users.c.sub == profile.sub).values(updated_at=now, **present)
         )
         return False
-
-    # -- for features that keep their own tables in the store's database ------------------
-
-    def transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
-        """One short transaction on the store's engine (its pool, schema and SQLite locking),
-        with connection failures mapped to :class:`StoreUnavailable`."""
-        return transaction(self._engine, write=write)
-
-    async def insert_if_absent(
-        self, table: sa.Table, values: Mapping[str, Any], conflict_columns: Sequence[str]
-    ) -> bool:
-        """``INSERT … ON CONFLICT DO NOTHING``; ``True`` if this call inserted the row.
-
-        Use this rather than ``rowcount``, which psycopg reports as -1 for such an insert.
-        """
-        statement = (
-            self._insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=list(conflict_columns))
-            .returning(sa.literal(1))
-        )
-        async with self._write() as conn:
-            return (await conn.execute(statement)).first() is not None

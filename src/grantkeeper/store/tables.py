@@ -115,3 +115,14 @@ signin_replays = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+# Cross-Account Protection events already claimed, by (issuer, jti): Google redelivers events.
+risc_events_seen = sa.Table(
+    "risc_events_seen",
+    metadata,
+    sa.Column("jti", sa.String(255), nullable=False),
+    sa.Column("issuer", sa.String(255), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("done_at", UTCDateTime, nullable=True),
+    sa.PrimaryKeyConstraint("issuer", "jti"),
+)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import InvalidSecurityEvent, PayloadTooLarge
-from grantkeeper.risc import RiscReceiver
+from grantkeeper.keeper.security_events import RiscReceiver
 from grantkeeper.web.guards import require_https
 
 router = APIRouter()

@@ -17,16 +17,16 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from grantkeeper._keeper.decisions import (
+from grantkeeper.clock import Clock
+from grantkeeper.errors import GrantkeeperError, GrantRevoked, MissingScopes, UnknownUser
+from grantkeeper.keeper.decisions import (
     access_token_expiry,
     is_fresh,
     missing_scopes,
     revocation_reason,
 )
-from grantkeeper._keeper.events import EventBus, GrantEvent
-from grantkeeper._keeper.results import AccessToken
-from grantkeeper.clock import Clock
-from grantkeeper.errors import GrantkeeperError, GrantRevoked, MissingScopes, UnknownUser
+from grantkeeper.keeper.events import EventBus, GrantEvent
+from grantkeeper.keeper.results import AccessToken
 from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
 from grantkeeper.settings import Settings
 from grantkeeper.store import Grant, GrantStatus, GrantStore

@@ -11,32 +11,40 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.auth import exceptions as google_exceptions
 from google.oauth2 import credentials as google_credentials
 
-from grantkeeper._keeper.results import AccessToken
 from grantkeeper.errors import GrantkeeperError
+from grantkeeper.keeper.results import AccessToken
 
-if TYPE_CHECKING:
-    from grantkeeper.keeper import Keeper
+#: Asks the keeper for a fresh token, never the one named (it was just refused).
+TokenFetch = Callable[[str | None], Awaitable[AccessToken]]
 
 #: How long a synchronous caller waits for the keeper (refresh retries included).
 _WAIT_SECONDS = 120.0
 
 
 class KeeperCredentials(google_credentials.Credentials):
-    """Credentials for one user; ``refresh`` goes through the :class:`Keeper`."""
+    """Credentials for one user; ``refresh`` goes through the :class:`Keeper`.
+
+    Made by :meth:`Keeper.credentials`: ``fetch`` runs on the keeper's event ``loop``.
+    """
 
     def __init__(
-        self, keeper: Keeper, sub: str, token: AccessToken, scopes: Sequence[str] | None = None
+        self,
+        fetch: TokenFetch,
+        loop: asyncio.AbstractEventLoop,
+        token: AccessToken,
+        scopes: Sequence[str] | None = None,
     ) -> None:
         super().__init__(token=token.token, scopes=scopes)
-        self._keeper = keeper
-        self.sub = sub
+        self._fetch = fetch
+        self._loop = loop
+        self.sub = token.sub
         self._set(token)
         self._lock = threading.Lock()
 
@@ -48,7 +56,7 @@ class KeeperCredentials(google_credentials.Credentials):
     def refresh(self, request: Any) -> None:
         """Get a fresh token from the keeper (``request`` is unused: the keeper talks to the
         provider with its own client). A token that just failed is never handed back."""
-        loop = self._keeper.loop
+        loop = self._loop
         if loop is None or loop.is_closed():
             raise google_exceptions.RefreshError("The keeper behind these credentials is closed.")
         if _running_in(loop):
@@ -59,9 +67,7 @@ class KeeperCredentials(google_credentials.Credentials):
             )
         with self._lock:
             rejected = self.token
-            future = asyncio.run_coroutine_threadsafe(
-                self._keeper.access_token(self.sub, self._scopes, rejected=rejected), loop
-            )
+            future = asyncio.run_coroutine_threadsafe(_awaited(self._fetch(rejected)), loop)
             try:
                 token = future.result(_WAIT_SECONDS)
             except GrantkeeperError as error:
@@ -81,3 +87,7 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+async def _awaited(pending: Awaitable[AccessToken]) -> AccessToken:
+    return await pending

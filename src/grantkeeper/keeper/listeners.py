@@ -1,6 +1,6 @@
 """Connect the keeper's life-cycle events to webhooks and metrics.
 
-The keeper announces :class:`~grantkeeper._keeper.events.GrantEvent` values (``signed_in``,
+The keeper announces :class:`~grantkeeper.keeper.events.GrantEvent` values (``signed_in``,
 ``recovered``, ``refreshed``, ``refresh_failed``, ``revoked``, ``disconnected``); these
 listeners turn them into Prometheus counts and Standard Webhooks notifications. A listener's
 failure is only logged by the keeper's event bus, and a webhook is only scheduled here, so
@@ -9,14 +9,11 @@ neither can fail or slow down the operation that caused it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from grantkeeper import metrics
-from grantkeeper._keeper.events import GrantEvent, Listener
+from grantkeeper.clock import Clock
+from grantkeeper.keeper.events import EventBus, GrantEvent, Listener
+from grantkeeper.settings import Settings
 from grantkeeper.webhooks import WebhookEvent, WebhookSender
-
-if TYPE_CHECKING:
-    from grantkeeper.keeper import Keeper
 
 __all__ = ["attach", "metrics_listener", "webhook_listener"]
 
@@ -53,12 +50,13 @@ def webhook_listener(sender: WebhookSender) -> Listener:
     return listen
 
 
-def attach(keeper: Keeper, webhooks: WebhookSender | None = None) -> WebhookSender | None:
+def attach(
+    events: EventBus, settings: Settings, clock: Clock, webhooks: WebhookSender | None = None
+) -> WebhookSender | None:
     """Add the metrics listener and, if configured (``GRANTKEEPER_WEBHOOK_URL``), the webhook
-    listener to ``keeper``; returns the webhook sender (the web app keeps it as
-    ``app.state.webhooks`` for the RISC receiver)."""
-    sender = webhooks or WebhookSender.from_settings(keeper.settings, clock=keeper.clock)
-    keeper.add_listener(metrics_listener)
+    listener to ``events``; returns the webhook sender (the keeper drains it on close)."""
+    sender = webhooks or WebhookSender.from_settings(settings, clock=clock)
+    events.add(metrics_listener)
     if sender is not None:
-        keeper.add_listener(webhook_listener(sender))
+        events.add(webhook_listener(sender))
     return sender

@@ -36,13 +36,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from grantkeeper import metrics
-from grantkeeper._keeper.decisions import FORGET_AFTER_REVOCATION
 from grantkeeper.errors import GrantkeeperError
+from grantkeeper.keeper.decisions import FORGET_AFTER_REVOCATION
 from grantkeeper.store import Grant, GrantRef, GrantStatus, GrantStore
 from grantkeeper.webhooks import WebhookEvent, WebhookSender
 
 if TYPE_CHECKING:
-    from grantkeeper.keeper import Keeper
+    from grantkeeper.keeper.core import Keeper
 
 __all__ = [
     "GrantHealth",

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
-from grantkeeper.keeper import Keeper
+from grantkeeper.keeper.core import Keeper
+from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.settings import Settings
 
 if TYPE_CHECKING:
-    from grantkeeper._keeper.credentials import KeeperCredentials
+    from grantkeeper.keeper.credentials import KeeperCredentials
 
 
 class SyncKeeper:

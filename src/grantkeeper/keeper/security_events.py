@@ -1,13 +1,13 @@
-"""The Cross-Account Protection receiver: verify a SET, drop redeliveries, act, audit.
+"""The keeper's side of Cross-Account Protection: verify a SET, drop redeliveries, act, audit.
 
 Order of work for one delivery:
 
-1. header, key (RISC JWKS by ``kid``), signature and claims — :mod:`.verify`;
-2. the events parsed — :func:`.events.parse_events`; anything malformed is a 400 and changes
-   nothing;
-3. the ``jti`` claimed in the store (:mod:`.seen`); a redelivery is acknowledged (202) and
-   changes nothing but an audit line;
-4. each event's :func:`.events.plan` applied to the grants, each grant moved by
+1. header, key (RISC JWKS by ``kid``), signature and claims — :mod:`grantkeeper.risc.verify`;
+2. the events parsed — :func:`grantkeeper.risc.events.parse_events`; anything malformed is a
+   400 and changes nothing;
+3. the ``jti`` claimed in the store (:mod:`grantkeeper.store.security_event_claims`); a
+   redelivery is acknowledged (202) and changes nothing but an audit line;
+4. each event's :func:`grantkeeper.risc.events.plan` applied to the grants, each grant moved by
    compare-and-swap on its version; an audit event per security event; webhooks for revoked,
    disabled and recovered grants and for what the app must do (end sessions, review).
 
@@ -37,7 +37,6 @@ from grantkeeper.risc.events import (
     parse_events,
     plan,
 )
-from grantkeeper.risc.seen import claim_event, finish_event, release_event
 from grantkeeper.risc.verify import VerifiedSet, read_kid, verify_set
 from grantkeeper.store import GrantStatus, GrantStore
 from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_sha512x2
@@ -143,7 +142,9 @@ class RiscReceiver:
             log.info("security event token rejected: %s (%s)", error.extra.get("err"), error)
             raise
         now = self._clock.now()
-        fresh = await claim_event(self.store, issuer=verified.issuer, jti=verified.jti, at=now)
+        fresh = await self.store.claim_security_event(
+            issuer=verified.issuer, jti=verified.jti, at=now
+        )
         if not fresh:
             return await self._duplicate(verified, events)
         try:
@@ -151,8 +152,8 @@ class RiscReceiver:
         except BaseException:
             await self._withdraw(verified)
             raise
-        await finish_event(
-            self.store, issuer=verified.issuer, jti=verified.jti, at=self._clock.now()
+        await self.store.finish_security_event(
+            issuer=verified.issuer, jti=verified.jti, at=self._clock.now()
         )
         return Receipt(jti=verified.jti, duplicate=False, events=outcomes)
 
@@ -290,7 +291,7 @@ class RiscReceiver:
 
     async def _withdraw(self, verified: VerifiedSet) -> None:
         try:
-            await release_event(self.store, issuer=verified.issuer, jti=verified.jti)
+            await self.store.release_security_event(issuer=verified.issuer, jti=verified.jti)
         except Exception:
             log.exception("could not withdraw the claim on RISC event %s", verified.jti)
 

@@ -1,7 +1,7 @@
 """The grant life cycle: sign in with a server auth code, hand out fresh access tokens,
 disconnect. The CLI, the HTTP API and the library all call this one class.
 
-Fresh tokens and the single-flight refresh live in :mod:`grantkeeper._keeper.offline`.
+Fresh tokens and the single-flight refresh live in :mod:`grantkeeper.keeper.offline`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,6 @@ from typing import TYPE_CHECKING, Self
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from grantkeeper._keeper.decisions import (
-    DISCONNECT_REVOKE_TIMEOUT,
-    FORGET_AFTER_REVOCATION,
-    PLATFORMS,
-    access_token_expiry,
-    check_code,
-)
-from grantkeeper._keeper.events import EventBus, GrantEvent, Listener
-from grantkeeper._keeper.offline import OfflineAccess
-from grantkeeper._keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     GrantkeeperError,
@@ -34,6 +24,17 @@ from grantkeeper.errors import (
     StoreUnavailable,
     UnknownUser,
 )
+from grantkeeper.keeper.decisions import (
+    DISCONNECT_REVOKE_TIMEOUT,
+    FORGET_AFTER_REVOCATION,
+    PLATFORMS,
+    access_token_expiry,
+    check_code,
+)
+from grantkeeper.keeper.events import EventBus, GrantEvent, Listener
+from grantkeeper.keeper.listeners import attach
+from grantkeeper.keeper.offline import OfflineAccess
+from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
@@ -42,7 +43,7 @@ from grantkeeper.store.codec import PROFILE_FIELDS
 from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
 
 if TYPE_CHECKING:
-    from grantkeeper._keeper.credentials import KeeperCredentials
+    from grantkeeper.keeper.credentials import KeeperCredentials
     from grantkeeper.webhooks import WebhookSender
 
 log = logging.getLogger("grantkeeper.keeper")
@@ -96,9 +97,7 @@ class Keeper:
         self.events = EventBus()
         # Metrics always; Standard Webhooks when GRANTKEEPER_WEBHOOK_URL is set. Attached here so
         # a worker (SyncKeeper, the CLI) notifies the app as the web service does.
-        from grantkeeper.lifecycle.wiring import attach
-
-        self.webhooks: WebhookSender | None = attach(self)
+        self.webhooks: WebhookSender | None = attach(self.events, self.settings, self.clock)
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -342,10 +341,15 @@ class Keeper:
         """``google.oauth2.credentials.Credentials`` for ``googleapiclient``; its refresh goes
         through this keeper (single-flight, persisted). Use it from synchronous code, or from
         async code through a worker thread (``asyncio.to_thread``)."""
-        from grantkeeper._keeper.credentials import KeeperCredentials
+        from grantkeeper.keeper.credentials import KeeperCredentials
 
         token = await self.access_token(sub, scopes)
-        return KeeperCredentials(self, sub, token, scopes=sorted(token.scopes))
+        assert self._loop is not None
+
+        async def fetch(rejected: str | None) -> AccessToken:
+            return await self.access_token(sub, scopes, rejected=rejected)
+
+        return KeeperCredentials(fetch, self._loop, token, scopes=sorted(token.scopes))
 
     # -- disconnect ----------------------------------------------------------------------------
 
