@@ -43,8 +43,9 @@ async def test_a_retried_post_gets_the_same_answer_without_a_second_exchange(
     code = world.code()
     first = await keeper.sign_in(code)
     again = await keeper.sign_in(code)
-    assert again.to_json() == first.to_json()
+    assert {**again.to_json(), "replayed": False} == first.to_json()
     assert again.replayed
+    assert again.to_json()["replayed"] is True
     assert world.exchanges() == 1
 
 
@@ -182,7 +183,8 @@ async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
         world.emulator.control.update_settings(response_delay_ms=0)
         await other_store.close()
     assert [r.sub for r in results] == [world.sub, world.sub]
-    assert results[0].to_json() == results[1].to_json()
+    assert (results[0].user, results[0].grant) == (results[1].user, results[1].grant)
+    assert [r.replayed for r in results] == [False, True]
     assert world.exchanges() == 1
 
 

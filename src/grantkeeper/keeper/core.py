@@ -198,12 +198,15 @@ class Keeper:
 
     # -- sign-in -------------------------------------------------------------------------------
 
-    async def sign_in(self, code: str, platform: str = "ios") -> SignInResult:
+    async def sign_in(
+        self, code: str, platform: str = "ios", *, nonce: str | None = None
+    ) -> SignInResult:
         """Redeem a one-time server auth code: exchange it, verify the ID token, keep the grant.
 
         ``platform`` (``ios``, ``android``, ``web``) only chooses the ``redirect_uri`` of the
         exchange. A retry of the same code within 10 minutes gets the same answer without a
-        second exchange (only a hash of the code is kept).
+        second exchange (only a hash of the code is kept). ``nonce``, when the app gave Google
+        Sign-In one, must equal the ID token's ``nonce`` claim (OIDC Core §3.1.3.7).
 
         Raises:
             InvalidRequest: the code or platform is malformed.
@@ -229,7 +232,7 @@ class Keeper:
                     if await self.store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
                         break
                 try:
-                    return await self._sign_in(code, code_hash, platform)
+                    return await self._sign_in(code, code_hash, platform, nonce)
                 except BaseException:
                     await asyncio.shield(self.store.release_signin_claim(code_hash))
                     raise
@@ -257,8 +260,14 @@ class Keeper:
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, 0.25)
 
-    async def _sign_in(self, code: str, code_hash: str, platform: str) -> SignInResult:
-        outcome = await self.provider.sign_in(code, platform)  # type: ignore[arg-type]
+    async def _sign_in(
+        self, code: str, code_hash: str, platform: str, nonce: str | None
+    ) -> SignInResult:
+        outcome = await self.provider.sign_in(
+            code,
+            platform,  # type: ignore[arg-type]
+            nonce=nonce,
+        )
         identity, tokens = outcome.identity, outcome.tokens
         profile = UserProfile(
             sub=identity.sub, **{name: getattr(identity, name) for name in PROFILE_FIELDS}

@@ -74,10 +74,11 @@ class SignInResult:
         return cls(user=user_json(record.user), grant=body)
 
     def to_json(self) -> dict[str, Any]:
-        return {"user": self.user, "grant": self.grant}
+        return {"user": self.user, "grant": self.grant, "replayed": self.replayed}
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), separators=(",", ":"))
+        """The answer as kept for a retried POST (``loads`` marks it replayed)."""
+        return json.dumps({"user": self.user, "grant": self.grant}, separators=(",", ":"))
 
     @classmethod
     def loads(cls, text: str) -> SignInResult:

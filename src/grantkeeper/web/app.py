@@ -13,6 +13,7 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.settings import Settings
 from grantkeeper.web import ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
+from grantkeeper.web.openapi import install_openapi
 from grantkeeper.web.problems import install_problem_handlers
 from grantkeeper.web.routes import router
 
@@ -51,6 +52,7 @@ def create_app(
     app.state.service_keys = ServiceKeys(settings.service_api_keys)
     app.state.max_request_bytes = settings.max_request_bytes
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(router)
     app.include_router(risc_routes.router)
     app.include_router(ops_routes.router)

@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 from grantkeeper.errors import InvalidSecurityEvent, PayloadTooLarge
 from grantkeeper.keeper.security_events import RiscReceiver
 from grantkeeper.web.guards import require_https
+from grantkeeper.web.openapi import problems
+from grantkeeper.web.schemas import RiscReceipt, SecurityEventProblem
 
 router = APIRouter()
 
 MAX_SET_BYTES = 64 * 1024
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 def risc_receiver(request: Request) -> RiscReceiver:
@@ -42,7 +43,14 @@ def risc_receiver(request: Request) -> RiscReceiver:
     tags=["cross-account protection"],
     summary="Receive a security event token from Google",
     status_code=202,
-    responses={400: _PROBLEM, 403: _PROBLEM, 413: _PROBLEM, 503: _PROBLEM},
+    response_model=RiscReceipt,
+    responses=problems(400, 403, 413, 503, special={400: [SecurityEventProblem]}),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/secevent+jwt": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def receive_security_event(request: Request) -> JSONResponse:
     """The body is the raw SET (``application/secevent+jwt``). 202 once verified and acted on

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
-from grantkeeper.errors import InvalidRequest
 from grantkeeper.keeper import Keeper
+from grantkeeper.web.bodies import validated
 from grantkeeper.web.guards import ServiceKeys, read_fields, require_https, require_requested_with
+from grantkeeper.web.openapi import problems, request_body, service_key_scheme
+from grantkeeper.web.schemas import (
+    DisconnectAnswer,
+    GrantRevokedProblem,
+    HealthAnswer,
+    MissingScopesProblem,
+    ReadinessAnswer,
+    SignInAnswer,
+    SignInBody,
+    TokenAnswer,
+)
 
 router = APIRouter()
 
@@ -25,7 +37,11 @@ def _https(request: Request) -> None:
     require_https(request, request.app.state.allow_insecure_http)
 
 
-def _service_key(request: Request) -> None:
+def _service_key(
+    request: Request,
+    # Declares the bearer scheme in OpenAPI; the key itself is checked by ServiceKeys.
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(service_key_scheme)],
+) -> None:
     _https(request)
     keys: ServiceKeys = request.app.state.service_keys
     keys.check(request)
@@ -33,37 +49,23 @@ def _service_key(request: Request) -> None:
 
 KeeperDep = Annotated[Keeper, Depends(get_keeper)]
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-
 
 @router.post(
     "/v1/google/signin",
     tags=["sign-in"],
     summary="Redeem a one-time server auth code",
-    responses={
-        400: _PROBLEM,
-        401: _PROBLEM,
-        403: _PROBLEM,
-        413: _PROBLEM,
-        502: _PROBLEM,
-        503: _PROBLEM,
-        504: _PROBLEM,
-    },
+    response_model=SignInAnswer,
+    responses=problems(400, 401, 403, 413, 500, 502, 503, 504),
+    openapi_extra=request_body(SignInBody, form=True),
 )
 async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     """The app POSTs the ``serverAuthCode`` it got from Google Sign-In (JSON or form:
-    ``code``, optional ``platform`` ``ios|android|web``) with an ``X-Requested-With`` header.
-    The answer is the verified user and the state of the grant."""
+    ``code``, optional ``platform`` ``ios|android|web`` and ``nonce``) with an
+    ``X-Requested-With`` header. The answer is the verified user and the state of the grant."""
     _https(request)
     require_requested_with(request)
-    fields = await read_fields(request, request.app.state.max_request_bytes)
-    code = fields.get("code")
-    platform = fields.get("platform") or "ios"
-    if not isinstance(code, str) or not code:
-        raise InvalidRequest("The field 'code' (the server auth code) is required.")
-    if not isinstance(platform, str):
-        raise InvalidRequest("The field 'platform' must be one of ios, android, web.")
-    result = await keeper.sign_in(code, platform=platform)
+    body = validated(SignInBody, await read_fields(request, request.app.state.max_request_bytes))
+    result = await keeper.sign_in(body.code, platform=body.platform, nonce=body.nonce)
     return JSONResponse(result.to_json(), headers=NO_STORE)
 
 
@@ -72,7 +74,18 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     tags=["offline access"],
     summary="A fresh access token for a user",
     dependencies=[Depends(_service_key)],
-    responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM, 503: _PROBLEM},
+    response_model=TokenAnswer,
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        500,
+        502,
+        503,
+        504,
+        special={403: [MissingScopesProblem], 409: [GrantRevokedProblem]},
+    ),
 )
 async def user_token(
     sub: str,
@@ -90,7 +103,8 @@ async def user_token(
     tags=["offline access"],
     summary="Disconnect: revoke the grant at Google and erase the tokens",
     dependencies=[Depends(_service_key)],
-    responses={401: _PROBLEM, 404: _PROBLEM},
+    response_model=DisconnectAnswer,
+    responses=problems(401, 403, 404, 500, 502, 503),
 )
 async def delete_grant(
     sub: str,
@@ -101,12 +115,18 @@ async def delete_grant(
     return JSONResponse(outcome.to_json(), headers=NO_STORE)
 
 
-@router.get("/healthz", tags=["operations"], summary="Liveness")
-async def healthz() -> dict[str, Any]:
-    return {"status": "ok"}
+@router.get("/healthz", tags=["operations"], summary="Liveness", response_model=HealthAnswer)
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", tags=["operations"], summary="Readiness: the store answers")
+@router.get(
+    "/readyz",
+    tags=["operations"],
+    summary="Readiness: the store answers",
+    response_model=ReadinessAnswer,
+    responses={503: {"description": "Not ready", "model": ReadinessAnswer}},
+)
 async def readyz(keeper: KeeperDep) -> Response:
     problems = await keeper.readiness()
     if problems:
