@@ -90,7 +90,7 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
         # Every table the migrations made (other features add theirs), not Alembic's own.
         names = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> %s",
-            (schema, "alembic_version"),
+            (schema, store_migrate.VERSION_TABLE),
         ).fetchall()
         tables = ", ".join(f'"{schema}"."{name}"' for (name,) in names)
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")

@@ -105,7 +105,7 @@ def _cli(env: dict[str, str], *args: str, **kwargs: Any) -> subprocess.Popen[str
 def _kids(database: Path) -> dict[str, int]:
     with sqlite3.connect(database, timeout=30) as conn:
         rows = conn.execute(
-            "SELECT refresh_token_kid, count(*) FROM grants GROUP BY refresh_token_kid"
+            "SELECT refresh_token_kid, count(*) FROM gk_grants GROUP BY refresh_token_kid"
         ).fetchall()
     return dict(rows)
 

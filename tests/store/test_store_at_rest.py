@@ -39,7 +39,7 @@ async def dump_postgres(store: GrantStore, schema: str) -> str:
             .scalars()
             .all()
         )
-        assert {"users", "grants", "audit_events", "signin_replays"} <= set(tables)
+        assert {"gk_users", "gk_grants", "gk_audit_events", "gk_signin_replays"} <= set(tables)
         for table in tables:
             rows = await conn.execute(sa.text(f'SELECT t::text FROM "{schema}"."{table}" AS t'))
             parts.extend(rows.scalars().all())

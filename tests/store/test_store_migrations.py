@@ -27,7 +27,13 @@ from .helpers import OpensStores, raw_sql
 
 pytestmark = pytest.mark.anyio
 
-STORE_TABLES = {"users", "grants", "audit_events", "signin_replays"}
+STORE_TABLES = {
+    "gk_users",
+    "gk_grants",
+    "gk_audit_events",
+    "gk_signin_replays",
+    "gk_alembic_version",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

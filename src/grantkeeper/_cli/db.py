@@ -41,7 +41,7 @@ async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[
     try:
         if upgrade:
             await migrate.upgrade(engine, schema=schema)
-        return display_url(engine.url), await migrate.current_revision(engine)
+        return display_url(engine.url), await migrate.current_revision(engine, schema)
     finally:
         await engine.dispose()
 

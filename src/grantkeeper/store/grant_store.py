@@ -72,6 +72,7 @@ class GrantStore(
         *,
         schema: str | None = None,
         migrate: bool = False,
+        create_schema: bool = True,
     ) -> GrantStore:
         """Connect (and check the connection) to ``url``.
 
@@ -81,6 +82,7 @@ class GrantStore(
             clock: the source of every timestamp and expiry.
             schema: PostgreSQL only: keep every table in this schema (created by migrate).
             migrate: run :meth:`migrate` before returning.
+            create_schema: with ``migrate``, create a missing ``schema`` (else refuse it).
 
         Raises:
             ConfigurationError: the URL or schema name is not usable.
@@ -90,7 +92,7 @@ class GrantStore(
         try:
             await store.ping()
             if migrate:
-                await store.migrate()
+                await store.migrate(create_schema=create_schema)
         except BaseException:
             await store.close()
             raise
@@ -101,13 +103,18 @@ class GrantStore(
         cls, settings: Settings, clock: Clock = SYSTEM_CLOCK, *, migrate: bool = True
     ) -> GrantStore:
         """The store the settings describe: ``DATABASE_URL`` (default SQLite in the data
-        directory), ``DATABASE_SCHEMA``, and the key ring (:meth:`KeyRing.load_or_create`)."""
+        directory), ``DATABASE_SCHEMA``, and the key ring (:meth:`KeyRing.load_or_create`).
+
+        Migrating here (a keeper's start) never creates the PostgreSQL schema: a misspelt
+        ``DATABASE_SCHEMA`` must fail loudly, not start an empty store (``db upgrade`` creates
+        it)."""
         return await cls.open(
             settings.effective_database_url,
             KeyRing.load_or_create(settings),
             clock,
             schema=settings.database_schema,
             migrate=migrate,
+            create_schema=False,
         )
 
     async def __aenter__(self) -> Self:
@@ -134,13 +141,13 @@ class GrantStore(
         async with self._read() as conn:
             await conn.execute(sa.select(1))
 
-    async def migrate(self) -> None:
+    async def migrate(self, *, create_schema: bool = True) -> None:
         """Apply the packaged Alembic migrations up to head (safe to run concurrently)."""
-        await migrations.upgrade(self._engine, schema=self._schema)
+        await migrations.upgrade(self._engine, schema=self._schema, create_schema=create_schema)
 
     async def current_revision(self) -> str | None:
         """The migration revision of the database; ``None`` if it was never migrated."""
-        return await migrations.current_revision(self._engine)
+        return await migrations.current_revision(self._engine, self._schema)
 
     # -- sign-in ---------------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The schema, as SQLAlchemy Core tables. Migrations in ``migrations/versions`` create it.
 
+Every table is named ``gk_…`` (and Alembic's version table is ``gk_alembic_version``), so an
+app's own database can hold grantkeeper's tables beside its ``users`` and its own Alembic history.
+
 Token columns hold only :mod:`grantkeeper.crypto` envelopes; ``*_kid`` columns repeat the
 envelope's key id so ``keys status`` can count rows per key with one ``GROUP BY``.
 """
@@ -48,7 +51,7 @@ metadata = sa.MetaData(
 )
 
 users = sa.Table(
-    "users",
+    "gk_users",
     metadata,
     sa.Column("sub", sa.String(255), primary_key=True),
     sa.Column("email", sa.String(320)),
@@ -64,11 +67,11 @@ users = sa.Table(
 )
 
 grants = sa.Table(
-    "grants",
+    "gk_grants",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column(
-        "sub", sa.String(255), sa.ForeignKey("users.sub", ondelete="CASCADE"), nullable=False
+        "sub", sa.String(255), sa.ForeignKey("gk_users.sub", ondelete="CASCADE"), nullable=False
     ),
     sa.Column("client_id", sa.String(255), nullable=False),
     sa.Column("scopes", sa.Text, nullable=False, server_default=""),
@@ -94,7 +97,7 @@ grants = sa.Table(
 )
 
 audit_events = sa.Table(
-    "audit_events",
+    "gk_audit_events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime, nullable=False),
@@ -103,11 +106,11 @@ audit_events = sa.Table(
     sa.Column("client_id", sa.String(255)),
     sa.Column("outcome", sa.String(32), nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
-    sa.Index("ix_audit_events_sub_at", "sub", "at"),
+    sa.Index("ix_gk_audit_events_sub_at", "sub", "at"),
 )
 
 signin_replays = sa.Table(
-    "signin_replays",
+    "gk_signin_replays",
     metadata,
     sa.Column("code_hash", sa.String(64), primary_key=True),
     sa.Column("sub", sa.String(255), index=True),
@@ -118,7 +121,7 @@ signin_replays = sa.Table(
 
 # Cross-Account Protection events already claimed, by (issuer, jti): Google redelivers events.
 risc_events_seen = sa.Table(
-    "risc_events_seen",
+    "gk_risc_events_seen",
     metadata,
     sa.Column("jti", sa.String(255), nullable=False),
     sa.Column("issuer", sa.String(255), nullable=False),

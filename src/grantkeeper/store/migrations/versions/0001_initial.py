@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from grantkeeper.store.migrations.names import table
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -21,8 +23,14 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    USERS, GRANTS, AUDIT_EVENTS, SIGNIN_REPLAYS = (
+        table("users"),
+        table("grants"),
+        table("audit_events"),
+        table("signin_replays"),
+    )
     op.create_table(
-        "users",
+        USERS,
         sa.Column("sub", sa.String(255), nullable=False),
         sa.Column("email", sa.String(320)),
         sa.Column("email_verified", sa.Boolean),
@@ -34,10 +42,10 @@ def upgrade() -> None:
         sa.Column("hd", sa.String(255)),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.PrimaryKeyConstraint("sub", name="pk_users"),
+        sa.PrimaryKeyConstraint("sub", name=f"pk_{USERS}"),
     )
     op.create_table(
-        "grants",
+        GRANTS,
         sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
         sa.Column("sub", sa.String(255), nullable=False),
         sa.Column("client_id", sa.String(255), nullable=False),
@@ -60,18 +68,18 @@ def upgrade() -> None:
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.Column("last_used_at", TIMESTAMP),
         sa.Column("last_refreshed_at", TIMESTAMP),
-        sa.PrimaryKeyConstraint("id", name="pk_grants"),
+        sa.PrimaryKeyConstraint("id", name=f"pk_{GRANTS}"),
         sa.ForeignKeyConstraint(
-            ["sub"], ["users.sub"], name="fk_grants_sub_users", ondelete="CASCADE"
+            ["sub"], [f"{USERS}.sub"], name=f"fk_{GRANTS}_sub_{USERS}", ondelete="CASCADE"
         ),
-        sa.UniqueConstraint("sub", "client_id", name="uq_grants_sub_client_id"),
+        sa.UniqueConstraint("sub", "client_id", name=f"uq_{GRANTS}_sub_client_id"),
     )
-    op.create_index("ix_grants_refresh_token_sha512x2", "grants", ["refresh_token_sha512x2"])
+    op.create_index(f"ix_{GRANTS}_refresh_token_sha512x2", GRANTS, ["refresh_token_sha512x2"])
     op.create_index(
-        "ix_grants_refresh_token_prefix_sha256", "grants", ["refresh_token_prefix_sha256"]
+        f"ix_{GRANTS}_refresh_token_prefix_sha256", GRANTS, ["refresh_token_prefix_sha256"]
     )
     op.create_table(
-        "audit_events",
+        AUDIT_EVENTS,
         sa.Column("id", sa.Integer, autoincrement=True, nullable=False),
         sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
@@ -79,24 +87,30 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(255)),
         sa.Column("outcome", sa.String(32), nullable=False),
         sa.Column("detail", sa.JSON, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_events"),
+        sa.PrimaryKeyConstraint("id", name=f"pk_{AUDIT_EVENTS}"),
     )
-    op.create_index("ix_audit_events_sub_at", "audit_events", ["sub", "at"])
+    op.create_index(f"ix_{AUDIT_EVENTS}_sub_at", AUDIT_EVENTS, ["sub", "at"])
     op.create_table(
-        "signin_replays",
+        SIGNIN_REPLAYS,
         sa.Column("code_hash", sa.String(64), nullable=False),
         sa.Column("sub", sa.String(255)),
         sa.Column("response_json", sa.Text, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
-        sa.PrimaryKeyConstraint("code_hash", name="pk_signin_replays"),
+        sa.PrimaryKeyConstraint("code_hash", name=f"pk_{SIGNIN_REPLAYS}"),
     )
-    op.create_index("ix_signin_replays_sub", "signin_replays", ["sub"])
-    op.create_index("ix_signin_replays_expires_at", "signin_replays", ["expires_at"])
+    op.create_index(f"ix_{SIGNIN_REPLAYS}_sub", SIGNIN_REPLAYS, ["sub"])
+    op.create_index(f"ix_{SIGNIN_REPLAYS}_expires_at", SIGNIN_REPLAYS, ["expires_at"])
 
 
 def downgrade() -> None:
-    op.drop_table("signin_replays")
-    op.drop_table("audit_events")
-    op.drop_table("grants")
-    op.drop_table("users")
+    USERS, GRANTS, AUDIT_EVENTS, SIGNIN_REPLAYS = (
+        table("users"),
+        table("grants"),
+        table("audit_events"),
+        table("signin_replays"),
+    )
+    op.drop_table(SIGNIN_REPLAYS)
+    op.drop_table(AUDIT_EVENTS)
+    op.drop_table(GRANTS)
+    op.drop_table(USERS)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from grantkeeper.store.migrations.names import table
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -19,14 +21,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    RISC_EVENTS_SEEN = table("risc_events_seen")
     op.create_table(
-        "risc_events_seen",
+        RISC_EVENTS_SEEN,
         sa.Column("jti", sa.String(255), nullable=False),
         sa.Column("issuer", sa.String(255), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("issuer", "jti", name="pk_risc_events_seen"),
+        sa.PrimaryKeyConstraint("issuer", "jti", name=f"pk_{RISC_EVENTS_SEEN}"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("risc_events_seen")
+    RISC_EVENTS_SEEN = table("risc_events_seen")
+    op.drop_table(RISC_EVENTS_SEEN)

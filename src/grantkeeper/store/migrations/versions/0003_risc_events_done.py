@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from grantkeeper.store.migrations.names import table
+
 revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -20,12 +22,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("risc_events_seen") as table:
-        table.add_column(sa.Column("done_at", sa.DateTime(timezone=True), nullable=True))
+    RISC_EVENTS_SEEN = table("risc_events_seen")
+    with op.batch_alter_table(RISC_EVENTS_SEEN) as batch:
+        batch.add_column(sa.Column("done_at", sa.DateTime(timezone=True), nullable=True))
     # Events recorded before this column existed were processed in the same request.
-    op.execute("UPDATE risc_events_seen SET done_at = received_at")
+    seen = sa.table(RISC_EVENTS_SEEN, sa.column("done_at"), sa.column("received_at"))
+    op.execute(seen.update().values(done_at=seen.c.received_at))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("risc_events_seen") as table:
-        table.drop_column("done_at")
+    RISC_EVENTS_SEEN = table("risc_events_seen")
+    with op.batch_alter_table(RISC_EVENTS_SEEN) as batch:
+        batch.drop_column("done_at")
