@@ -111,7 +111,9 @@ def test_testing_mode_seven_days_for_non_basic_scopes(api: OAuthApi) -> None:
     api.emulator.control.update_settings(testing_mode=True)
     with_drive = api.sign_in()
     basic_only = api.sign_in("bob@example.com", scopes=["openid", "email", "profile"])
-    assert "refresh_token_expires_in" not in with_drive  # [U] default: Google does not say
+    # Google's OAuth codelab shows 604799 for a "Testing" project's grant.
+    assert with_drive["refresh_token_expires_in"] == 604799
+    assert "refresh_token_expires_in" not in basic_only  # basic scopes do not expire
     api.emulator.control.advance_clock(7 * DAY - 60)
     assert works(api, with_drive["refresh_token"])
     api.emulator.control.advance_clock(60)

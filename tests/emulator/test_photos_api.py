@@ -207,8 +207,28 @@ def test_album_and_filters_together_is_an_error(server: EmulatorHandle) -> None:
 
 
 @pytest.mark.parametrize("removed", [PHOTOS, PHOTOS + ".readonly", PHOTOS + ".sharing"])
-def test_scopes_removed_in_2025_are_refused(server: EmulatorHandle, removed: str) -> None:
-    grant = sign_in(server, {removed})
+def test_scopes_removed_in_2025_are_refused_at_authorization(
+    server: EmulatorHandle, removed: str
+) -> None:
+    web = server.control.create_client("web")["web"]
+    answer = server.control.http.post(
+        "/emulator/server-auth-code",
+        json={
+            "client_id": web["client_id"],
+            "email": "a@example.com",
+            "scopes": ["openid", removed],
+        },
+    )
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "invalid_scope",
+        "error_description": "Some requested scopes were invalid. "
+        f"{{valid=[openid], invalid=[{removed}]}}",
+    }
+
+
+def test_insufficient_scope_has_no_errors_or_details(server: EmulatorHandle) -> None:
+    grant = sign_in(server, {APPEND})
     reply = httpx.get(
         server.base_url + "/v1/albums", headers={"Authorization": f"Bearer {grant.token}"}
     )
@@ -216,13 +236,29 @@ def test_scopes_removed_in_2025_are_refused(server: EmulatorHandle, removed: str
     assert reply.headers["www-authenticate"] == (
         f'Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="{READ}"'
     )
-    error = reply.json()["error"]
-    assert error["status"] == "PERMISSION_DENIED"
-    assert error["details"][0]["reason"] == "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
-    assert error["details"][0]["metadata"] == {
-        "service": "photoslibrary.googleapis.com",
-        "method": "google.photos.library.v1.PhotosLibrary.ListAlbums",
+    assert reply.json() == {
+        "error": {
+            "code": 403,
+            "message": "Request had insufficient authentication scopes.",
+            "status": "PERMISSION_DENIED",
+        }
     }
+
+
+def test_upload_without_appendonly_is_googles_401(server: EmulatorHandle) -> None:
+    grant = sign_in(server, {READ})
+    for headers in ({"Authorization": f"Bearer {grant.token}"}, {}):
+        reply = httpx.post(
+            server.base_url + "/v1/uploads",
+            content=b"\xff\xd8 bytes",
+            headers={"X-Goog-Upload-Protocol": "raw", **headers},
+        )
+        assert reply.status_code == 401
+        assert reply.headers["content-type"] == "text/html; charset=UTF-8"
+        assert reply.content == (
+            b'{\n  "code": 16,\n  "message": "Authentication session is not defined."\n}'
+        )
+        assert len(reply.content) == 71
 
 
 def test_appendonly_can_add_but_not_read(server: EmulatorHandle) -> None:
@@ -308,7 +344,13 @@ def test_missing_token_and_unknown_item(server: EmulatorHandle) -> None:
     reply = httpx.get(server.base_url + "/v1/albums")
     assert reply.status_code == 401
     assert reply.headers["www-authenticate"] == 'Bearer realm="https://accounts.google.com/"'
-    assert reply.json()["error"]["details"][0]["reason"] == "CREDENTIALS_MISSING"
+    assert reply.json()["error"] == {
+        "code": 401,
+        "message": "Request is missing required authentication credential. Expected OAuth 2 "
+        "access token, login cookie or other valid authentication credential. See "
+        "https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        "status": "UNAUTHENTICATED",
+    }
     grant = sign_in(server, {READ})
     reply = httpx.get(
         server.base_url + "/v1/mediaItems/ALnope",

@@ -45,8 +45,9 @@ class EmulatorSettings(BaseModel):
     testing_refresh_lifetime: int = Field(7 * DAY, ge=1)
     """Lifetime of refresh tokens in testing mode."""
 
-    report_testing_expiry: bool = False
-    """Send ``refresh_token_expires_in`` for testing-mode refresh tokens too [U]."""
+    report_testing_expiry: bool = True
+    """Send ``refresh_token_expires_in`` for testing-mode refresh tokens too (Google's OAuth
+    codelab shows ``604799`` for a "Testing" project; was ``False`` [U])."""
 
     refresh_idle_expiry: int = Field(180 * DAY, ge=1)
     """A refresh token unused for this long stops working (Google: six months)."""
@@ -93,6 +94,18 @@ class EmulatorSettings(BaseModel):
 
     tokeninfo_id_token_header: bool = True
     """tokeninfo for an ID token also returns its ``alg``, ``kid`` and ``typ`` [U]."""
+
+    id_token_iss_form: Literal["issuer", "bare", "alternate"] = "issuer"
+    """``iss`` of ID tokens: the issuer as configured, the issuer without ``https://`` (Google's
+    ``accounts.google.com``), or each form in turn, so a test proves its verifier takes both as
+    Google's documentation says it must."""
+
+    id_token_clock: Literal["emulator", "system"] = "emulator"
+    """Which clock stamps ID tokens' ``iat``/``exp``. ``emulator``: the emulator's clock, so a
+    keeper that follows it (``Keeper(clock=emulator.state.clock)``) accepts them after the
+    clock moves. ``system``: real time, for verifiers on the system clock (google-auth's
+    ``verify_token``) in a test that has moved the emulator's clock; everything else (codes,
+    token lifetimes) still follows the emulator's clock."""
 
     include_locale_claim: bool = False
     """Add ``locale`` to ID tokens (Google dropped it from ``claims_supported`` by 2024)."""

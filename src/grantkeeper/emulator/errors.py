@@ -218,3 +218,16 @@ def rpc_error(status: int, message: str) -> GoogleApiError:
             }
         },
     )
+
+
+def without_detail(error: GoogleApiError) -> GoogleApiError:
+    """The same error without ``errors[]`` and ``details``: newer APIs (Photos Library) answer
+    only ``{"error": {"code", "message", "status"}}``."""
+    inner = {k: v for k, v in error.body["error"].items() if k not in ("errors", "details")}
+    return GoogleApiError(error.status, {"error": inner}, dict(error.headers))
+
+
+#: Photos' upload server (``/v1/uploads``) answers any authentication failure, a token without
+#: ``photoslibrary.appendonly`` included, with this 71-byte body as ``text/html`` (observed in
+#: ShareX/ShareX#6432: ``Server: UploadServer``, ``Content-Length: 71``).
+UPLOAD_AUTH_ERROR = b'{\n  "code": 16,\n  "message": "Authentication session is not defined."\n}'

@@ -24,6 +24,7 @@ from grantkeeper.emulator.errors import (
     fault_body,
     insufficient_scope,
     invalid_credentials,
+    without_detail,
 )
 from grantkeeper.emulator.faults import fault_response
 from grantkeeper.emulator.state import EmulatorState
@@ -55,6 +56,7 @@ class ApiMethod:
     rpc: str  # e.g. "google.apps.drive.v3.DriveFiles.Get"
     endpoint: str  # the name counted in the emulator's stats, e.g. "drive.files.get"
     scopes: frozenset[str]
+    bare_errors: bool = False  # errors without errors[]/details (Photos Library)
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,17 @@ async def authorize(state: EmulatorState, request: Request, method: ApiMethod) -
     401 ``invalid_token``; none of the method's scopes → 403 ``insufficient_scope``.
     """
     await count_call(state, method.endpoint)
-    token = bearer_token(request.headers.get("authorization"), request.query_params)
-    if token is None:
-        raise credentials_missing(method.service, method.rpc)
-    record = state.lookup_access_token(token) if token else None
-    if record is None or record.expires_at <= state.clock.now():
-        raise invalid_credentials()
-    if not record.scopes & method.scopes:
-        raise insufficient_scope(method.service, method.rpc, method.scopes)
+    try:
+        token = bearer_token(request.headers.get("authorization"), request.query_params)
+        if token is None:
+            raise credentials_missing(method.service, method.rpc)
+        record = state.lookup_access_token(token) if token else None
+        if record is None or record.expires_at <= state.clock.now():
+            raise invalid_credentials()
+        if not record.scopes & method.scopes:
+            raise insufficient_scope(method.service, method.rpc, method.scopes)
+    except GoogleApiError as error:
+        raise without_detail(error) if method.bare_errors else error from None
     return Caller(record.sub, app_of(state, record.client_id), record.client_id, record.scopes)
 
 

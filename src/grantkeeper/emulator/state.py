@@ -64,6 +64,8 @@ class EmulatorState:
         """Scopes each user has granted each (redeeming) client."""
         self.pending_authorizations: dict[str, dict[str, str]] = {}
         """Consent-page requests by their form id."""
+        self.minted_id_tokens = 0
+        """ID tokens minted so far (``id_token_iss_form="alternate"`` takes turns by it)."""
         self._calls: Counter[str] = Counter()
         self._token_calls: Counter[str] = Counter()
         self._refreshes: Counter[str] = Counter()

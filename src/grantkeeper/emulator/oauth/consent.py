@@ -23,6 +23,7 @@ from grantkeeper.emulator.oauth.http import fault_gate, read_form
 from grantkeeper.emulator.oauth.models import Client, User
 from grantkeeper.emulator.oauth.rules import (
     BASIC_SCOPES,
+    invalid_scope_message,
     normalize_scopes,
     scope_string,
     split_scope,
@@ -79,6 +80,8 @@ def _validate(state: EmulatorState, params: Mapping[str, str]) -> Client:
         )
     if not split_scope(params.get("scope")):
         raise _PageError(400, "invalid_request", "Missing required parameter: scope")
+    if (problem := invalid_scope_message(split_scope(params.get("scope")))) is not None:
+        raise _PageError(400, "invalid_scope", problem)
     method = params.get("code_challenge_method")
     if params.get("code_challenge") and method not in (None, "", "plain", "S256"):
         raise _PageError(400, "invalid_request", "Invalid code_challenge_method.")

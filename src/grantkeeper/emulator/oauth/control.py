@@ -16,7 +16,7 @@ from grantkeeper.emulator.errors import ControlError
 from grantkeeper.emulator.oauth import grants
 from grantkeeper.emulator.oauth.grants import ConsentRequest
 from grantkeeper.emulator.oauth.models import ClientType
-from grantkeeper.emulator.oauth.rules import normalize_scopes, split_scope
+from grantkeeper.emulator.oauth.rules import invalid_scope_message, normalize_scopes, split_scope
 from grantkeeper.emulator.state import EmulatorState
 
 
@@ -125,6 +125,8 @@ def build_router(state: EmulatorState) -> APIRouter:
             raise ControlError(
                 400, "invalid_request", "server_client_id must be a web (or installed) client."
             )
+        if (problem := invalid_scope_message(body.scopes)) is not None:
+            raise ControlError(400, "invalid_scope", problem)
         user = grants.get_or_create_user(state, body.email)
         redirects = set(state.settings.server_auth_code_redirect_uris)
         if app_client.client_id == server.client_id:

@@ -19,6 +19,40 @@ _SHORT_SCOPES = {"email": EMAIL_SCOPE, "profile": PROFILE_SCOPE}
 BASIC_SCOPES = frozenset({OPENID, EMAIL_SCOPE, PROFILE_SCOPE})
 """Name, email and profile: the scopes exempt from the 7-day testing-mode expiry."""
 
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+RETIRED_SCOPES = frozenset(
+    SCOPE_PREFIX + name
+    for name in ("photoslibrary", "photoslibrary.readonly", "photoslibrary.sharing")
+)
+"""Photos Library scopes Google removed on 31 March 2025; asking for them is refused."""
+_OTHER_URL_SCOPES = ("https://mail.google.com/", "https://www.google.com/m8/feeds")
+_SCOPE_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
+
+
+def is_valid_scope(scope: str) -> bool:
+    """A scope Google's authorization page accepts: ``openid``/``email``/``profile``, a scope
+    URL under ``https://www.googleapis.com/auth/`` that was not retired, or one of the older
+    URL scopes. A short form such as ``drive.appdata`` is not one."""
+    if scope in _SHORT_SCOPES or scope == OPENID or scope in _OTHER_URL_SCOPES:
+        return True
+    name = scope.removeprefix(SCOPE_PREFIX)
+    return name != scope and bool(_SCOPE_NAME.match(name)) and scope not in RETIRED_SCOPES
+
+
+def invalid_scope_message(scopes: Iterable[str]) -> str | None:
+    """Google's refusal of a request with unknown, short-form or retired scopes (``None`` when
+    every scope is valid): ``Some requested scopes were invalid. {valid=[…], invalid=[…]}``."""
+    requested = list(dict.fromkeys(scopes))
+    invalid = [s for s in requested if not is_valid_scope(s)]
+    if not invalid:
+        return None
+    valid = [_SHORT_SCOPES.get(s, s) for s in requested if is_valid_scope(s)]
+    return (
+        "Some requested scopes were invalid. "
+        f"{{valid=[{', '.join(valid)}], invalid=[{', '.join(invalid)}]}}"
+    )
+
+
 _CODE_SHAPE = re.compile(r"^4/[0-9A-Za-z_\-]{10,254}$")
 _PKCE_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from grantkeeper.emulator.errors import GoogleOAuthError
@@ -196,11 +196,11 @@ def _mint(
     if OPENID in scopes:
         claims = id_token_claims(
             user=user,
-            issuer=issuer,
+            issuer=id_token_issuer(state, issuer),
             aud=client.client_id,
             azp=azp,
             scopes=scopes,
-            now=now,
+            now=datetime.now(UTC) if settings.id_token_clock == "system" else now,
             settings=settings,
             access_token=access_token,
             nonce=nonce,
@@ -208,6 +208,20 @@ def _mint(
         fault = state.faults.take("id_token")
         response["id_token"] = sign_id_token(state.keys, claims, fault.id_token if fault else None)
     return response
+
+
+def id_token_issuer(state: EmulatorState, issuer: str) -> str:
+    """``iss`` of the next ID token: Google signs with ``https://accounts.google.com`` or the bare
+    ``accounts.google.com``, and verifiers must take both (``id_token_iss_form``)."""
+    bare = issuer.removeprefix("https://")
+    form = state.settings.id_token_iss_form
+    if form == "bare":
+        return bare
+    if form == "alternate":
+        with state.lock:
+            state.minted_id_tokens += 1
+            return bare if state.minted_id_tokens % 2 == 0 else issuer
+    return issuer
 
 
 def _new_refresh_token(

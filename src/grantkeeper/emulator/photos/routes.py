@@ -24,7 +24,7 @@ import anyio
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from grantkeeper.emulator.errors import ControlError, GoogleApiError, rpc_error
+from grantkeeper.emulator.errors import UPLOAD_AUTH_ERROR, ControlError, GoogleApiError, rpc_error
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
@@ -69,6 +69,7 @@ def _method(rpc: str, endpoint: str, *scopes: str) -> ApiMethod:
         f"google.photos.library.v1.PhotosLibrary.{rpc}",
         f"photos.{endpoint}",
         frozenset(scopes),
+        bare_errors=True,
     )
 
 
@@ -228,7 +229,10 @@ def build_router(state: EmulatorState) -> APIRouter:
         "/v1/uploads", summary="Upload bytes (returns an upload token)", response_model=None
     )
     async def uploads(request: Request) -> Response:
-        caller = await authorize(state, request, UPLOAD)
+        try:
+            caller = await authorize(state, request, UPLOAD)
+        except GoogleApiError:
+            return Response(UPLOAD_AUTH_ERROR, 401, media_type="text/html; charset=UTF-8")
         protocol = request.headers.get("x-goog-upload-protocol", "raw")
         if protocol.lower() != "raw":
             raise rpc_error(400, f"Unsupported X-Goog-Upload-Protocol {protocol!r}; use raw.")

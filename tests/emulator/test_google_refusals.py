@@ -1,0 +1,93 @@
+"""Google's refusals and shapes that a test would otherwise only meet at Google (issue 11)."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+import pytest
+from google.auth.transport.requests import Request
+from google.oauth2 import id_token
+
+from .oauth_api import REDIRECT, OAuthApi
+
+DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
+
+
+@pytest.mark.parametrize(
+    ("scope", "invalid"),
+    [
+        ("openid email drive.appdata", "drive.appdata"),  # short form
+        (
+            "openid email https://www.googleapis.com/auth/nonsense!",
+            "https://www.googleapis.com/auth/nonsense!",
+        ),
+        (
+            "openid email https://www.googleapis.com/auth/photoslibrary",
+            "https://www.googleapis.com/auth/photoslibrary",
+        ),
+        ("openid email made-up", "made-up"),
+    ],
+)
+def test_consent_page_refuses_invalid_scopes(api: OAuthApi, scope: str, invalid: str) -> None:
+    query = urlencode(
+        {
+            "client_id": api.web["client_id"],
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+            "scope": scope,
+        }
+    )
+    page = api.http.get("/o/oauth2/v2/auth?" + query)
+    assert page.status_code == 400
+    assert "invalid_scope" in page.text
+    expected = (
+        "Some requested scopes were invalid. {valid=[openid, "
+        f"https://www.googleapis.com/auth/userinfo.email], invalid=[{invalid}]}}"
+    )
+    assert expected in page.text
+
+
+def test_valid_scopes_pass(api: OAuthApi) -> None:
+    query = urlencode(
+        {
+            "client_id": api.web["client_id"],
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+            "scope": f"openid email profile {DRIVE_APPDATA} https://mail.google.com/",
+        }
+    )
+    assert api.http.get("/o/oauth2/v2/auth?" + query).status_code == 200
+
+
+def test_testing_mode_reports_refresh_token_expiry(api: OAuthApi) -> None:
+    api.emulator.control.update_settings(testing_mode=True)
+    assert api.sign_in()["refresh_token_expires_in"] == 604799
+
+
+def test_both_issuer_forms(api: OAuthApi) -> None:
+    api.emulator.control.update_settings(
+        issuer="https://accounts.google.com", id_token_iss_form="alternate"
+    )
+    seen = set()
+    for _ in range(2):
+        claims = api.verify_id_token(api.sign_in()["id_token"])
+        seen.add(claims["iss"])
+    assert seen == {"https://accounts.google.com", "accounts.google.com"}
+    api.emulator.control.update_settings(id_token_iss_form="bare")
+    assert api.verify_id_token(api.sign_in()["id_token"])["iss"] == "accounts.google.com"
+
+
+def test_moved_clock_and_real_clock_verifiers(api: OAuthApi) -> None:
+    """After the clock moves, ID tokens are stamped with the emulator's time, which a verifier
+    on the system clock refuses; ``id_token_clock="system"`` stamps them with real time."""
+    api.emulator.control.advance_clock(7200)
+    moved = api.sign_in()["id_token"]
+    certs = api.emulator.base_url + "/oauth2/v1/certs"
+    with pytest.raises(ValueError, match="Token used too early"):
+        id_token.verify_token(moved, Request(), api.web["client_id"], certs_url=certs)
+    api.emulator.control.update_settings(id_token_clock="system")
+    claims = id_token.verify_token(
+        api.sign_in()["id_token"], Request(), api.web["client_id"], certs_url=certs
+    )
+    assert abs(claims["iat"] - time.time()) < 60
