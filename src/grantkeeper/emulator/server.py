@@ -74,8 +74,8 @@ def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandl
     """Serve a fresh emulator with uvicorn on 127.0.0.1 and a free port, in a daemon thread."""
     sock = bind("127.0.0.1", 0)
     config, tls = prepare(config, sock)
-    assert config.base_url is not None
-    base_url = config.base_url
+    # Where it really listens; config.base_url may say otherwise (a test of unreachable URLs).
+    base_url = url_of(sock, "https" if config.https else "http")
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)
