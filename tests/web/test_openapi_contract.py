@@ -62,6 +62,7 @@ async def test_service_key_routes_declare_bearer_auth(api: httpx.AsyncClient) ->
     }
     needs_key = {
         ("/v1/users/{sub}/token", "get"),
+        ("/v1/users/{sub}/token/refresh", "post"),
         ("/v1/users/{sub}/grant", "delete"),
     }
     for path, methods in spec["paths"].items():
@@ -82,6 +83,9 @@ async def test_request_bodies_are_typed(api: httpx.AsyncClient) -> None:
     assert sign_in["required"] == ["code"]
     assert set(sign_in["properties"]) == {"code", "platform", "nonce"}
     assert sign_in["properties"]["platform"]["enum"] == ["ios", "android", "web"]
+    refresh = spec["paths"]["/v1/users/{sub}/token/refresh"]["post"]["requestBody"]
+    assert refresh["required"] is False
+    assert set(refresh["content"]) == {"application/json"}
     token = spec["components"]["schemas"]["TokenAnswer"]
     assert set(token["properties"]) == {"access_token", "token_type", "expires_at", "scopes"}
     assert token["additionalProperties"] is False
@@ -116,6 +120,16 @@ async def test_live_answers_match_the_schemas(
         spec, await api.get(f"/v1/users/{sub}/token", headers=AUTH), "/v1/users/{sub}/token"
     )
     assert token["token_type"] == "Bearer"
+    refreshed = conforms(
+        spec,
+        await api.post(
+            f"/v1/users/{sub}/token/refresh",
+            json={"rejected_token": token["access_token"]},
+            headers=AUTH,
+        ),
+        "/v1/users/{sub}/token/refresh",
+    )
+    assert refreshed["access_token"] != token["access_token"]
     missing = conforms(
         spec,
         await api.get(f"/v1/users/{sub}/token", params={"scope": DRIVE_APPDATA}, headers=AUTH),
@@ -152,6 +166,11 @@ async def test_live_answers_match_the_schemas(
     )
     assert revoked["code"] == "grant_revoked"
     assert revoked["reason"] == "disconnect"
+    conforms(
+        spec,
+        await api.post(f"/v1/users/{sub}/token/refresh", headers=AUTH),
+        "/v1/users/{sub}/token/refresh",
+    )
 
     conforms(spec, await api.get("/healthz"), "/healthz")
     conforms(spec, await api.get("/readyz"), "/readyz")

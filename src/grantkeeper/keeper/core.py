@@ -332,6 +332,19 @@ class Keeper:
         """
         return await self._offline_access().access_token(sub, scopes, rejected=rejected)
 
+    async def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
+        """Force a refresh: for a worker whose token Google refused (a 401).
+
+        With ``rejected`` (the refused token) the keeper refreshes unless it already stores a
+        newer token than that one, which it then hands out: 20 workers that hit the same 401
+        cause one refresh and all get the same new token. Without it the token stored now is
+        replaced; callers arriving together still share one refresh.
+
+        Raises:
+            The errors of :meth:`access_token`.
+        """
+        return await self._offline_access().refresh(sub, rejected=rejected)
+
     def _offline_access(self) -> OfflineAccess:
         if self._offline is None:
             self._offline = OfflineAccess(

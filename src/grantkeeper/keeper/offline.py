@@ -109,6 +109,14 @@ class OfflineAccess:
                 # Nobody is queued: forget the flight (and the token it held).
                 del self._flights[key]
 
+    async def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
+        """See :meth:`Keeper.refresh`."""
+        if rejected is None:
+            # "Refresh now": the token stored at this moment is the one to replace. Callers
+            # arriving together read the same one, so they still share a single refresh.
+            rejected = (await self._usable_grant(sub)).access_token
+        return await self.access_token(sub, rejected=rejected)
+
     def _still_good(self, token: AccessToken, rejected: str | None) -> bool:
         margin = timedelta(seconds=self.settings.refresh_margin_seconds)
         return token.token != rejected and is_fresh(token.expires_at, self.clock.now(), margin)

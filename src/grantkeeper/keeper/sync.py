@@ -59,8 +59,23 @@ class SyncKeeper:
     def sign_in(self, code: str, platform: str = "ios") -> SignInResult:
         return self._portal.call(self.keeper.sign_in, code, platform)
 
-    def access_token(self, sub: str, scopes: Iterable[str] | None = None) -> AccessToken:
-        return self._portal.call(self.keeper.access_token, sub, scopes)
+    def access_token(
+        self, sub: str, scopes: Iterable[str] | None = None, *, rejected: str | None = None
+    ) -> AccessToken:
+        """See :meth:`Keeper.access_token`; ``rejected`` is a token an API just refused."""
+
+        async def run() -> AccessToken:
+            return await self.keeper.access_token(sub, scopes, rejected=rejected)
+
+        return self._portal.call(run)
+
+    def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
+        """See :meth:`Keeper.refresh`."""
+
+        async def run() -> AccessToken:
+            return await self.keeper.refresh(sub, rejected=rejected)
+
+        return self._portal.call(run)
 
     def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
         return self._portal.call(self.keeper.credentials, sub, scopes)

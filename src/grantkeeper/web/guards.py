@@ -34,8 +34,11 @@ def require_requested_with(request: Request) -> None:
         raise CsrfHeaderMissing("The X-Requested-With header is required.")
 
 
-async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a flat dict, from JSON or an urlencoded form, read up to ``max_bytes``."""
+async def read_fields(
+    request: Request, max_bytes: int, *, optional: bool = False
+) -> dict[str, Any]:
+    """The body as a flat dict, from JSON or an urlencoded form, read up to ``max_bytes``;
+    with ``optional`` an empty body is an empty dict."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
@@ -44,6 +47,8 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         body.extend(chunk)
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"The body is larger than {max_bytes} bytes.")
+    if optional and not body.strip():
+        return {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or (content_type == "" and body.lstrip()[:1] == b"{"):
         data = parse_json_body(bytes(body))

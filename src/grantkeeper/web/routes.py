@@ -18,6 +18,7 @@ from grantkeeper.web.schemas import (
     HealthAnswer,
     MissingScopesProblem,
     ReadinessAnswer,
+    RefreshBody,
     SignInAnswer,
     SignInBody,
     TokenAnswer,
@@ -95,6 +96,38 @@ async def user_token(
     """For workers and other backends: a token valid for at least the refresh margin."""
     scopes = [s for item in scope or [] for s in item.split()]
     token = await keeper.access_token(sub, scopes=scopes or None)
+    return JSONResponse(token.to_json(), headers=NO_STORE)
+
+
+@router.post(
+    "/v1/users/{sub}/token/refresh",
+    tags=["offline access"],
+    summary="Force a refresh: Google refused the token",
+    dependencies=[Depends(_service_key)],
+    response_model=TokenAnswer,
+    responses=problems(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        500,
+        502,
+        503,
+        504,
+        special={409: [GrantRevokedProblem]},
+    ),
+    openapi_extra=request_body(RefreshBody, required=False),
+)
+async def refresh_token(request: Request, sub: str, keeper: KeeperDep) -> JSONResponse:
+    """For a worker that got 401 from a Google API. With ``rejected_token`` the keeper refreshes
+    unless it already stores a newer token (then that one is the answer), so many workers
+    rejecting the same token cause one refresh and all get the same new token. Without a body
+    the stored token is replaced."""
+    fields = await read_fields(request, request.app.state.max_request_bytes, optional=True)
+    body = validated(RefreshBody, fields)
+    token = await keeper.refresh(sub, rejected=body.rejected_token)
     return JSONResponse(token.to_json(), headers=NO_STORE)
 
 
