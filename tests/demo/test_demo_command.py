@@ -16,13 +16,16 @@ STEPS = (
     "Start the emulator",
     "Register the app",
     "Start the keeper's HTTP API",
-    'Create a test user with pictures in "Inbox"',
+    "Create a test user with their own photos",
     "The iOS app signs in",
     "Drive: the app folder",
+    "The app asks for Google Photos access, incrementally",
+    "The user picks photos with the Google Photos Picker",
     "The user goes offline",
     "The offline job enhances the pictures",
     "Nothing leaked",
 )
+PICKER = "https://www.googleapis.com/auth/photospicker.mediaitems.readonly"
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,13 +45,22 @@ def test_the_demo_tells_every_step_and_exits_0(tmp_path: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for number, step in enumerate(STEPS, start=1):
-        assert re.search(rf"{number}/9\s+{re.escape(step)}", out), step
+        assert re.search(rf"{number}/11\s+{re.escape(step)}", out), step
     assert out.count("✓ proved:") == len(STEPS)
-    assert "Every step held (9 steps" in out
+    assert "Every step held (11 steps" in out
     # The seed's claims and the granted scopes are printed.
     for claim in ("sub", "email_verified", "given_name", "family_name"):
         assert re.search(rf"^\s+{claim}\s", out, re.M), claim
     assert "https://www.googleapis.com/auth/photoslibrary.appendonly" in out
+    # The Picker step: the scope asked for incrementally, the pickerUri, the base URLs' hour.
+    assert PICKER in out
+    assert re.search(r"pickerUri http://127\.0\.0\.1:\d+/picker/[0-9a-f-]{36}", out)
+    assert "mediaItemsSet true" in out
+    assert re.search(r"base URLs listed at .* they die at ", out)
+    assert "base URL now answers HTTP 403: expired" in out
+    assert "seed" not in out.lower()
+    originals = sorted((data / "photos" / "originals").glob("*.jpg"))
+    assert len(originals) == PICTURES
     # The before/after pictures are where the demo says, and they differ.
     before = sorted((data / "photos" / "before").glob("*.jpg"))
     after = sorted((data / "photos" / "after").glob("*.jpg"))
@@ -69,16 +81,16 @@ def test_a_revoked_grant_fails_the_offline_step_and_exits_non_zero(tmp_path: Pat
     result = run_demo("--data-dir", str(tmp_path / "demo"), "--inject-fault", "refresh")
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert out.count("✓ proved:") == 7
-    assert "The demo failed at step 8, The offline job enhances the pictures: grant_revoked" in out
+    assert out.count("✓ proved:") == 9
+    assert "The demo failed at step 10, The offline job enhances the pictures: grant_revoked" in out
     assert "Every step held" not in out
-    assert "9/9" not in out  # the story stops at the failing step
+    assert "11/11" not in out  # the story stops at the failing step
 
 
 def test_a_photos_outage_names_the_step_and_the_answer(tmp_path: Path) -> None:
     result = run_demo("--data-dir", str(tmp_path / "demo"), "--inject-fault", "photos")
     assert result.returncode == 1
-    assert "failed at step 8" in result.stdout
+    assert "failed at step 10" in result.stdout
     assert "the API answered 503" in result.stdout
 
 

@@ -1,16 +1,21 @@
-"""The seed's offline job: enhance every picture of an album in the user's Google Photos.
+"""The offline job of Google's guide: enhance the user's photos and upload the results to
+another album, "Enhanced", with the Photos Library API.
 
-For each media item in "Inbox": download the original (``baseUrl=d``), enhance it with Pillow
-(auto-contrast, then sharpen), upload the bytes (``POST /v1/uploads``, raw, answered with an
-upload token) and add the results to "Enhanced" with ``mediaItems.batchCreate`` (at most 50 per
-call). The credentials are any google-auth ``Credentials``; with ``Keeper.credentials(sub)``
-every refresh goes through the keeper, so the job runs while the user is away.
+Since 31 March 2025 the Library API lets an app read only what the app itself uploaded, so the
+user's own photos reach the job through the Photos Picker (:mod:`grantkeeper.demo.picker`): the
+backend fetches the originals the user picked while their base URLs work (60 minutes), and later,
+with the user away, :func:`enhance_and_upload` enhances them with Pillow (auto-contrast, then
+sharpen), uploads the bytes (``POST /v1/uploads``, raw, answered with an upload token) and adds
+the results to "Enhanced" with ``mediaItems.batchCreate`` (at most 50 per call).
+:func:`enhance_inbox` does the same for pictures of an album the app created itself.
 
-Google's 2025 rules apply: the job sees only pictures its own app created (the same Cloud
-project), and needs ``photoslibrary.readonly.appcreateddata`` to read and
-``photoslibrary.appendonly`` to upload. The client is built from the discovery document at
-``discovery_url`` (google-api-python-client bundles none for Photos Library), and uploads go to
-that document's ``rootUrl``, so the same code reaches Google or the emulator.
+The credentials are any google-auth ``Credentials``; with ``Keeper.credentials(sub)`` every
+refresh goes through the keeper, so the job runs while the user is away. It needs
+``photoslibrary.appendonly`` to upload and create the album and
+``photoslibrary.readonly.appcreateddata`` to find it again. The client is built from the
+discovery document at ``discovery_url`` (google-api-python-client bundles none for Photos
+Library), and uploads go to that document's ``rootUrl``, so the same code reaches Google or the
+emulator.
 
 Call it from synchronous code (a worker, a thread): google-api-python-client blocks.
 """
@@ -30,8 +35,12 @@ from google.auth.transport.requests import AuthorizedSession
 from googleapiclient.discovery import build_from_document
 from PIL import Image, ImageChops, ImageFilter, ImageOps, ImageStat
 
+from grantkeeper.demo.picker import Original
+
 INBOX = "Inbox"
 ENHANCED = "Enhanced"
+#: How a report names pictures the user picked with the Photos Picker.
+PICKED = "picked with the Google Photos Picker"
 #: ``mediaItems.batchCreate`` takes at most this many new items per call.
 BATCH_LIMIT = 50
 #: The scopes the job needs under Google's 2025 Photos rules.
@@ -240,52 +249,49 @@ class PhotosLibrary:
         return results
 
 
-def enhance_inbox(
+def enhance_and_upload(
     credentials: Credentials,
     discovery_url: str,
+    originals: Sequence[Original],
     *,
-    source: str = INBOX,
+    source: str = PICKED,
     target: str = ENHANCED,
     progress: Progress | None = None,
     batch_size: int = BATCH_LIMIT,
 ) -> JobReport:
-    """Enhance every picture of album ``source`` into album ``target`` (made if missing).
+    """Enhance each original and add the results to the app's album ``target`` (made if
+    missing) through the Library API: ``POST /v1/uploads`` for the bytes, then
+    ``mediaItems.batchCreate`` (at most 50 per call).
 
-    ``discovery_url`` is the Photos Library v1 discovery document (Google's:
-    ``https://photoslibrary.googleapis.com/$discovery/rest?version=v1``; the emulator's:
-    ``<emulator>/discovery/v1/apis/photoslibrary/v1/rest``).
+    ``originals`` are bytes the backend already holds: pictures the user picked with the
+    Photos Picker (fetched while their base URLs worked, see :mod:`grantkeeper.demo.picker`) or
+    pictures of an app-created album (:func:`enhance_inbox`). ``source`` only names them in
+    the report.
 
     Raises:
-        PhotoJobError: the album is missing or an API answered with an error.
+        PhotoJobError: an upload failed.
         google.auth.exceptions.RefreshError: no token could be had (e.g. the grant was revoked).
         googleapiclient.errors.HttpError: a Photos call failed (scopes, quota).
     """
     report = progress or _noop
     started = time.monotonic()
+    total = len(originals)
     with PhotosLibrary(credentials, discovery_url) as photos:
-        inbox = photos.album(source)
-        if inbox is None:
-            raise PhotoJobError(f'The user\'s Google Photos has no album "{source}" of this app.')
-        items = photos.items(inbox["id"])
-        total = len(items)
+        album = photos.album(target) or photos.create_album(target)
         pending: list[tuple[EnhancedPhoto, str]] = []
-        for done, item in enumerate(items, start=1):
-            original = photos.download(item)
-            report("download", done, total)
-            better = enhance(original)
+        for done, original in enumerate(originals, start=1):
+            better = enhance(original.content)
             report("enhance", done, total)
-            name = enhanced_name(str(item.get("filename") or item["id"]))
-            token = photos.upload(better, name)
+            token = photos.upload(better, enhanced_name(original.filename))
             report("upload", done, total)
             photo = EnhancedPhoto(
-                filename=str(item.get("filename") or item["id"]),
-                source_id=item["id"],
-                before=original,
+                filename=original.filename,
+                source_id=original.source_id,
+                before=original.content,
                 after=better,
-                change=pixel_change(original, better),
+                change=pixel_change(original.content, better),
             )
             pending.append((photo, token))
-        album = photos.album(target) or photos.create_album(target)
         finished: list[EnhancedPhoto] = []
         calls = 0
         for chunk in batches(pending, batch_size):
@@ -314,3 +320,47 @@ def enhance_inbox(
             batch_calls=calls,
             seconds=time.monotonic() - started,
         )
+
+
+def enhance_inbox(
+    credentials: Credentials,
+    discovery_url: str,
+    *,
+    source: str = INBOX,
+    target: str = ENHANCED,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_LIMIT,
+) -> JobReport:
+    """Enhance every picture of the app's own album ``source`` into album ``target``.
+
+    Under Google's 2025 rules this works only on pictures the app uploaded itself; for the
+    user's own photos, let them pick with the Photos Picker and use :func:`enhance_and_upload`.
+    ``discovery_url`` is the Photos Library v1 discovery document (Google's:
+    ``https://photoslibrary.googleapis.com/$discovery/rest?version=v1``; the emulator's:
+    ``<emulator>/discovery/v1/apis/photoslibrary/v1/rest``).
+
+    Raises:
+        PhotoJobError: the album is missing or an API answered with an error.
+        google.auth.exceptions.RefreshError: no token could be had (e.g. the grant was revoked).
+        googleapiclient.errors.HttpError: a Photos call failed (scopes, quota).
+    """
+    report = progress or _noop
+    with PhotosLibrary(credentials, discovery_url) as photos:
+        inbox = photos.album(source)
+        if inbox is None:
+            raise PhotoJobError(f'The user\'s Google Photos has no album "{source}" of this app.')
+        items = photos.items(inbox["id"])
+        originals: list[Original] = []
+        for done, item in enumerate(items, start=1):
+            name = str(item.get("filename") or item["id"])
+            originals.append(Original(name, item["id"], photos.download(item)))
+            report("download", done, len(items))
+    return enhance_and_upload(
+        credentials,
+        discovery_url,
+        originals,
+        source=source,
+        target=target,
+        progress=progress,
+        batch_size=batch_size,
+    )

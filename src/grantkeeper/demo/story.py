@@ -1,9 +1,11 @@
-"""``grantkeeper demo``: the seed's whole story, told and checked step by step.
+"""``grantkeeper demo``: the whole story of Google's guide, told and checked step by step.
 
 An iOS photo app signs a user in with Google and hands its backend (the keeper's real HTTP API)
-a one-time server auth code. Later, with the user gone, a worker enhances the user's pictures in
-Google Photos: the seed's own example. Google is the emulator; everything else is production
-code on the embedded default (SQLite and a key file in the data directory).
+a one-time server auth code. Later the app asks for Google Photos access incrementally, the user
+picks photos with the Google Photos Picker, and, with the user gone, a worker enhances them and
+uploads the results to an album the app created: the guide's own example, as Google's 2025 rules
+allow it. Google is the emulator; everything else is production code on the embedded default
+(SQLite and a key file in the data directory).
 """
 
 from __future__ import annotations
@@ -22,17 +24,10 @@ import httpx
 from googleapiclient.discovery import build
 from googleapiclient.http import MediaIoBaseUpload
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from grantkeeper import SyncKeeper
 from grantkeeper.demo.narration import Narrator, Step, StepFailed, check
-from grantkeeper.demo.photo_job import (
-    PHOTOS_SCOPES,
-    PhotosLibrary,
-    enhance_inbox,
-    pixel_change,
-    save_pairs,
-)
+from grantkeeper.demo.photo_steps import PICKED, PhotoSteps
 from grantkeeper.demo.serving import serve_in_thread
 from grantkeeper.devmode import DevWorld, register_app
 from grantkeeper.emulator import EmulatorHandle, run_emulator
@@ -44,9 +39,10 @@ from grantkeeper.web import create_app
 T = TypeVar("T")
 
 DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
-SIGN_IN_SCOPES = ("openid", "email", "profile", DRIVE_APPDATA, *PHOTOS_SCOPES)
-PICTURES = 4
-#: The seed's claims, in its order.
+SIGN_IN_SCOPES = ("openid", "email", "profile", DRIVE_APPDATA)
+#: How many photos the user picks (and the job enhances).
+PICTURES = PICKED
+#: The claims of Google's guide, in its order.
 PROFILE_CLAIMS = (
     "sub",
     "email",
@@ -86,6 +82,7 @@ class DemoStory:
         self.fault = fault
         self.stack = ExitStack()
         self.secrets_seen: set[str] = set()
+        self.photos = PhotoSteps(self)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -98,11 +95,15 @@ class DemoStory:
             Step("Start the emulator (Google on localhost)", self.start_emulator),
             Step("Register the app: a web client and an iOS client", self.register_app),
             Step("Start the keeper's HTTP API on SQLite", self.start_keeper),
-            Step('Create a test user with pictures in "Inbox"', self.create_user),
+            Step("Create a test user with their own photos", self.create_user),
             Step("The iOS app signs in and POSTs its server auth code", self.sign_in),
             Step("Drive: the app folder and a settings file", self.drive),
+            Step(
+                "The app asks for Google Photos access, incrementally", self.photos.ask_for_photos
+            ),
+            Step("The user picks photos with the Google Photos Picker", self.photos.pick_photos),
             Step("The user goes offline: time passes", self.go_offline),
-            Step("The offline job enhances the pictures", self.offline_job),
+            Step("The offline job enhances the pictures", self.photos.offline_job),
             Step("Nothing leaked: no token in the files", self.nothing_leaked),
         ]
         if self.fault is not None:
@@ -205,16 +206,19 @@ class DemoStory:
             locale="en-GB",
         )
         self.email, self.emulator_sub = user["email"], user["sub"]
-        seeded = control.http.post(
-            f"/emulator/users/{self.emulator_sub}/photos",
-            json={"client_id": self.world.ios_client_id, "album_title": "Inbox", "count": PICTURES},
-        )
-        seeded.raise_for_status()
-        album = seeded.json()["album"]
         self.say(f"user     {user['name']} <{self.email}>")
-        self.say(f'album    "{album["title"]}" with {album.get("mediaItemsCount")} pictures')
-        check(album.get("mediaItemsCount") == str(PICTURES), "Inbox does not hold the pictures")
-        return f"a Google account whose Photos hold {PICTURES} pictures the app uploaded earlier"
+        return self.photos.fill_library(self.emulator_sub)
+
+    def post_code(self, code: str) -> dict[str, Any]:
+        """POST a server auth code to the keeper as the iOS app does; the keeper's answer."""
+        answer = self.http.post(
+            "/v1/google/signin",
+            json={"code": code, "platform": "ios"},
+            headers={"X-Requested-With": REQUESTED_WITH},
+        )
+        check(answer.status_code == 200, f"sign-in answered {answer.status_code}: {answer.text}")
+        result: dict[str, Any] = answer.json()
+        return result
 
     def sign_in(self) -> str:
         control = self.emulator.control
@@ -232,11 +236,7 @@ class DemoStory:
             f"a POST without X-Requested-With was not refused (HTTP {forged.status_code})",
         )
         self.say("a POST without X-Requested-With is refused: 403 csrf_header_missing")
-        answer = self.http.post(
-            "/v1/google/signin", json=body, headers={"X-Requested-With": REQUESTED_WITH}
-        )
-        check(answer.status_code == 200, f"sign-in answered {answer.status_code}: {answer.text}")
-        result = answer.json()
+        result = self.post_code(code)
         user, grant = result["user"], result["grant"]
         self.sub = str(user["sub"])
         for claim in PROFILE_CLAIMS:
@@ -295,7 +295,7 @@ class DemoStory:
         check("settings.json" in names, "settings.json is not in appDataFolder")
         check(content == document, "settings.json read back differs from what was written")
         check(self.refreshes() == 0, "a refresh happened though the token was fresh")
-        return "google-api-python-client works with the keeper's credentials, as in the seed"
+        return "google-api-python-client works with the keeper's credentials, as in Google's guide"
 
     def go_offline(self) -> str:
         grant = self.grant()
@@ -303,10 +303,12 @@ class DemoStory:
         assert grant.access_token_expires_at is not None
         old_token = grant.access_token
         self.secrets_seen.add(old_token)
-        ahead = grant.access_token_expires_at - self.emulator.state.clock.now()
-        step = ahead + timedelta(minutes=1)
+        # Away past the access token's hour and past the picked photos' base URLs' hour.
+        deadline = max(grant.access_token_expires_at, self.photos.base_urls_die_at())
+        step = deadline - self.emulator.state.clock.now() + timedelta(minutes=1)
         now = self.emulator.control.advance_clock(step.total_seconds())
         self.say(f"the access token expired at {grant.access_token_expires_at:%H:%M:%S}")
+        self.say(f"the picked photos' base URLs died at {self.photos.base_urls_die_at():%H:%M:%S}")
         self.say(f"the clock moved {step.total_seconds() / 60:.0f} minutes ahead: now {now}")
         refused = httpx.get(
             self.emulator.base_url + "/drive/v3/files/appfolder",
@@ -319,55 +321,6 @@ class DemoStory:
             "the keeper's clock did not pass the expiry",
         )
         return "the user is away and the access token is dead: only the refresh token is left"
-
-    def offline_job(self) -> str:
-        before = self.refreshes()
-        credentials = self.worker.credentials(self.sub, PHOTOS_SCOPES)
-        self.say(f"the keeper refreshed the token; valid until {credentials.expiry:%H:%M:%S} UTC")
-        columns = (
-            TextColumn("   {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=self.narrator.console) as bar:
-            task = bar.add_task("enhancing", total=None)
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar.update(task, total=total, completed=done, description=f"{stage:<9}")
-
-            discovery = self.discovery("photoslibrary", "v1")
-            report = enhance_inbox(credentials, discovery, progress=progress)
-        self.secrets_seen.add(str(credentials.token))
-        out = self.data_dir / "photos"
-        pairs = save_pairs(report, out)
-        for photo, (_, now) in zip(report.photos, pairs, strict=True):
-            self.say(f"{photo.filename}: changed {photo.change:.0f}/255 on average -> {now.name}")
-        self.say(f"before/after pictures: {out}/before and {out}/after")
-        refreshes = self.refreshes() - before
-        grant = self.grant()
-        with PhotosLibrary(credentials, self.discovery("photoslibrary", "v1")) as photos:
-            enhanced = photos.album("Enhanced")
-            listed = photos.items(enhanced["id"]) if enhanced else []
-            first = photos.download(listed[0]) if listed else b""
-        check(report.ok, f"{len(report.failed)} picture(s) were not created: {report.failed}")
-        check(len(report.created) == PICTURES, f"{len(report.created)} of {PICTURES} enhanced")
-        check(all(p.change > 5 for p in report.photos), "an enhanced picture barely changed")
-        check(
-            [i["id"] for i in listed] == [p.created_id for p in report.created],
-            '"Enhanced" does not hold exactly the new pictures',
-        )
-        check(pixel_change(first, report.photos[0].after) < 1, "a stored picture differs")
-        check(refreshes == 1, f"the job cost {refreshes} refreshes, not exactly one")
-        check(
-            grant.access_token == credentials.token
-            and grant.last_refreshed_at is not None
-            and grant.access_token_expires_at is not None
-            and grant.access_token_expires_at > self.emulator.state.clock.now(),
-            "the refreshed token was not persisted in the store",
-        )
-        self.say(f"one refresh at Google, persisted in the store; {report.batch_calls} batchCreate")
-        return f'{PICTURES} pictures enhanced into "Enhanced" while the user was away'
 
     def nothing_leaked(self) -> str:
         for handler in logging.getLogger().handlers:
@@ -404,8 +357,9 @@ def run_demo(data_dir: Path, console: Console, *, fault: str | None = None) -> b
     narrator = Narrator(console)
     story = DemoStory(data_dir, narrator, fault)
     console.print(
-        "[bold]grantkeeper demo[/]: an iOS photo app signs a user in with Google; later, with "
-        "the user gone, its backend enhances the user's photos (the seed's example).\n"
+        "[bold]grantkeeper demo[/]: an iOS photo app signs a user in with Google; the user picks "
+        "photos with the Google Photos Picker; later, with the user gone, its backend enhances "
+        "them (the example of Google's guide).\n"
         f"Data: {data_dir}   Log: {log_file}\n"
     )
     steps = story.steps()
