@@ -294,3 +294,18 @@ def test_control_calls_refuse_what_a_user_could_not_do(emulator: EmulatorHandle)
     assert pick(emulator, session["id"], count=3).json()["error"] == "not_enough_photos"
     foreign = pick(emulator, session["id"], media_item_ids=["AL-not-hers"])
     assert foreign.json()["error"] == "unknown_items"
+
+
+def test_reset_forgets_sessions_libraries_and_settings(emulator: EmulatorHandle) -> None:
+    grant = sign_in(emulator, [PICKER])
+    fill_library(emulator, grant.sub, 1)
+    base = emulator.base_url + "/emulator/photospicker"
+    httpx.post(base + "/settings", json={"session_ttl": 20}).raise_for_status()
+    with client(emulator, grant.token) as picker:
+        picker.sessions().create(body={}).execute()
+    emulator.control.reset()
+    assert httpx.get(base + "/settings").json()["session_ttl"] == 3600
+    assert httpx.get(base + "/sessions").json() == []
+    emulator.control.create_user(grant.email, sub=grant.sub)  # the same account, again
+    library = httpx.get(f"{emulator.base_url}/emulator/users/{grant.sub}/library")
+    assert library.json() == {"mediaItems": []}

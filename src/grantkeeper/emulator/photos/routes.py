@@ -40,6 +40,7 @@ from grantkeeper.emulator.google_api import (
 from grantkeeper.emulator.photos.library import (
     Album,
     MediaItem,
+    PhotosStore,
     UploadedBytes,
     new_photos_id,
     photos_store,
@@ -133,11 +134,15 @@ class SeedRequest(BaseModel):
 def build_router(state: EmulatorState) -> APIRouter:
     """Photos Library v1 (``/v1/albums``, ``/v1/mediaItems…``, ``/v1/uploads``), baseUrl
     downloads (``/lh3/…``) and the seeding control call."""
-    store = photos_store(state)
+
+    def store() -> PhotosStore:
+        # Looked up on each call: POST /emulator/reset replaces it with an empty one.
+        return photos_store(state)
+
     router = APIRouter(route_class=GoogleApiRoute, tags=["Photos Library v1"])
 
     def album_view(caller: Caller, album: Album, origin: str) -> dict[str, Any]:
-        return album_resource(album, store.items(caller.sub, caller.app, album.item_ids), origin)
+        return album_resource(album, store().items(caller.sub, caller.app, album.item_ids), origin)
 
     @router.get("/v1/albums", summary="albums.list", response_model=None)
     async def albums_list(request: Request) -> Response:
@@ -145,7 +150,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         query = request.query_params
         size = page_size(query.get("pageSize"), ALBUM_PAGE)
         offset = decode_page_token(query.get("pageToken"), "albums")
-        page, token = paged(store.albums(caller.sub, caller.app), offset, size, "albums")
+        page, token = paged(store().albums(caller.sub, caller.app), offset, size, "albums")
         origin = base_url(state, request)
         body: dict[str, Any] = {}
         if page:
@@ -165,13 +170,13 @@ def build_router(state: EmulatorState) -> APIRouter:
             raise rpc_error(
                 400, f"The album title must be a string of {MAX_TITLE} characters or fewer."
             )
-        created = store.create_album(caller.sub, caller.app, title)
+        created = store().create_album(caller.sub, caller.app, title)
         return _json(album_view(caller, created, base_url(state, request)), request)
 
     @router.get("/v1/albums/{album_id}", summary="albums.get", response_model=None)
     async def albums_get(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, GET_ALBUM)
-        album = store.album(caller.sub, caller.app, album_id)
+        album = store().album(caller.sub, caller.app, album_id)
         if album is None:
             raise _not_found()
         return _json(album_view(caller, album, base_url(state, request)), request)
@@ -184,12 +189,12 @@ def build_router(state: EmulatorState) -> APIRouter:
         if album_id and filters:
             raise rpc_error(400, "An albumId and filters cannot both be set in a search request.")
         if album_id:
-            album = store.album(caller.sub, caller.app, str(album_id))
+            album = store().album(caller.sub, caller.app, str(album_id))
             if album is None:
                 raise _not_found()
-            found = store.items(caller.sub, caller.app, album.item_ids)
+            found = store().items(caller.sub, caller.app, album.item_ids)
         else:
-            found = store.items(caller.sub, caller.app)
+            found = store().items(caller.sub, caller.app)
             types = ((filters or {}).get("mediaTypeFilter") or {}).get("mediaTypes") or []
             if "VIDEO" in types:  # the emulator holds photos only
                 found = []
@@ -203,7 +208,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         query = request.query_params
         size = page_size(query.get("pageSize"), ITEM_PAGE)
         offset = decode_page_token(query.get("pageToken"), "list")
-        return _items_page(store.items(caller.sub, caller.app), offset, size, "list", request)
+        return _items_page(store().items(caller.sub, caller.app), offset, size, "list", request)
 
     def _items_page(
         found: list[MediaItem], offset: int, size: int, kind: str, request: Request
@@ -220,7 +225,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     @router.get("/v1/mediaItems/{item_id}", summary="mediaItems.get", response_model=None)
     async def media_items_get(item_id: str, request: Request) -> Response:
         caller = await authorize(state, request, GET_ITEM)
-        item = store.item(caller.sub, caller.app, item_id)
+        item = store().item(caller.sub, caller.app, item_id)
         if item is None:
             raise _not_found()
         return _json(media_item_resource(item, base_url(state, request)), request)
@@ -242,7 +247,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         content = await request.body()
         if not content:
             raise rpc_error(400, "The request has no bytes to upload.")
-        token = store.put_upload(
+        token = store().put_upload(
             UploadedBytes(
                 sub=caller.sub,
                 app=caller.app,
@@ -272,7 +277,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         album: Album | None = None
         if body.get("albumId"):
             # Another app's album and a missing one look the same: no existence leak.
-            album = store.album(caller.sub, caller.app, str(body["albumId"]))
+            album = store().album(caller.sub, caller.app, str(body["albumId"]))
             if album is None:
                 raise rpc_error(400, NO_ALBUM_PERMISSION)
             if len(album.item_ids) + len(new_items) > MAX_ALBUM_ITEMS:
@@ -294,7 +299,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         token = simple.get("uploadToken") if isinstance(simple, dict) else None
         result: dict[str, Any] = {"uploadToken": token} if isinstance(token, str) else {}
         upload = (
-            store.take_upload(token, caller.sub, caller.app) if isinstance(token, str) else None
+            store().take_upload(token, caller.sub, caller.app) if isinstance(token, str) else None
         )
         if upload is None:
             result["status"] = {"code": 3, "message": ITEM_FAILED}
@@ -317,7 +322,7 @@ def build_router(state: EmulatorState) -> APIRouter:
             media_key=secrets.token_urlsafe(48),
             description=entry.get("description") or None,
         )
-        store.add_item(caller.sub, item, album, first)
+        store().add_item(caller.sub, item, album, first)
         result["status"] = {"message": "Success"}
         result["mediaItem"] = media_item_resource(item, base_url(state, request))
         return result
@@ -327,7 +332,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         # Like Google's baseUrls, these need no token: the unguessable key is the credential.
         await count_call(state, "photos.media")
         key, _, options = spec.partition("=")
-        item = store.by_media_key(key)
+        item = store().by_media_key(key)
         if item is None:
             return Response(status_code=404)
         content = await anyio.to_thread.run_sync(rendition, item.content, options)
@@ -347,8 +352,8 @@ def build_router(state: EmulatorState) -> APIRouter:
             raise ControlError(404, "unknown_client", "client_id is unknown.")
         app = app_of(state, seed.client_id)
         caller = Caller(sub, app, seed.client_id, frozenset())
-        album = next((a for a in store.albums(sub, app) if a.title == seed.album_title), None)
-        album = album or store.create_album(sub, app, seed.album_title)
+        album = next((a for a in store().albums(sub, app) if a.title == seed.album_title), None)
+        album = album or store().create_album(sub, app, seed.album_title)
         first = seed.seed if seed.seed is not None else secrets.randbelow(1 << 30)
         origin = base_url(state, request)
         created = []
@@ -367,7 +372,7 @@ def build_router(state: EmulatorState) -> APIRouter:
                 content=content,
                 media_key=secrets.token_urlsafe(48),
             )
-            store.add_item(sub, item, album, first=False)
+            store().add_item(sub, item, album, first=False)
             created.append(media_item_resource(item, origin))
         body = {"album": album_view(caller, album, origin), "mediaItems": created}
         return Response(json.dumps(body), status_code=201, media_type="application/json")

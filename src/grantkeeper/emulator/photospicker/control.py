@@ -21,7 +21,12 @@ from grantkeeper.emulator.google_api import base_url
 from grantkeeper.emulator.photos.library import MediaItem, new_photos_id
 from grantkeeper.emulator.photos.pictures import generate_photo
 from grantkeeper.emulator.photospicker.resources import picker_uri, rfc3339, session_resource
-from grantkeeper.emulator.photospicker.sessions import PickerError, PickerSettings, picker_store
+from grantkeeper.emulator.photospicker.sessions import (
+    PickerError,
+    PickerSettings,
+    PickerStore,
+    picker_store,
+)
 from grantkeeper.emulator.state import EmulatorState
 
 MAX_FILL = 200
@@ -70,7 +75,10 @@ def _library_item(item: MediaItem) -> dict[str, Any]:
 
 
 def build_router(state: EmulatorState) -> APIRouter:
-    store = picker_store(state)
+    def store() -> PickerStore:
+        # Looked up on each call: POST /emulator/reset replaces it with an empty one.
+        return picker_store(state)
+
     router = APIRouter(prefix="/emulator", tags=["Emulator control: Photos Picker"])
 
     @router.post("/users/{sub}/library", summary="Fill a user's own library (no app made it)")
@@ -98,9 +106,9 @@ def build_router(state: EmulatorState) -> APIRouter:
                 content=content,
                 media_key=secrets.token_urlsafe(48),
             )
-            store.photos.add_item(sub, item, None, first=False)
+            store().photos.add_item(sub, item, None, first=False)
             created.append(_library_item(item))
-        body = {"mediaItems": created, "librarySize": len(store.library(sub))}
+        body = {"mediaItems": created, "librarySize": len(store().library(sub))}
         return Response(json.dumps(body), status_code=201, media_type="application/json")
 
     @router.get("/users/{sub}/library", summary="A user's whole library, newest first")
@@ -109,7 +117,7 @@ def build_router(state: EmulatorState) -> APIRouter:
             known = sub in state.users
         if not known:
             raise ControlError(404, "unknown_user", f"No user with sub {sub}.")
-        return {"mediaItems": [_library_item(i) for i in store.library(sub)]}
+        return {"mediaItems": [_library_item(i) for i in store().library(sub)]}
 
     @router.post(
         "/photospicker/sessions/{session_id}/pick",
@@ -121,7 +129,7 @@ def build_router(state: EmulatorState) -> APIRouter:
             body = PickIn.model_validate_json(raw or b"{}")
         except ValidationError as error:
             raise ControlError(400, "invalid_request", _problem(error)) from error
-        session = store.get(session_id)
+        session = store().get(session_id)
         if session is None:
             raise ControlError(
                 404, "unknown_session", "No live picking session has this id (expired or deleted?)."
@@ -130,7 +138,7 @@ def build_router(state: EmulatorState) -> APIRouter:
             ids = body.media_item_ids
         else:
             assert body.count is not None
-            library = store.library(session.sub)
+            library = store().library(session.sub)
             if body.count > len(library):
                 raise ControlError(
                     400,
@@ -140,34 +148,34 @@ def build_router(state: EmulatorState) -> APIRouter:
                 )
             ids = [item.id for item in library[: body.count]]
         try:
-            store.pick(session, ids)
+            store().pick(session, ids)
         except PickerError as error:
             status = 409 if error.reason == "session_done" else 400
             raise ControlError(status, error.reason, str(error)) from error
         origin = base_url(state, request)
         resource = session_resource(
-            session, origin, state.clock.now(), store.settings.poll_interval
+            session, origin, state.clock.now(), store().settings.poll_interval
         )
         return resource | {"pickedMediaItemIds": list(session.picked)}
 
     @router.get("/photospicker/settings", summary="The Picker's behaviour settings")
     def get_settings() -> dict[str, Any]:
-        return store.settings.model_dump()
+        return store().settings.model_dump()
 
     @router.post("/photospicker/settings", summary="Change any subset of the Picker's settings")
     def update_settings(body: dict[str, Any]) -> dict[str, Any]:
         try:
-            store.settings = PickerSettings.model_validate(store.settings.model_dump() | body)
+            store().settings = PickerSettings.model_validate(store().settings.model_dump() | body)
         except ValidationError as error:
             raise ControlError(400, "invalid_settings", _problem(error)) from error
-        return store.settings.model_dump()
+        return store().settings.model_dump()
 
     @router.get("/photospicker/sessions", summary="Every live picking session")
     def list_sessions(request: Request) -> list[dict[str, Any]]:
         origin = base_url(state, request)
         return [
             {"id": s.id, "sub": s.sub, "pickerUri": picker_uri(origin, s), "done": s.done}
-            for s in store.sessions()
+            for s in store().sessions()
         ]
 
     return router

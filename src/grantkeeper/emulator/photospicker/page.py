@@ -19,7 +19,12 @@ from starlette.responses import HTMLResponse
 
 from grantkeeper.emulator.google_api import count_call
 from grantkeeper.emulator.photos.pictures import rendition
-from grantkeeper.emulator.photospicker.sessions import PickerError, PickingSession, picker_store
+from grantkeeper.emulator.photospicker.sessions import (
+    PickerError,
+    PickerStore,
+    PickingSession,
+    picker_store,
+)
 from grantkeeper.emulator.state import EmulatorState
 
 THUMBNAIL = "w320-h320"
@@ -41,11 +46,15 @@ def _origin_label(app: str) -> str:
 
 def build_router(state: EmulatorState) -> APIRouter:
     """``GET``/``POST /picker/{id}`` (and ``/autoclose``), thumbnails for the page."""
-    store = picker_store(state)
+
+    def store() -> PickerStore:
+        # Looked up on each call: POST /emulator/reset replaces it with an empty one.
+        return picker_store(state)
+
     router = APIRouter(include_in_schema=False)
 
     def open_session(session_id: str) -> PickingSession | HTMLResponse:
-        session = store.get(session_id)
+        session = store().get(session_id)
         if session is None:
             return _message(
                 404,
@@ -72,7 +81,7 @@ def build_router(state: EmulatorState) -> APIRouter:
                 "thumbnail": f"/picker/{session.id}/thumbnails/{item.id}",
                 "origin": _origin_label(item.app),
             }
-            for item in store.library(session.sub)
+            for item in store().library(session.sub)
         ]
         html = _templates.get_template("picker.html").render(
             action=f"/picker/{session.id}",
@@ -99,8 +108,8 @@ def build_router(state: EmulatorState) -> APIRouter:
 
     @router.get("/picker/{session_id}/thumbnails/{item_id}")
     async def thumbnail(session_id: str, item_id: str) -> Response:
-        session = store.get(session_id)
-        item = store.item(session.sub, item_id) if session and not session.done else None
+        session = store().get(session_id)
+        item = store().item(session.sub, item_id) if session and not session.done else None
         if item is None:
             return Response(status_code=404)
         content = await anyio.to_thread.run_sync(rendition, item.content, THUMBNAIL)
@@ -116,7 +125,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         picked = [value for key, value in fields if key == "item"]
         autoclose = any(key == "autoclose" and value for key, value in fields)
         try:
-            store.pick(session, picked)
+            store().pick(session, picked)
         except PickerError as error:
             return render(session, autoclose, str(error))
         return _message(

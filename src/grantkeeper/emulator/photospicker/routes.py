@@ -41,6 +41,7 @@ from grantkeeper.emulator.photospicker.resources import (
 from grantkeeper.emulator.photospicker.sessions import (
     DEFAULT_MAX_ITEMS,
     PickerError,
+    PickerStore,
     PickingSession,
     picker_store,
 )
@@ -104,16 +105,23 @@ def _download_refused(status: int, message: str) -> GoogleApiError:
 
 def build_router(state: EmulatorState) -> APIRouter:
     """``/photospicker/v1/sessions…``, ``/photospicker/v1/mediaItems`` and ``/lh3/ppa/…``."""
-    store = picker_store(state)
+
+    def store() -> PickerStore:
+        # Looked up on each call: POST /emulator/reset replaces it with an empty one.
+        return picker_store(state)
+
     router = APIRouter(route_class=GoogleApiRoute, tags=["Photos Picker v1"])
 
     def view(session: PickingSession, request: Request) -> dict[str, Any]:
         return session_resource(
-            session, base_url(state, request), state.clock.now(), store.settings.poll_interval
+            session,
+            base_url(state, request),
+            state.clock.now(),
+            store().settings.poll_interval,
         )
 
     def owned(session_id: str, sub: str, app: str) -> PickingSession:
-        session = store.get(session_id, sub, app)
+        session = store().get(session_id, sub, app)
         if session is None:
             raise session_not_found()
         return session
@@ -129,7 +137,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         if not isinstance(body, dict):
             raise invalid_argument("Invalid JSON payload received. Expected a PickingSession.")
         try:
-            session = store.create(
+            session = store().create(
                 caller.sub,
                 caller.app,
                 _max_items(body),
@@ -149,7 +157,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     )
     async def sessions_delete(session_id: str, request: Request) -> Response:
         caller = await authorize(state, request, DELETE)
-        store.delete(owned(session_id, caller.sub, caller.app).id)
+        store().delete(owned(session_id, caller.sub, caller.app).id)
         return _json({}, request)
 
     @router.get(PREFIX + "/v1/mediaItems", summary="mediaItems.list", response_model=None)
@@ -165,12 +173,12 @@ def build_router(state: EmulatorState) -> APIRouter:
         size = page_size(query.get("pageSize"), ITEM_PAGE)
         kind = "picked-" + session.id[:8]  # a token of one session is refused by another
         offset = decode_page_token(query.get("pageToken"), kind)
-        page, token = paged(store.picked_items(session), offset, size, kind)
+        page, token = paged(store().picked_items(session), offset, size, kind)
         origin = base_url(state, request)
         body: dict[str, Any] = {
             "mediaItems": [
                 picked_item_resource(
-                    item, f"{origin}/lh3/ppa/{store.mint_base_url(caller.sub, item)}"
+                    item, f"{origin}/lh3/ppa/{store().mint_base_url(caller.sub, item)}"
                 )
                 for item in page
             ]
@@ -187,7 +195,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         # "List and retrieve media items"), and it works for 60 minutes after it was listed.
         caller = await authorize(state, request, MEDIA)
         key, _, options = spec.partition("=")
-        grant, alive = store.open_base_url(key)
+        grant, alive = store().open_base_url(key)
         if grant is None:
             raise _download_refused(404, "No media item has this base URL.")
         if grant.sub != caller.sub:
@@ -198,7 +206,7 @@ def build_router(state: EmulatorState) -> APIRouter:
                 "This base URL has expired (base URLs work for 60 minutes after mediaItems.list). "
                 "List the session's media items again while the session lasts.",
             )
-        item = store.item(grant.sub, grant.item_id)
+        item = store().item(grant.sub, grant.item_id)
         if item is None:
             raise _download_refused(404, "The media item is no longer in the user's library.")
         content = await anyio.to_thread.run_sync(rendition, item.content, options)
