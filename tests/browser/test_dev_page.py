@@ -1,5 +1,6 @@
 """The dev page in headless Chromium: sign in through the emulator's consent page, ask for
-Photos access incrementally, go away for an hour, run the offline job, see before and after."""
+Photos access incrementally, pick photos in the Google Photos Picker's window, go away for an
+hour, run the offline job, see before and after."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.browser
 DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
 APPENDONLY = "https://www.googleapis.com/auth/photoslibrary.appendonly"
 READ_APPCREATED = "https://www.googleapis.com/auth/photoslibrary.readonly.appcreateddata"
+PICKER = "https://www.googleapis.com/auth/photospicker.mediaitems.readonly"
 
 
 def consent(page: Page, *, email: str | None = None) -> None:
@@ -58,23 +60,44 @@ def test_sign_in_grant_photos_and_run_the_offline_job(
     # 2. Incremental authorization: only the Photos scopes are asked for; the grant keeps both.
     page.locator("#grant-photos").click()
     expect(page.locator('input[name="email"][value="grace@example.com"]')).to_be_checked()
-    expect(page.locator('input[name="scope"]')).to_have_count(2)
+    expect(page.locator('input[name="scope"]')).to_have_count(3)
     consent(page)
-    expect(page.locator("#message")).to_have_text(re.compile("2 new scope"))
+    expect(page.locator("#message")).to_have_text(re.compile("3 new scope"))
     scopes = page.locator("#scopes")
-    for scope in (DRIVE_APPDATA, APPENDONLY, READ_APPCREATED):
+    for scope in (DRIVE_APPDATA, PICKER, APPENDONLY, READ_APPCREATED):
         expect(scopes).to_contain_text(scope)
     expect(page.locator("#photos-missing")).to_be_hidden()
+    expect(page.locator("#job")).to_be_hidden()  # nothing picked yet
 
-    # 3. Pictures in Inbox, then an hour away: the access token dies.
-    page.locator("#add-pictures").click()
-    expect(page.locator("#message")).to_have_text("“Inbox” now holds 3 picture(s).")
+    # 3. The user's own photos, picked in the Picker's window (pickerUri + /autoclose).
+    page.locator("#fill-library").click()
+    expect(page.locator("#message")).to_have_text(re.compile("library now holds 6 photo"))
+    with page.expect_popup() as opened:
+        page.locator("#pick-photos").click()
+    picker = opened.value
+    picker.on("console", on_console)
+    picker.wait_for_url(re.compile(r"/picker/[0-9a-f-]{36}/autoclose$"))
+    expect(picker).to_have_title(re.compile("Google Photos"))
+    expect(picker.locator("body")).to_contain_text("grace@example.com")
+    expect(picker.locator('input[name="item"]')).to_have_count(6)
+    thumbnails = picker.locator(".photo img")
+    for index in range(6):
+        assert thumbnails.nth(index).evaluate("img => img.complete && img.naturalWidth") > 0
+    for index in (0, 2, 4):
+        picker.locator('input[name="item"]').nth(index).check()
+    with picker.expect_event("close"):
+        picker.locator("#done").click()  # /autoclose: the window closes itself after Done
+    summary = page.locator("#pick-summary")
+    expect(summary).to_have_text(re.compile(r"^You picked 3 photo\(s\)\. .*stop working at"))
+    expect(page.locator("#picked img")).to_have_count(3)
+
+    # 4. An hour away: the access token and the base URLs die.
     expect(grant).to_contain_text("Last refresh—")
     page.locator("#go-away").click()
     expect(page.locator("#message")).to_have_text(re.compile("You are away"))
     expect(grant).to_contain_text("expired")
 
-    # 4. The offline job: one refresh through the keeper, three pictures before and after.
+    # 5. The offline job: one refresh through the keeper, three pictures before and after.
     page.locator("#enhance").click()
     summary = page.locator("#job-summary")
     expect(summary).to_have_text(

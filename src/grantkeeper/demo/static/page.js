@@ -6,6 +6,7 @@ const config = JSON.parse(document.getElementById("config").textContent);
 const $ = (id) => document.getElementById(id);
 const STATE_KEY = "grantkeeper.state";
 const SUB_KEY = "grantkeeper.sub";
+const PICKED_KEY = "grantkeeper.picked";
 
 function say(text, isError = false) {
   const box = $("message");
@@ -122,7 +123,8 @@ async function render() {
   );
   const hasPhotos = config.photos_scopes.every((s) => grant.scopes.includes(s));
   $("photos-missing").hidden = hasPhotos;
-  $("job").hidden = !hasPhotos;
+  $("pick").hidden = !hasPhotos;
+  $("job").hidden = !hasPhotos || !sessionStorage.getItem(PICKED_KEY);
 }
 
 function picture(src, label) {
@@ -181,13 +183,57 @@ action("grant-photos", async () => {
 });
 action("sign-out", async () => {
   sessionStorage.removeItem(SUB_KEY);
+  sessionStorage.removeItem(PICKED_KEY);
   say("");
   await render();
 });
-action("add-pictures", async () => {
+action("fill-library", async () => {
   const sub = sessionStorage.getItem(SUB_KEY);
-  const added = await api("POST", `/dev/users/${encodeURIComponent(sub)}/sample-pictures`);
-  say(`“${added.album}” now holds ${added.count} picture(s).`);
+  const added = await api("POST", `/dev/users/${encodeURIComponent(sub)}/library`);
+  say(`Your Google Photos library now holds ${added.library_size} photo(s) no app created.`);
+});
+
+function showPicked(result) {
+  const dies = new Date(result.base_urls_die_at).toLocaleTimeString();
+  const summary = $("pick-summary");
+  summary.textContent =
+    `You picked ${result.count} photo(s). The backend fetched the originals at once: ` +
+    `their base URLs stop working at ${dies} (provider clock).`;
+  summary.hidden = false;
+  $("picked").replaceChildren(...result.photos.map((photo) => picture(photo.src, photo.filename)));
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+action("pick-photos", async () => {
+  const sub = encodeURIComponent(sessionStorage.getItem(SUB_KEY));
+  // Opened now, inside the click, so no popup blocker objects; pointed at the picker below.
+  const popup = window.open("about:blank", "google-photos-picker", "width=900,height=700");
+  let session;
+  try {
+    session = await api("POST", `/dev/users/${sub}/picker`);
+  } catch (error) {
+    if (popup) popup.close();
+    throw error;
+  }
+  const target = `${session.picker_uri}/autoclose`;
+  if (popup) popup.location.href = target;
+  else say(`Open ${target} to pick your photos.`);
+  say("Pick photos in the Google Photos window, then tap Done…");
+  let interval = session.poll_interval;
+  for (;;) {
+    await sleep(interval * 1000); // as pollingConfig.pollInterval asks
+    const state = await api("GET", `/dev/users/${sub}/picker/${encodeURIComponent(session.session_id)}`);
+    if (state.state === "picked") {
+      sessionStorage.setItem(PICKED_KEY, "1");
+      say("");
+      showPicked(state);
+      await render();
+      return;
+    }
+    if (state.timeout_in <= 0) throw new Error("The picking session timed out; pick again.");
+    interval = state.poll_interval;
+  }
 });
 action("go-away", async () => {
   const away = await api("POST", "/dev/away");
