@@ -91,3 +91,87 @@ def test_moved_clock_and_real_clock_verifiers(api: OAuthApi) -> None:
         api.sign_in()["id_token"], Request(), api.web["client_id"], certs_url=certs
     )
     assert abs(claims["iat"] - time.time()) < 60
+
+
+def _app_data_file(api: OAuthApi) -> tuple[dict[str, str], str]:
+    token = api.sign_in(scopes=["openid", "email", DRIVE_APPDATA])["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    created = api.http.post(
+        "/drive/v3/files", headers=headers, json={"name": "a.json", "parents": ["appDataFolder"]}
+    )
+    assert created.status_code == 200, created.text
+    return headers, created.json()["id"]
+
+
+NOT_SUPPORTED = {
+    "error": {
+        "code": 403,
+        "message": "Method not supported for files within the Application Data folder.",
+        "errors": [
+            {
+                "domain": "global",
+                "reason": "notSupportedForAppDataFolderFiles",
+                "message": "Method not supported for files within the Application Data folder.",
+            }
+        ],
+    }
+}
+
+
+def test_app_data_files_cannot_be_trashed_moved_or_shared(api: OAuthApi) -> None:
+    headers, file_id = _app_data_file(api)
+    trash = api.http.patch(f"/drive/v3/files/{file_id}", headers=headers, json={"trashed": True})
+    move = api.http.patch(
+        f"/drive/v3/files/{file_id}",
+        headers=headers,
+        params={"addParents": "root", "removeParents": "appDataFolder"},
+        json={},
+    )
+    share = api.http.post(
+        f"/drive/v3/files/{file_id}/permissions",
+        headers=headers,
+        json={"role": "reader", "type": "anyone"},
+    )
+    for answer in (trash, move, share):
+        assert answer.status_code == 403
+        assert answer.json() == NOT_SUPPORTED
+    renamed = api.http.patch(f"/drive/v3/files/{file_id}", headers=headers, json={"name": "b"})
+    assert renamed.status_code == 200  # the file is unharmed and still editable
+
+
+def test_unimplemented_paths_answer_googles_envelope(api: OAuthApi) -> None:
+    for path in ("/drive/v3/about", "/v1/sharedAlbums", "/nothing/here"):
+        answer = api.http.get(path)
+        assert answer.status_code == 404
+        assert answer.json() == {
+            "error": {"code": 404, "message": "Method not found.", "status": "NOT_FOUND"}
+        }
+    control = api.http.get("/emulator/nothing")
+    assert control.status_code == 404
+    assert control.json()["error"] == "not_found"
+
+
+def test_request_log_names_clients_and_never_tokens(api: OAuthApi) -> None:
+    signed_in = api.sign_in(scopes=["openid", "email", DRIVE_APPDATA])
+    token = signed_in["access_token"]
+    api.http.get("/drive/v3/files", params={"spaces": "appDataFolder", "access_token": token})
+    api.http.get("/tokeninfo", params={"access_token": "ya29.unknown-token"})
+    api.http.get("/nothing/here")
+    log = api.http.get("/emulator/requests").json()
+    text = str(log)
+    assert token not in text
+    assert signed_in["refresh_token"] not in text
+    assert "ya29.unknown-token" not in text
+    assert [(e["method"], e["path"], e["status"]) for e in log] == [
+        ("POST", "/token", 200),
+        ("GET", "/drive/v3/files", 200),
+        ("GET", "/tokeninfo", 400),
+        ("GET", "/nothing/here", 404),
+    ]
+    assert log[0]["client_id"] == api.web["client_id"]  # from the form
+    assert log[1]["client_id"] == api.web["client_id"]  # from the bearer token
+    assert log[3]["client_id"] is None
+    assert [e["path"] for e in api.http.get("/emulator/requests?limit=1").json()] == [
+        "/nothing/here"
+    ]
+    assert api.http.delete("/emulator/requests").json() == {"cleared": 4}

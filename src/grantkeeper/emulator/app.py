@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,7 +15,7 @@ from grantkeeper._version import __version__
 from grantkeeper.emulator import control, discovery
 from grantkeeper.emulator.config import EmulatorConfig
 from grantkeeper.emulator.drive import routes as drive
-from grantkeeper.emulator.errors import ControlError
+from grantkeeper.emulator.errors import ControlError, unimplemented
 from grantkeeper.emulator.faults import DropConnection
 from grantkeeper.emulator.oauth import consent, identity_routes, token_route, userinfo_v2
 from grantkeeper.emulator.oauth import control as oauth_control
@@ -22,6 +23,7 @@ from grantkeeper.emulator.photos import routes as photos
 from grantkeeper.emulator.photospicker import control as photospicker_control
 from grantkeeper.emulator.photospicker import page as photospicker_page
 from grantkeeper.emulator.photospicker import routes as photospicker
+from grantkeeper.emulator.request_log import BodyTap, client_of, request_log, shown_path
 from grantkeeper.emulator.risc import transmitter as risc
 from grantkeeper.emulator.state import EmulatorState
 
@@ -70,18 +72,26 @@ class EmulatorMiddleware:
         if latency and google:
             await asyncio.sleep(latency / 1000)
         started = False
+        status = 0
+        tap = BodyTap(scope)
+
+        async def tapping_receive() -> Message:
+            message = await receive()
+            tap.see(message)
+            return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 hold = self.state.settings.response_delay_ms
                 if hold and google:
                     await asyncio.sleep(hold / 1000)
             await send(message)
 
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, tapping_receive if google else receive, tracking_send)
         except DropConnection:
             if started:
                 return
@@ -98,6 +108,20 @@ class EmulatorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": b'{"acc', "more_body": True})
+        finally:
+            if google:
+                self._log(scope, status, tap)
+
+    def _log(self, scope: Scope, status: int, tap: BodyTap) -> None:
+        request_log(self.state).add(
+            {
+                "time": self.state.clock.now().isoformat(),
+                "method": scope["method"],
+                "path": shown_path(scope["path"]),
+                "status": status or None,
+                "client_id": client_of(self.state, scope, tap),
+            }
+        )
 
 
 def create_app(config: EmulatorConfig | None = None) -> FastAPI:
@@ -122,7 +146,23 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
         body = {"error": error.error, "error_description": error.description}
         return JSONResponse(body, status_code=error.status)
 
+    async def no_route(request: Request, error: Exception) -> Response:
+        # A path (or method) the emulator does not serve: Google's front end answers in its JSON
+        # envelope, never FastAPI's {"detail": "Not Found"}; the control API in its own shape.
+        assert isinstance(error, StarletteHTTPException)
+        if request.url.path.startswith("/emulator/"):
+            description = (
+                f"No control call {request.method} {request.url.path}; the control API is "
+                "listed at /emulator/docs."
+            )
+            return JSONResponse(
+                {"error": "not_found", "error_description": description},
+                status_code=error.status_code,
+            )
+        return unimplemented(error.status_code).to_response()
+
     app.add_exception_handler(ControlError, control_error)
+    app.add_exception_handler(StarletteHTTPException, no_route)
     app.add_middleware(EmulatorMiddleware, state=state)
     return app
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grantkeeper.emulator.errors import ControlError
 from grantkeeper.emulator.faults import ID_TOKEN_FAULTS, Fault
+from grantkeeper.emulator.request_log import request_log
 from grantkeeper.emulator.state import EmulatorState
 
 
@@ -64,6 +65,22 @@ def build_router(state: EmulatorState) -> APIRouter:
                 "--https (EmulatorConfig(https=True)).",
             )
         return Response(certificate.ca_path.read_bytes(), media_type="application/x-pem-file")
+
+    @router.get("/requests", summary="Calls of Google's endpoints, oldest first (no tokens)")
+    def requests(limit: int | None = None) -> list[dict[str, Any]]:
+        """Each call's ``time`` (emulator clock), ``method``, ``path`` (no query string),
+        ``status`` and ``client_id`` (``null`` when the call does not name one); the last
+        1000 are kept, and ``?limit=N`` returns the newest N."""
+        if limit is not None and limit < 1:
+            raise ControlError(400, "invalid_request", "limit must be a positive number.")
+        return request_log(state).list(limit)
+
+    @router.delete("/requests", summary="Forget the request log")
+    def clear_requests() -> dict[str, int]:
+        log = request_log(state)
+        count = len(log.entries)
+        log.entries.clear()
+        return {"cleared": count}
 
     @router.get("/clock", summary="The emulator's time")
     def get_clock() -> dict[str, str]:

@@ -231,3 +231,18 @@ def without_detail(error: GoogleApiError) -> GoogleApiError:
 #: ``photoslibrary.appendonly`` included, with this 71-byte body as ``text/html`` (observed in
 #: ShareX/ShareX#6432: ``Server: UploadServer``, ``Content-Length: 71``).
 UPLOAD_AUTH_ERROR = b'{\n  "code": 16,\n  "message": "Authentication session is not defined."\n}'
+
+
+def unimplemented(status: int = 404) -> GoogleApiError:
+    """What Google's front end answers for a path no API serves (or a method a path does not
+    take): its JSON envelope with ``NOT_FOUND``, so a client's error handling meets the same
+    shape as at Google. ``status`` keeps 405 for a known path called with the wrong method."""
+    if status == 405:
+        return GoogleApiError(
+            405,
+            {"error": {"code": 405, "message": "Method Not Allowed", "status": "UNIMPLEMENTED"}},
+        )
+    return GoogleApiError(
+        status,
+        {"error": {"code": status, "message": "Method not found.", "status": "NOT_FOUND"}},
+    )

@@ -59,3 +59,11 @@ def no_permission() -> GoogleApiError:
         "The user does not have sufficient permissions for this file.",
         "insufficientFilePermissions",
     )
+
+
+def not_for_app_data(what: str) -> GoogleApiError:
+    """403 ``notSupportedForAppDataFolderFiles``: Google refuses to trash, move out of the
+    space, or share a file of the ``appDataFolder`` (Drive's appdata guide, "constraints")."""
+    message = "Method not supported for files within the Application Data folder."
+    del what  # the same message for every refused method, as Google answers
+    return legacy_error(403, message, "notSupportedForAppDataFolderFiles")

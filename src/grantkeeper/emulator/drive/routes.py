@@ -28,6 +28,7 @@ from grantkeeper.emulator.drive.access import (
     DRIVE_READONLY,
     MY_DRIVE_WRITE,
     no_permission,
+    not_for_app_data,
     not_found,
     space_granted,
     spaces_error,
@@ -54,7 +55,7 @@ from grantkeeper.emulator.drive.query import (
     parse_page_size,
     parse_query,
 )
-from grantkeeper.emulator.errors import legacy_error
+from grantkeeper.emulator.errors import GoogleApiError, legacy_error, rpc_error
 from grantkeeper.emulator.google_api import (
     ApiMethod,
     Caller,
@@ -98,6 +99,12 @@ LIST = _method("list", "List", _READ_SCOPES)
 CREATE = _method("create", "Create", _WRITE_SCOPES)
 UPDATE = _method("update", "Update", _UPDATE_SCOPES)
 DELETE = _method("delete", "Delete", _WRITE_SCOPES)
+SHARE = ApiMethod(
+    SERVICE,
+    "google.apps.drive.v3.DrivePermissions.Create",
+    "drive.permissions.create",
+    _WRITE_SCOPES,
+)
 
 
 class _Drive:
@@ -189,6 +196,8 @@ class _Drive:
     ) -> DriveFile:
         if not file.parents:  # My Drive's root or an app data folder
             raise no_permission()
+        if file.space == APPDATA and metadata.get("trashed"):
+            raise not_for_app_data("trash")
         changes: dict[str, Any] = {"modified": self.state.clock.now(), "version": file.version + 1}
         for key, attr in (
             ("name", "name"),
@@ -244,6 +253,26 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 def _fields(request: Request, *, listing: bool = False) -> FieldMask:
     return field_mask(request.query_params.get("fields"), listing=listing)
+
+
+def _refuse_move_out_of_app_data(
+    drive: _Drive, token: Caller, file: DriveFile, request: Request
+) -> None:
+    """``addParents``/``removeParents`` that would take an app data file out of its space."""
+    if file.space != APPDATA:
+        return
+    added = [p for p in request.query_params.get("addParents", "").split(",") if p]
+    if request.query_params.get("removeParents") and not added:
+        raise not_for_app_data("move")
+    for parent in added:
+        if parent in APPDATA_ALIASES:
+            continue
+        try:
+            inside = drive.resolve(token, parent).space == APPDATA
+        except GoogleApiError:
+            inside = False  # My Drive's root or a file this token cannot even see
+        if not inside:
+            raise not_for_app_data("move")
 
 
 def build_router(state: EmulatorState) -> APIRouter:
@@ -317,8 +346,24 @@ def build_router(state: EmulatorState) -> APIRouter:
         token = await authorize(state, request, UPDATE)
         mask = _fields(request)
         metadata = await _json_body(request)
-        file = drive.updated(token, drive.resolve(token, file_id), metadata, None, None)
+        file = drive.resolve(token, file_id)
+        _refuse_move_out_of_app_data(drive, token, file, request)
+        file = drive.updated(token, file, metadata, None, None)
         return _json_response(apply_fields(file_resource(file), mask))
+
+    @router.post(
+        "/drive/v3/files/{file_id}/permissions",
+        summary="permissions.create (sharing)",
+        response_model=None,
+    )
+    async def permissions_create(file_id: str, request: Request) -> Response:
+        token = await authorize(state, request, SHARE)
+        file = drive.resolve(token, file_id)
+        if file.space == APPDATA:
+            raise not_for_app_data("share")
+        raise rpc_error(
+            501, "The emulator does not model sharing of My Drive files (permissions.create)."
+        )
 
     @router.delete("/drive/v3/files/{file_id}", summary="files.delete", response_model=None)
     async def files_delete(file_id: str, request: Request) -> Response:
