@@ -241,11 +241,11 @@ def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_no_key_file_fallback_for_a_shared_database(tmp_path: Path) -> None:
     from grantkeeper.settings import Settings
 
-    settings = Settings(
-        database_url="postgresql://postgres@127.0.0.1:5432/test",
-        data_dir=tmp_path,
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    # The settings refuse the combination themselves (before any store or server starts).
     with pytest.raises(ConfigurationError, match="GRANTKEEPER_ENCRYPTION_KEYS"):
-        KeyRing.load_or_create(settings)
+        Settings(
+            database_url="postgresql://postgres@127.0.0.1:5432/test",
+            data_dir=tmp_path,
+            _env_file=None,
+        )
     assert not (tmp_path / "encryption.key").exists()

@@ -11,6 +11,9 @@ app = typer.Typer(
     help="Keep Google grants for your users: sign-in with server auth codes, offline access.",
     no_args_is_help=True,
     add_completion=False,
+    # Click's plain help: flags without a "<bool>" type column, no boxes to garble in a pager,
+    # a log or a narrow terminal. Subcommand groups inherit it.
+    rich_markup_mode=None,
 )
 
 
@@ -59,4 +62,7 @@ app.command("demo")(_demo)
 
 
 def main() -> None:
-    app()
+    from grantkeeper._cli.runner import main_guard
+
+    with main_guard():
+        app()

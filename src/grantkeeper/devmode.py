@@ -70,7 +70,7 @@ def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) 
         "service_api_keys": [service_key],
     }
     values.update(overrides)
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)
     return DevWorld(
         emulator, settings, web_client_id, ios["client_id"], android["client_id"], service_key
     )

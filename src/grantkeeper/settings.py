@@ -1,17 +1,28 @@
 """Configuration: ``GRANTKEEPER_*`` environment variables and a ``.env`` file, read once.
 
 Field names are the contract in ``design.md``; each field's docstring is what ``--help`` and the
-docs say about it.
+docs say about it. The ``.env`` file is the one ``GRANTKEEPER_ENV_FILE`` names, else ``.env`` in
+the current directory (a cron job started elsewhere names its file).
+
+A bad configuration fails when ``Settings()`` is built, with one
+:class:`~grantkeeper.errors.ConfigurationError` line naming each variable at fault: values out of
+range, a redirect URI Google would refuse, a client secrets file that does not load, a shared
+database without a key ring, and any ``GRANTKEEPER_*`` variable that is no setting (with the
+nearest real name), so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from grantkeeper import settings_checks as checks
+from grantkeeper.errors import ConfigurationError
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 
@@ -95,12 +106,98 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(default=None, repr=False)
     """Standard Webhooks signing secret (``whsec_…``)."""
 
+    migrate_on_start: bool = True
+    """Bring the database schema up to date when a keeper opens (the library, ``serve``). Off:
+    the keeper refuses to start on an outdated schema, and ``grantkeeper db upgrade`` (run once
+    per deploy) is the only migrator."""
+
     _split = field_validator(
         "allowed_client_ids", "encryption_keys", "service_api_keys", mode="before"
     )(_split_commas)
+    _issuer = field_validator("issuer")(checks.check_issuer)
+    _mobile_redirect = field_validator("mobile_redirect_uri")(checks.check_mobile_redirect_uri)
+    _web_redirect = field_validator("web_redirect_uri")(checks.check_web_redirect_uri)
+    _database_url = field_validator("database_url")(checks.check_database_url)
+    _schema = field_validator("database_schema")(checks.check_schema)
+
+    @field_validator("client_secrets_file")
+    @classmethod
+    def _client_secrets_load(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        # Imported here: the oauth package pulls in httpx, which most commands do not need.
+        from grantkeeper.oauth.client_secrets import load_client_secrets
+
+        load_client_secrets(value)  # ConfigurationError (a ValueError) names the file and field
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        return checks.check_url(value, what="the webhook URL") if value else value
+
+    @model_validator(mode="after")
+    def _rules_across_fields(self) -> Self:
+        problem = checks.key_ring_problem(self.database_url, self.encryption_keys)
+        if problem:
+            raise ValueError(problem)
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "GRANTKEEPER_WEBHOOK_URL is set but GRANTKEEPER_WEBHOOK_SECRET is not; make one "
+                "with 'grantkeeper webhooks secret'"
+            )
+        return self
+
+    def __init__(self, **values: Any) -> None:
+        env_file = _env_file(values)
+        _refuse_unknown_variables(env_file, self.__class__)
+        try:
+            super().__init__(_env_file=env_file, **values)
+        except ValidationError as error:
+            raise ConfigurationError(
+                _sentence(checks.one_line(error.errors(), SECRET_FIELDS))
+            ) from None
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'grantkeeper.sqlite3'}"
+
+
+#: Fields whose values never appear in messages (they may hold a password or a key).
+SECRET_FIELDS = frozenset({"database_url", "encryption_keys", "service_api_keys", "webhook_secret"})
+
+
+def _env_file(values: dict[str, Any]) -> Path | None:
+    """The ``.env`` file to read: an explicit ``_env_file`` argument, ``GRANTKEEPER_ENV_FILE``
+    (which must exist), else ``.env`` in the current directory when there is one."""
+    if "_env_file" in values:
+        given = values.pop("_env_file")
+        return Path(given) if given is not None else None
+    named = os.environ.get(checks.ENV_FILE_VARIABLE)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{checks.ENV_FILE_VARIABLE}={named} names no readable file; point it at your "
+                ".env file or unset it."
+            )
+        return path
+    default = Path(".env")
+    return default if default.is_file() else None
+
+
+def _refuse_unknown_variables(env_file: Path | None, settings_class: type[Settings]) -> None:
+    found = {name: "the environment" for name in os.environ}
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        found.update({name: str(env_file) for name in dotenv_values(env_file)})
+    problems = checks.unknown_variables(found, settings_class.model_fields)
+    if problems:
+        raise ConfigurationError(_sentence("; ".join(problems)))
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?")) else text + "."

@@ -116,7 +116,7 @@ def test_sign_in_grant_photos_and_run_the_offline_job(
     expect(grant).not_to_contain_text("Last refresh—")
     expect(grant).to_contain_text("valid until")
 
-    shot = Path(os.environ.get("GRANTKEEPER_SCREENSHOT_DIR", tmp_path)) / "dev-page.png"
+    shot = Path(os.environ.get("GRANTKEEPER_TEST_SCREENSHOT_DIR", tmp_path)) / "dev-page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     assert problems == []  # no script error, no CSP violation

@@ -28,21 +28,21 @@ def test_client_secrets_file_is_required() -> None:
 
 def test_missing_client_secrets_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "client_secret_missing.json"
+    # Settings check the file themselves: the mistake is found before any provider is built.
     with pytest.raises(ConfigurationError, match=r"client_secret_missing\.json does not exist"):
-        OAuthProvider(Settings(_env_file=None, client_secrets_file=path))
+        Settings(_env_file=None, client_secrets_file=path)
 
 
 def test_mobile_redirect_uri_must_be_one_google_accepts(tmp_path: Path) -> None:
     path = tmp_path / "client_secret.json"
     info = {"client_id": "c", "client_secret": "s", "token_uri": "https://t"}
     path.write_text(json.dumps({"web": info}), encoding="utf-8")
-    settings = Settings(
-        _env_file=None,
-        client_secrets_file=path,
-        mobile_redirect_uri="https://app.example/callback",
-    )
     with pytest.raises(ConfigurationError, match="GRANTKEEPER_MOBILE_REDIRECT_URI"):
-        OAuthProvider(settings)
+        Settings(
+            _env_file=None,
+            client_secrets_file=path,
+            mobile_redirect_uri="https://app.example/callback",
+        )
 
 
 def test_attempt_budget_comes_from_the_settings(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from grantkeeper.crypto import generate_key
 from grantkeeper.emulator import EmulatorHandle, run_emulator
 from grantkeeper.errors import ConfigurationError, GrantkeeperError
 from grantkeeper.keeper import Keeper
-from grantkeeper.oauth import OAuthProvider
 from grantkeeper.oauth.token_endpoint import is_web_redirect_uri, redirect_uri_for
 from grantkeeper.settings import Settings
 
@@ -64,13 +63,13 @@ def test_a_bad_setting_fails_at_start_up(tmp_path: Path) -> None:
             }
         )
     )
-    settings = Settings(
-        client_secrets_file=secrets_file,
-        web_redirect_uri="javascript:alert(1)",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    # The settings refuse it themselves, before any provider (or server) is built.
     with pytest.raises(ConfigurationError, match="GRANTKEEPER_WEB_REDIRECT_URI"):
-        OAuthProvider(settings)
+        Settings(
+            client_secrets_file=secrets_file,
+            web_redirect_uri="javascript:alert(1)",
+            _env_file=None,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -210,3 +210,24 @@ def test_db_upgrade_explains_a_collision_in_one_line(tmp_path: Path) -> None:
     first, *rest = result.stderr.strip().splitlines()
     assert first.startswith("config_invalid: The database already has table(s) gk_grants")
     assert len(rest) <= 1  # the advice line
+
+
+async def test_with_migrate_on_start_off_only_db_upgrade_migrates(tmp_path: Path) -> None:
+    db = tmp_path / "off.sqlite3"
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite:///{db}",
+        encryption_keys=[generate_key("k1")],
+        migrate_on_start=False,
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        await GrantStore.open_from_settings(settings)
+    assert "grantkeeper db upgrade" in str(raised.value)
+    assert "none (empty)" in str(raised.value)
+    store = await GrantStore.open(f"sqlite:///{db}", KeyRing.from_strings([generate_key("k")]))
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    opened = await GrantStore.open_from_settings(settings)
+    await opened.close()

@@ -85,6 +85,9 @@ def serve(
                     "client_secret_*.json (or use --emulator for local development)."
                 )
             load_client_secrets(settings.client_secrets_file)
+            from grantkeeper._cli.preflight import check_before_serving
+
+            run(lambda: check_before_serving(settings))
         except GrantkeeperError as error:
             raise fail(error) from None
         from grantkeeper.web import create_app

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.crypto import KeyRing
+from grantkeeper.errors import ConfigurationError
 from grantkeeper.store import migrate as migrations
 from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.codec import PROFILE_FIELDS
@@ -108,14 +109,21 @@ class GrantStore(
         Migrating here (a keeper's start) never creates the PostgreSQL schema: a misspelt
         ``DATABASE_SCHEMA`` must fail loudly, not start an empty store (``db upgrade`` creates
         it)."""
-        return await cls.open(
+        store = await cls.open(
             settings.effective_database_url,
             KeyRing.load_or_create(settings),
             clock,
             schema=settings.database_schema,
-            migrate=migrate,
+            migrate=migrate and settings.migrate_on_start,
             create_schema=False,
         )
+        if migrate and not settings.migrate_on_start:
+            try:
+                await store.require_current_schema()
+            except BaseException:
+                await store.close()
+                raise
+        return store
 
     async def __aenter__(self) -> Self:
         return self
@@ -144,6 +152,17 @@ class GrantStore(
     async def migrate(self, *, create_schema: bool = True) -> None:
         """Apply the packaged Alembic migrations up to head (safe to run concurrently)."""
         await migrations.upgrade(self._engine, schema=self._schema, create_schema=create_schema)
+
+    async def require_current_schema(self) -> None:
+        """Refuse to work on a schema older (or newer) than this version's migrations: with
+        ``GRANTKEEPER_MIGRATE_ON_START=false`` only ``grantkeeper db upgrade`` migrates."""
+        found, head = await self.current_revision(), migrations.head_revision()
+        if found != head:
+            raise ConfigurationError(
+                f"The database at {self.url} is at revision {found or 'none (empty)'}; this "
+                f"grantkeeper needs {head}. Run `grantkeeper db upgrade` "
+                "(GRANTKEEPER_MIGRATE_ON_START is off, so the keeper does not migrate by itself)."
+            )
 
     async def current_revision(self) -> str | None:
         """The migration revision of the database; ``None`` if it was never migrated."""
