@@ -44,3 +44,25 @@ def test_settings_repr_never_shows_secrets() -> None:
     shown = repr(settings) + str(settings)
     for secret in ("hunter2", "c2VjcmV0LWtleS", "service-key-0123456789", "whsec_c2VjcmV0"):
         assert secret not in shown
+
+
+def test_access_log_paths_have_control_characters_escaped() -> None:
+    """D8: ESC sequences, NEL and LINE SEPARATOR from a path cannot forge or colour log lines."""
+    from grantkeeper.logsafety import RedactQueryFilter, printable
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        20,
+        "",
+        0,
+        '%s - "%s %s"',
+        ("1.2.3.4", "GET", "/a\x1b[2J\x85b\u2028c?code=4/0x"),
+        None,
+    )
+    RedactQueryFilter().filter(record)
+    line = record.getMessage()
+    for raw in ("\x1b", "\x85", "\u2028"):
+        assert raw not in line
+    assert "4/0x" not in line
+    assert printable("plain /path") == "plain /path"
+    assert printable("a\\b") == "a\\\\b"

@@ -24,6 +24,7 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     ├── ProviderError                            provider_error        502
     │   └── ProviderUnavailable                  provider_unavailable  503 (retryable)
     │       └── ProviderTimeout                  provider_timeout      504 (retryable)
+    ├── SignInIncomplete                         sign_in_incomplete    503 (sign in again)
     ├── StoreUnavailable                         store_unavailable     503 (retryable)
     └── TokenDecryptionError                     token_undecryptable   500
 """
@@ -42,11 +43,21 @@ class GrantkeeperError(Exception):
     advice: ClassVar[str] = "This is a bug in grantkeeper; please report it with the log lines."
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, public_detail: str | None = None, **extra: Any
+    ) -> None:
         self.message = message or self.title
+        #: What a public answer says instead of ``message`` when the message names
+        #: infrastructure (database host, user, port, file paths): logs and the CLI keep it all.
+        self.public_detail = public_detail
         #: Extra members for the problem document (never secrets).
         self.extra: dict[str, Any] = extra
         super().__init__(self.message)
+
+    @property
+    def public_message(self) -> str:
+        """The message for an HTTP answer: never infrastructure."""
+        return self.public_detail or self.message
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 problem document for this error."""
@@ -55,7 +66,7 @@ class GrantkeeperError(Exception):
             "title": self.title,
             "status": self.status,
             "code": self.code,
-            "detail": self.message,
+            "detail": self.public_message,
             "advice": self.advice,
         }
         if instance:
@@ -199,12 +210,28 @@ class ProviderUnavailable(ProviderError):
     title = "The identity provider is unavailable"
     advice = "Retry later; nothing was lost and the grant is unchanged."
     retryable = True
+    #: False when the request never left (connection refused): nothing reached the provider.
+    request_sent: bool = True
 
 
 class ProviderTimeout(ProviderUnavailable):
     code = "provider_timeout"
     status = 504
     title = "The identity provider did not answer in time"
+
+
+class SignInIncomplete(GrantkeeperError):
+    """A sign-in failed after the provider may have redeemed the one-time code (its answer was
+    lost, its signing keys could not be fetched, the store could not keep the result): the same
+    code cannot succeed again, so the message says so instead of "retry later"."""
+
+    code = "sign_in_incomplete"
+    status = 503
+    title = "The sign-in could not be completed"
+    advice = (
+        "Sign the user in again to get a new server auth code: Google has used up the one sent, "
+        "so retrying it cannot succeed. Nothing was stored for this attempt."
+    )
 
 
 class StoreUnavailable(GrantkeeperError):

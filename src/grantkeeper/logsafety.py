@@ -1,4 +1,5 @@
-"""Keeping tokens and codes out of logs that other libraries write (uvicorn's access log)."""
+"""Safe log lines: tokens and codes kept out of logs other libraries write (uvicorn's access
+log), and text from requests escaped so it cannot forge or hide log lines."""
 
 from __future__ import annotations
 
@@ -12,14 +13,26 @@ _SECRET_PARAMS = re.compile(
 )
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\x1b``, ``\\x85``,
+    ``\\u2028``, a lone ``\\ud800``) and backslashes doubled: a request path cannot carry ANSI
+    escape sequences into a terminal or start a fake log line (NEL, LINE SEPARATOR)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 class RedactQueryFilter(logging.Filter):
     """Access-log lines carry query strings (the browser flow's ``?code=…``); tokens and codes in
-    them become ``[redacted]``."""
+    them become ``[redacted]``, and control characters in paths are escaped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SECRET_PARAMS.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                printable(_SECRET_PARAMS.sub(r"\1[redacted]", a)) if isinstance(a, str) else a
                 for a in record.args
             )
         return True

@@ -189,7 +189,8 @@ async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
 
 
 async def test_a_failed_sign_in_releases_its_claim(keeper: Keeper, world: World) -> None:
-    world.emulator.control.add_fault("token", status=500, count=1)  # not retried: unsafe
+    # Refused before processing (503, a Retry-After too long to wait): the code is still good.
+    world.emulator.control.add_fault("token", status=503, headers={"Retry-After": "120"}, count=1)
     code = world.code()
     with pytest.raises(ProviderUnavailable):
         await keeper.sign_in(code)

@@ -50,3 +50,15 @@ def test_lone_surrogate_in_a_claim_is_refused(signing_key: RSAKey, policy: IdTok
     with pytest.raises(UntrustedIdToken) as caught:
         verify_id_token(token, signing_key, policy=policy, now=NOW)
     assert "surrogate" in caught.value.reason
+
+
+@pytest.mark.parametrize("sub", ["1" * 256, "", "\u00e9" * 10])
+def test_sub_beyond_oidc_limits_is_refused(
+    signing_key: RSAKey, policy: IdTokenPolicy, sub: str
+) -> None:
+    """D7: OIDC Core §2, sub "MUST NOT exceed 255 ASCII characters"; PostgreSQL would refuse it
+    after the code is spent while SQLite kept it."""
+    claims = json.dumps({**default_claims(), "sub": sub}).encode()
+    with pytest.raises(UntrustedIdToken) as caught:
+        verify_id_token(signed(claims, signing_key), signing_key, policy=policy, now=NOW)
+    assert "sub" in caught.value.reason

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grantkeeper.emulator import EmulatorConfig, EmulatorHandle, run_emulator
-from grantkeeper.errors import InvalidCode, ProviderTimeout, ProviderUnavailable
+from grantkeeper.errors import InvalidCode, ProviderTimeout, ProviderUnavailable, SignInIncomplete
 
 from .scene import Scene, make_scene
 
@@ -152,7 +152,8 @@ async def test_discovery_and_jwks_outages_are_retried(scene: Scene) -> None:
 async def test_jwks_down_with_nothing_cached_fails_closed(scene: Scene) -> None:
     scene.control.add_fault("certs", status=500, count=None)
     async with scene.provider() as provider:
-        with pytest.raises(ProviderUnavailable, match="jwks"):
+        # Fails closed; the code is spent by then, so the error says to sign in again.
+        with pytest.raises(SignInIncomplete, match="jwks"):
             await provider.sign_in(scene.code(), "ios")
     scene.control.clear_faults()
 

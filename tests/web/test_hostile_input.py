@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import httpx
 import pytest
 
 from grantkeeper.errors import InvalidRequest
 from grantkeeper.keeper import Keeper
+from grantkeeper.web import create_app
 
 from ..keeper.conftest import World
+from .conftest import SERVICE_KEY
+from .test_signin_api import problem
 
 pytestmark = pytest.mark.anyio
 
@@ -38,3 +44,164 @@ async def test_lone_surrogate_is_a_clear_400(api: httpx.AsyncClient, world: Worl
 async def test_the_library_refuses_a_lone_surrogate_too(keeper: Keeper) -> None:
     with pytest.raises(InvalidRequest, match="Unicode"):
         await keeper.sign_in("4/0A\ud800")
+
+
+# -- D5: a spent code that cannot be completed says so --------------------------------------
+
+
+async def test_keys_unreachable_after_rotation_says_sign_in_again(
+    api: httpx.AsyncClient, world: World, keeper: Keeper
+) -> None:
+    first = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    assert first.status_code == 200  # the keeper now caches the JWKS
+    world.emulator.control.rotate_keys()
+    world.emulator.control.advance_clock(60)  # past the JWKS re-fetch rate limit
+    world.emulator.control.add_fault("certs", status=500, count=None)
+    try:
+        code = world.code()
+        response = await api.post("/v1/google/signin", json={"code": code}, headers=XRW)
+        body = problem(response, 503, "sign_in_incomplete")
+        assert "sign the user in again" in body["advice"].lower()
+        assert "retry later" not in response.text.lower()
+        # What the answer said is true: the same code cannot succeed.
+        again = await api.post("/v1/google/signin", json={"code": code}, headers=XRW)
+        problem(again, 400, "invalid_code")
+    finally:
+        world.emulator.control.clear_faults()
+
+
+async def test_an_exchange_answer_lost_says_sign_in_again(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    # A 500 from the token endpoint may hide a redeemed code (it is never retried).
+    world.emulator.control.add_fault("token", status=500, count=1)
+    response = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    body = problem(response, 503, "sign_in_incomplete")
+    assert "Nothing was stored" in body["advice"]
+
+
+async def test_a_provider_refusal_before_processing_keeps_retry_later(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    # 503 with a long Retry-After: the code was not redeemed; retry later is true and the
+    # provider's Retry-After is passed on.
+    world.emulator.control.add_fault("token", status=503, headers={"Retry-After": "120"}, count=1)
+    code = world.code()
+    response = await api.post("/v1/google/signin", json={"code": code}, headers=XRW)
+    problem(response, 503, "provider_unavailable")
+    assert response.headers["retry-after"] == "120"
+    again = await api.post("/v1/google/signin", json={"code": code}, headers=XRW)
+    assert again.status_code == 200, again.text
+
+
+async def test_retry_after_of_a_failing_refresh_is_passed_on(
+    api: httpx.AsyncClient, world: World, keeper: Keeper
+) -> None:
+    signed = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    sub = signed.json()["user"]["sub"]
+    world.emulator.control.advance_clock(3600)
+    world.emulator.control.add_fault("token", status=503, headers={"Retry-After": "90"}, count=1)
+    response = await api.get(
+        f"/v1/users/{sub}/token", headers={"Authorization": f"Bearer {SERVICE_KEY}"}
+    )
+    problem(response, 503, "provider_unavailable")
+    assert response.headers["retry-after"] == "90"
+
+
+# -- D6: public bodies name no infrastructure ------------------------------------------------
+
+
+async def test_store_down_names_no_infrastructure(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from grantkeeper.store import GrantStore
+    from grantkeeper.store.engine import create_engine, normalize_url
+
+    caplog.set_level(logging.INFO)
+    empty = tmp_path / "private-dir" / "no-tables.sqlite3"
+    for url, secrets_of_the_url in (
+        ("postgresql://gkuser@127.0.0.1:1/gkdatabase", ("gkuser", "127.0.0.1", "gkdatabase")),
+        (f"sqlite:///{empty}", ("private-dir", "no-tables")),
+    ):
+        dead = GrantStore(create_engine(normalize_url(url)), keeper.store.keyring, keeper.clock)
+        broken = Keeper(keeper.settings, clock=keeper.clock, store=dead, provider=keeper.provider)
+        await broken.open()
+        app = create_app(broken)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://keeper.test"
+        ) as client:
+            response = await client.post(
+                "/v1/google/signin", json={"code": world.code()}, headers=XRW
+            )
+            ready = await client.get("/readyz")
+        await dead.close()
+        problem(response, 503, "store_unavailable")
+        assert ready.status_code == 503
+        for text in secrets_of_the_url:
+            assert text not in response.text, url
+            assert text not in ready.text, url
+        # The operator still learns where: in the log.
+        assert secrets_of_the_url[0] in caplog.text
+
+
+# -- D7: over-long claims: one behaviour on both stores ----------------------------------------
+
+
+async def test_over_long_profile_claims_sign_in_on_both_stores(
+    api: httpx.AsyncClient, world: World, keeper: Keeper
+) -> None:
+    email = "longname@example.com"
+    world.emulator.control.create_user(
+        email, name="N" * 600, given_name="G" * 300, locale="x" * 100
+    )
+    response = await api.post(
+        "/v1/google/signin", json={"code": world.code(email=email)}, headers=XRW
+    )
+    assert response.status_code == 200, response.text
+    user = response.json()["user"]
+    assert len(user["name"]) == 512
+    assert user["name"].endswith("\u2026")
+    assert len(user["given_name"]) == 255
+    assert user["locale"] is None
+    stored = await keeper.store.get_user(user["sub"])
+    assert stored is not None
+    assert stored.name == user["name"]
+    grant = await keeper.store.get_grant(user["sub"])
+    assert grant is not None
+    assert grant.refresh_token  # the answer (the grant) was not lost
+
+
+# -- D8: control characters in request paths are escaped in the keeper's log -------------------
+
+
+async def test_control_characters_in_paths_are_escaped_in_logs(
+    api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    path = "/v1/users/%1B%5B31mRED%E2%80%A8FAKE%C2%85LINE%0A/token"
+    response = await api.get(path)
+    assert response.status_code == 401
+    lines = [r.getMessage() for r in caplog.records if r.name == "grantkeeper.web"]
+    assert lines
+    text = "\n".join(lines)
+    for raw in ("\x1b", "\u2028", "\x85", "\nLINE"):
+        assert raw not in text
+    assert "\\x1b[31mRED\\u2028FAKE\\x85LINE" in text
+
+
+# -- sign-ins refused before the provider are counted ------------------------------------------
+
+
+async def test_refusals_before_the_provider_are_counted(api: httpx.AsyncClient) -> None:
+    def count(text: str, outcome: str) -> float:
+        prefix = f'grantkeeper_sign_ins_total{{outcome="{outcome}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(prefix)]
+        return float(lines[0].removeprefix(prefix)) if lines else 0.0
+
+    before = (await api.get("/metrics")).text
+    await api.post("/v1/google/signin", json={"code": "4/0x"})
+    await api.post("/v1/google/signin", json={}, headers=XRW)
+    await api.post("/v1/google/signin", json={"code": "4/0 x"}, headers=XRW)
+    after = (await api.get("/metrics")).text
+    assert count(after, "csrf_header_missing") == count(before, "csrf_header_missing") + 1
+    assert count(after, "invalid_request") == count(before, "invalid_request") + 2

@@ -112,7 +112,8 @@ async def test_untrusted_id_token_gives_401_without_the_reason(
 async def test_provider_answers_5xx_to_the_exchange(api: httpx.AsyncClient, world: World) -> None:
     world.emulator.control.add_fault("token", status=500, count=1)
     response = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
-    problem(response, 503, "provider_unavailable")
+    # A 500 may hide a redeemed code: the app must sign the user in again, not retry it.
+    problem(response, 503, "sign_in_incomplete")
 
 
 async def test_provider_config_problem_is_502(
@@ -140,14 +141,18 @@ async def test_provider_config_problem_is_502(
     assert "redirect" in body["detail"].lower()
 
 
-async def test_provider_timeout_is_504(keeper: Keeper, world: World) -> None:
+async def test_provider_timeout_on_the_exchange_says_sign_in_again(
+    keeper: Keeper, world: World
+) -> None:
     keeper.provider._http.timeout = httpx.Timeout(0.3)
     world.emulator.control.add_fault("token", delay_ms=1500, count=1)
     app = create_app(keeper)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://keeper.test") as api:
         response = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
-    problem(response, 504, "provider_timeout")
+    # The request reached the provider, which may have redeemed the code: sign in again.
+    body = problem(response, 503, "sign_in_incomplete")
+    assert "did not answer in time" in body["detail"]
 
 
 async def test_plain_http_is_refused_unless_a_trusted_proxy_says_https(

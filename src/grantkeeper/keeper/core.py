@@ -21,6 +21,7 @@ from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     GrantkeeperError,
     InvalidRequest,
+    SignInIncomplete,
     StoreUnavailable,
     UnknownUser,
 )
@@ -193,7 +194,9 @@ class Keeper:
             if self._key_problems is None:
                 self._key_problems = await self._check_key_ring()
         except GrantkeeperError as error:
-            return [f"{error.code}: {error.message}"]
+            # The answer is public (/readyz): where the store lives goes to the log only.
+            log.warning("not ready: %s: %s", error.code, error.message)
+            return [f"{error.code}: {error.public_message}"]
         return list(self._key_problems)
 
     # -- sign-in -------------------------------------------------------------------------------
@@ -214,11 +217,15 @@ class Keeper:
             UntrustedIdToken: the ID token failed verification; nothing was stored.
             ProviderError, ProviderUnavailable, ProviderTimeout, StoreUnavailable.
         """
-        problem = check_code(code)
-        if problem:
-            raise InvalidRequest(problem)
-        if platform not in PLATFORMS:
-            raise InvalidRequest("platform must be one of ios, android, web.")
+        try:
+            problem = check_code(code)
+            if problem:
+                raise InvalidRequest(problem)
+            if platform not in PLATFORMS:
+                raise InvalidRequest("platform must be one of ios, android, web.")
+        except GrantkeeperError as error:
+            await self._sign_in_failed(error)  # refused before the provider: counted too
+            raise
         code_hash = signin_code_hash(code)
         lock = self._signin_locks.setdefault(code_hash, asyncio.Lock())
         try:
@@ -237,15 +244,21 @@ class Keeper:
                     await asyncio.shield(self.store.release_signin_claim(code_hash))
                     raise
         except GrantkeeperError as error:
-            await self.events.emit(
-                GrantEvent(
-                    "sign_in_failed", "", self.client_id, self.clock.now(), {"code": error.code}
-                )
-            )
+            await self._sign_in_failed(error)
             raise
         finally:
             if not lock.locked():
                 self._signin_locks.pop(code_hash, None)
+
+    async def _sign_in_failed(self, error: GrantkeeperError) -> None:
+        await self.events.emit(
+            GrantEvent("sign_in_failed", "", self.client_id, self.clock.now(), {"code": error.code})
+        )
+
+    async def sign_in_refused(self, error: GrantkeeperError) -> None:
+        """Count a sign-in the HTTP API refused before calling :meth:`sign_in` (no HTTPS, no
+        ``X-Requested-With``, a malformed body, a rate limit): metrics see every refusal."""
+        await self._sign_in_failed(error)
 
     async def _settled_answer(self, code_hash: str) -> SignInResult | None:
         """The stored answer for this code; while another instance holds the claim, wait for
@@ -274,23 +287,32 @@ class Keeper:
         )
         expires_at = access_token_expiry(tokens.expires_at, self.clock.now())
         # The tokens exist only in memory now: a store hiccup must not lose them.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            stop=stop_after_attempt(4),
-            wait=wait_exponential(multiplier=0.2, max=2),
-            reraise=True,
-        ):
-            with attempt:
-                record = await self.store.record_sign_in(
-                    profile,
-                    self.client_id,
-                    set(tokens.scopes or ()),
-                    tokens.refresh_token,
-                    tokens.access_token,
-                    expires_at,
-                    tokens.refresh_token_expires_at,
-                    audit_detail={"azp": identity.azp, "platform": platform},
-                )
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(StoreUnavailable),
+                stop=stop_after_attempt(4),
+                wait=wait_exponential(multiplier=0.2, max=2),
+                reraise=True,
+            ):
+                with attempt:
+                    record = await self.store.record_sign_in(
+                        profile,
+                        self.client_id,
+                        set(tokens.scopes or ()),
+                        tokens.refresh_token,
+                        tokens.access_token,
+                        expires_at,
+                        tokens.refresh_token_expires_at,
+                        audit_detail={"azp": identity.azp, "platform": platform},
+                    )
+        except StoreUnavailable as error:
+            # The code is spent: "retry later" would be untrue, the same code cannot succeed.
+            raise SignInIncomplete(
+                f"The code was redeemed but the grant store could not keep the result "
+                f"({error.message}).",
+                public_detail="The code was redeemed but the grant store could not keep the "
+                "result.",
+            ) from None
         result = SignInResult.from_record(record, platform)
         await self.store.remember_signin_response(
             code_hash, result.dumps(), REPLAY_TTL, sub=identity.sub

@@ -38,6 +38,7 @@ from grantkeeper.errors import UntrustedIdToken
 ALGORITHM = "RS256"
 MAX_TOKEN_BYTES = 16 * 1024
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat")
+MAX_SUB_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,10 @@ def _validate_claims(claims: dict[str, Any], *, policy: IdTokenPolicy, now: date
         raise UntrustedIdToken(f"missing required claim(s): {error.claim}") from None
     except ClaimError as error:
         raise UntrustedIdToken(_claim_reason(error, claims, policy, now_ts)) from None
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_LENGTH or not sub.isascii():
+        # OIDC Core §2: "It MUST NOT exceed 255 ASCII characters in length."
+        raise UntrustedIdToken(f"sub is not a string of 1 to {MAX_SUB_LENGTH} ASCII characters")
     exp, iat = claims["exp"], claims["iat"]
     if exp - iat > policy.max_lifetime_seconds:
         raise UntrustedIdToken(

@@ -24,10 +24,12 @@ client secret (requests send them in form bodies, never in URLs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -43,6 +45,7 @@ from grantkeeper.errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    SignInIncomplete,
     UntrustedIdToken,
 )
 from grantkeeper.oauth.client_secrets import ClientSecrets, load_client_secrets
@@ -55,7 +58,7 @@ from grantkeeper.oauth.id_token import (
     verify_id_token,
 )
 from grantkeeper.oauth.jwks import JwksCache, KeyLookup, parse_jwks
-from grantkeeper.oauth.retry import RetryPolicy, send_with_retries
+from grantkeeper.oauth.retry import RetryPolicy, retry_after_seconds, send_with_retries
 from grantkeeper.oauth.token_endpoint import (
     MOBILE_REDIRECT_URIS,
     Platform,
@@ -231,14 +234,15 @@ class OAuthProvider:
             retry_response=lambda r: r.status_code in (429, 503),
             retry_exception=lambda e: isinstance(e, _NEVER_SENT),
         )
-        return parse_token_response(
-            response.status_code,
-            response.content,
-            grant_type="authorization_code",
-            now=self.clock.now(),
-            platform=platform,
-            redirect_uri=redirect_uri,
-        )
+        with self._passing_retry_after(response):
+            return parse_token_response(
+                response.status_code,
+                response.content,
+                grant_type="authorization_code",
+                now=self.clock.now(),
+                platform=platform,
+                redirect_uri=redirect_uri,
+            )
 
     async def refresh(
         self, refresh_token: str, scopes: Iterable[str] | None = None
@@ -263,12 +267,13 @@ class OAuthProvider:
             retry_response=_transient_response,
             retry_exception=_transport_failure,
         )
-        return parse_token_response(
-            response.status_code,
-            response.content,
-            grant_type="refresh_token",
-            now=self.clock.now(),
-        )
+        with self._passing_retry_after(response):
+            return parse_token_response(
+                response.status_code,
+                response.content,
+                grant_type="refresh_token",
+                now=self.clock.now(),
+            )
 
     async def revoke(
         self, token: str, *, retry: bool = True, time_limit: float | None = None
@@ -336,15 +341,30 @@ class OAuthProvider:
             UntrustedIdToken: no ID token, or it failed verification.
             and everything :meth:`exchange_code` raises.
         """
-        tokens = await self.exchange_code(code, platform)
+        await self.discover()  # a discovery failure happens before the code is ever sent
+        try:
+            tokens = await self.exchange_code(code, platform)
+        except ProviderUnavailable as error:
+            if not _may_have_redeemed(error):
+                raise  # refused before processing or never sent: the code is still good
+            raise SignInIncomplete(
+                "The provider may have redeemed the server auth code, but its answer was lost "
+                f"({error.message})."
+            ) from None
         if tokens.id_token is None:
             raise UntrustedIdToken(
                 "no ID token in the token response (the app must request the openid, "
                 "email or profile scope)"
             )
-        identity = await self.verify_id_token(
-            tokens.id_token, access_token=tokens.access_token, nonce=nonce
-        )
+        try:
+            identity = await self.verify_id_token(
+                tokens.id_token, access_token=tokens.access_token, nonce=nonce
+            )
+        except ProviderUnavailable as error:
+            raise SignInIncomplete(
+                "The server auth code was redeemed, but the provider's signing keys could not be "
+                f"fetched to verify who signed in ({error.message})."
+            ) from None
         return SignIn(tokens=tokens, identity=identity)
 
     async def _signing_key(self, kid: str, metadata: ProviderMetadata) -> RSAKey:
@@ -376,6 +396,18 @@ class OAuthProvider:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _passing_retry_after(self, response: httpx.Response) -> Iterator[None]:
+        """A ``ProviderUnavailable`` raised for ``response`` carries the provider's
+        ``Retry-After`` (whole seconds) on to our own answer."""
+        try:
+            yield
+        except ProviderUnavailable as error:
+            after = retry_after_seconds(response.headers, self.clock.now())
+            if after is not None:
+                error.extra["retry_after"] = max(1, math.ceil(after))
+            raise
+
     async def _get(self, name: str, url: str) -> httpx.Response:
         response = await self._send(
             name,
@@ -386,10 +418,12 @@ class OAuthProvider:
         if response.status_code != 200:
             error = parse_error_body(response.content)
             if is_transient(response.status_code, error):
-                raise ProviderUnavailable(
-                    f"The provider's {name} endpoint is unavailable (HTTP {response.status_code}).",
-                    provider_status=response.status_code,
-                )
+                with self._passing_retry_after(response):
+                    raise ProviderUnavailable(
+                        f"The provider's {name} endpoint is unavailable "
+                        f"(HTTP {response.status_code}).",
+                        provider_status=response.status_code,
+                    )
             raise ProviderError(
                 f"The provider's {name} endpoint answered HTTP {response.status_code}.",
                 provider_status=response.status_code,
@@ -445,19 +479,32 @@ class OAuthProvider:
                 now=self.clock.now,
             )
         except httpx.TimeoutException as error:
-            raise ProviderTimeout(
+            timeout = ProviderTimeout(
                 f"The provider's {name} endpoint did not answer in time "
                 f"({type(error).__name__} after {attempt} attempt(s))."
-            ) from None
+            )
+            timeout.request_sent = not isinstance(error, _NEVER_SENT)
+            raise timeout from None
         except httpx.TransportError as error:
-            raise ProviderUnavailable(
+            unreachable = ProviderUnavailable(
                 f"The provider's {name} endpoint could not be reached "
                 f"({type(error).__name__} after {attempt} attempt(s))."
-            ) from None
+            )
+            unreachable.request_sent = not isinstance(error, _NEVER_SENT)
+            raise unreachable from None
 
 
 def _never(_: object) -> bool:
     return False
+
+
+def _may_have_redeemed(error: ProviderUnavailable) -> bool:
+    """Whether a failed code exchange may have redeemed the code at the provider: not when the
+    request was never sent, nor when the provider refused it before processing (429, 503)."""
+    status = error.extra.get("provider_status")
+    if isinstance(status, int):
+        return status not in (429, 503)
+    return error.request_sent
 
 
 def _log_call(name: str, attempt: int, started: float, outcome: str) -> None:

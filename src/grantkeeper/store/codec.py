@@ -16,10 +16,36 @@ import sqlalchemy as sa
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store.fingerprints import refresh_token_prefix_sha256, refresh_token_sha512x2
 from grantkeeper.store.records import Grant, User, UserProfile, scopes_from_column
+from grantkeeper.store.tables import users
 
 REFRESH_TOKEN = "refresh_token"
 ACCESS_TOKEN = "access_token"
 PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(UserProfile) if f.name != "sub")
+
+#: Display claims longer than their column are shortened (ending in an ellipsis); a value of
+#: these that long is not a valid address, domain or language tag, so it is not stored at all.
+_SHORTENED = frozenset({"name", "given_name", "family_name"})
+_ELLIPSIS = "\u2026"
+
+
+def fit_profile(profile: UserProfile) -> tuple[UserProfile, list[str]]:
+    """``profile`` fitted to the ``users`` columns, and the names of the claims changed.
+
+    PostgreSQL refuses a value longer than its column and SQLite keeps it, so without this the
+    same sign-in fails on one store (after the code is spent) and succeeds on the other. The
+    limits are the columns' own, so a migration that widens one widens this too.
+    """
+    changed: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        value = getattr(profile, name)
+        limit = getattr(users.c[name].type, "length", None)
+        if not isinstance(value, str) or limit is None or len(value) <= limit:
+            continue
+        changed[name] = value[: limit - 1] + _ELLIPSIS if name in _SHORTENED else None
+    if len(profile.sub) > 255:
+        # OIDC Core §2: sub "MUST NOT exceed 255 ASCII characters"; ID-token checks refuse it.
+        raise ValueError("sub is longer than 255 characters")
+    return dataclasses.replace(profile, **changed), sorted(changed)
 
 
 class GrantCodec:

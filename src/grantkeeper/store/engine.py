@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -78,7 +80,30 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
 def _ensure_sqlite_directory(url: URL) -> None:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_file(path)
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600, like the key file): it holds
+    users' profiles and sealed tokens. SQLite gives its -wal and -shm files the database file's
+    mode, so they follow. A file we own that others can read is tightened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # e.g. a read-only location: SQLite will say what is wrong when it connects
+    try:
+        info = os.fstat(fd)
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        sidecar = path.with_name(path.name + suffix)
+        with contextlib.suppress(OSError):
+            if sidecar.stat().st_mode & 0o077:
+                sidecar.chmod(0o600)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -126,10 +151,16 @@ def _missing_table(error: exc.DBAPIError) -> bool:
 
 def unavailable(url: URL, error: BaseException) -> StoreUnavailable:
     # The driver's message can quote SQL parameters; only its class name goes in ours.
+    # Public answers name no infrastructure (user, host, port, database, file): only logs and
+    # the CLI show where the database is.
     if isinstance(error, exc.DBAPIError) and _missing_table(error):
         return StoreUnavailable(
             f"The database at {display_url(url)} has no grantkeeper tables; "
-            "run: grantkeeper db upgrade."
+            "run: grantkeeper db upgrade.",
+            public_detail="The grant store has no grantkeeper tables yet.",
         )
     cause = type(getattr(error, "orig", None) or error).__name__
-    return StoreUnavailable(f"The database at {display_url(url)} is unavailable ({cause}).")
+    return StoreUnavailable(
+        f"The database at {display_url(url)} is unavailable ({cause}).",
+        public_detail="The grant store is unavailable.",
+    )

@@ -10,6 +10,7 @@ only ever sees envelopes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
@@ -23,7 +24,7 @@ from grantkeeper.crypto import KeyRing
 from grantkeeper.errors import ConfigurationError
 from grantkeeper.store import migrate as migrations
 from grantkeeper.store.audit_log import AuditLog
-from grantkeeper.store.codec import PROFILE_FIELDS
+from grantkeeper.store.codec import PROFILE_FIELDS, fit_profile
 from grantkeeper.store.engine import create_engine, display_url, normalize_url
 from grantkeeper.store.grant_reads import GrantReads
 from grantkeeper.store.grant_status import GrantStatusChanges
@@ -43,6 +44,8 @@ from grantkeeper.store.tables import grants, users
 
 if TYPE_CHECKING:
     from grantkeeper.settings import Settings
+
+log = logging.getLogger("grantkeeper.store")
 
 
 class GrantStore(
@@ -191,6 +194,13 @@ class GrantStore(
         serialize on the grant row, so the result is one consistent grant.
         """
         now = self._clock.now()
+        profile, shortened = fit_profile(profile)
+        if shortened:
+            log.warning(
+                "sign-in sub=%s: claims longer than their column were shortened or dropped: %s",
+                profile.sub,
+                ", ".join(shortened),
+            )
         sub = profile.sub
         async with self._write() as conn:
             new_user = await self._upsert_user(conn, profile, now)

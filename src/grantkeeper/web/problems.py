@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grantkeeper.errors import GrantkeeperError, InvalidRequest
+from grantkeeper.logsafety import printable
 
 log = logging.getLogger("grantkeeper.web")
 
@@ -36,14 +37,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _known(request: Request, exc: GrantkeeperError) -> JSONResponse:
         level = logging.WARNING if exc.status >= 500 else logging.INFO
         reason = getattr(exc, "reason", None)
+        # The log keeps what the public body leaves out (e.g. which database is down).
+        if exc.public_detail and not reason:
+            reason = exc.message
         log.log(
             level,
             "%s %s -> %s (%s)%s",
             request.method,
-            request.url.path,
+            printable(request.url.path),
             exc.status,
             exc.code,
-            f" reason={reason}" if reason else "",
+            f" reason={printable(str(reason))}" if reason else "",
         )
         return problem_response(exc, request)
 
@@ -69,5 +73,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception(
+            "unhandled error on %s %s", printable(request.method), printable(request.url.path)
+        )
         return problem_response(GrantkeeperError(), request)

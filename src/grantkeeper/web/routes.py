@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
+from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import Keeper
 from grantkeeper.web.bodies import validated
 from grantkeeper.web.guards import ServiceKeys, read_fields, require_https, require_requested_with
@@ -63,9 +64,14 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     """The app POSTs the ``serverAuthCode`` it got from Google Sign-In (JSON or form:
     ``code``, optional ``platform`` ``ios|android|web`` and ``nonce``) with an
     ``X-Requested-With`` header. The answer is the verified user and the state of the grant."""
-    _https(request)
-    require_requested_with(request)
-    body = validated(SignInBody, await read_fields(request, request.app.state.max_request_bytes))
+    try:
+        _https(request)
+        require_requested_with(request)
+        fields = await read_fields(request, request.app.state.max_request_bytes)
+        body = validated(SignInBody, fields)
+    except GrantkeeperError as error:
+        await keeper.sign_in_refused(error)  # refused before the provider: still counted
+        raise
     result = await keeper.sign_in(body.code, platform=body.platform, nonce=body.nonce)
     return JSONResponse(result.to_json(), headers=NO_STORE)
 
