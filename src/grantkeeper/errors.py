@@ -26,7 +26,11 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     │       └── ProviderTimeout                  provider_timeout      504 (retryable)
     ├── SignInIncomplete                         sign_in_incomplete    503 (sign in again)
     ├── StoreUnavailable                         store_unavailable     503 (retryable)
-    └── TokenDecryptionError                     token_undecryptable   500
+    ├── TokenDecryptionError                     token_undecryptable   500
+    └── KeeperUnreachable                        keeper_unreachable    503 (retryable)
+
+``KeeperUnreachable`` is raised only by :mod:`grantkeeper.client`, on the caller's side of the
+token API; every other error comes back from the keeper's problem documents as the same class.
 """
 
 from __future__ import annotations
@@ -250,3 +254,17 @@ class TokenDecryptionError(GrantkeeperError):
         "Make sure GRANTKEEPER_ENCRYPTION_KEYS still holds the key the token was written with "
         "(grantkeeper keys status lists key ids in use)."
     )
+
+
+class KeeperUnreachable(GrantkeeperError):
+    """The keeper's HTTP API could not be reached, or answered with something that is not a
+    problem document (a proxy's error page). Raised by :mod:`grantkeeper.client` only."""
+
+    code = "keeper_unreachable"
+    status = 503
+    title = "The keeper could not be reached"
+    advice = (
+        "Check the keeper's URL and that it is up (GET /readyz); the client already retried. "
+        "Nothing was changed on your side."
+    )
+    retryable = True
