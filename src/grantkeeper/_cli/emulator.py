@@ -47,7 +47,11 @@ Control API (JSON; full schema at BASE/emulator/docs):
   DELETE /emulator/faults  [?endpoint=]
   GET  /emulator/stats  calls per endpoint, token calls by grant
        type, refreshes and live refresh tokens per user
+  GET  /emulator/requests  calls of Google's endpoints (method,
+       path, status, client id; never a token)
+  GET  /emulator/ca.pem  the CA to trust (--https)
   POST /emulator/reset  forget all but the signing keys
+       (and the --seed clients and users)
 """
 
 
@@ -69,6 +73,17 @@ def emulator(
         help="Serve HTTPS with a certificate signed by a local CA kept in --data-dir; prints "
         "the CA file to trust (also at BASE/emulator/ca.pem).",
     ),
+    state: Path | None = typer.Option(
+        None,
+        "--state",
+        help="Keep clients and users (and their subs) in this JSON file across restarts.",
+    ),
+    seed: Path | None = typer.Option(
+        None,
+        "--seed",
+        help='Create these clients and users at start: {"clients": [...], "users": [...]}, '
+        "each entry a POST /emulator/clients or /emulator/users body.",
+    ),
     data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
@@ -79,11 +94,18 @@ def emulator(
     # Imported here: the emulator pulls in FastAPI and uvicorn, which `grantkeeper --help`
     # and the other commands should not pay for.
     from grantkeeper.emulator import EmulatorConfig, EmulatorSettings
+    from grantkeeper.emulator.persistence import StateFileError
     from grantkeeper.emulator.server import serve
 
     settings = EmulatorSettings(issuer=issuer, testing_mode=testing_mode)
-    config = EmulatorConfig(settings=settings, https=https, data_dir=data_dir)
-    serve(host, port, config, announce=typer.echo)
+    config = EmulatorConfig(
+        settings=settings, https=https, data_dir=data_dir, state_file=state, seed_file=seed
+    )
+    try:
+        serve(host, port, config, announce=typer.echo)
+    except StateFileError as error:
+        typer.echo(f"grantkeeper emulator: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 emulator.__doc__ = HELP

@@ -142,6 +142,14 @@ class EmulatorConfig:
     """Where the emulator keeps its CA (``ca.pem``, ``ca-key.pem``) and server certificate;
     ``None`` is :func:`default_data_dir`."""
 
+    state_file: Path | None = None
+    """Keep clients and users (with their ``sub``) in this JSON file across restarts
+    (``--state FILE``): read at start, rewritten on every change."""
+
+    seed_file: Path | None = None
+    """Create the clients and users this JSON file lists at start, and again after a reset
+    (``--seed FILE``); see :mod:`grantkeeper.emulator.persistence`."""
+
     certificate: ServerCertificate | None = None
     """Set by the server when it serves HTTPS: where the CA file is (``GET /emulator/ca.pem``)."""
 

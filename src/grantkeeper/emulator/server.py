@@ -73,10 +73,14 @@ def prepare(
 def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandle]:
     """Serve a fresh emulator with uvicorn on 127.0.0.1 and a free port, in a daemon thread."""
     sock = bind("127.0.0.1", 0)
-    config, tls = prepare(config, sock)
+    try:
+        config, tls = prepare(config, sock)
+        app = create_app(config)
+    except BaseException:
+        sock.close()
+        raise
     # Where it really listens; config.base_url may say otherwise (a test of unreachable URLs).
     base_url = url_of(sock, "https" if config.https else "http")
-    app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)
     )
@@ -116,9 +120,13 @@ def serve(
     # Listening before the URL is printed: a client that reads it and connects at once waits in
     # the backlog until uvicorn accepts, instead of being refused.
     sock.listen(2048)
-    config, tls = prepare(config, sock)
+    try:
+        config, tls = prepare(config, sock)
+        app = create_app(config)
+    except BaseException:
+        sock.close()
+        raise
     assert config.base_url is not None
-    app = create_app(config)
     redact_access_log()
     announce(config.base_url)
     if config.certificate is not None:

@@ -25,6 +25,7 @@ from grantkeeper.emulator.oauth.models import (
     RefreshTokenRecord,
     User,
 )
+from grantkeeper.emulator.persistence import apply_seed, load_seed, load_state, save_state
 
 T = TypeVar("T")
 
@@ -47,7 +48,23 @@ class EmulatorState:
         self.base_url: str | None = self.config.base_url
         self.keys = KeyRing(self.clock, self.config.signing_keys)
         self.faults = FaultBook()
+        self._persisting = False
         self._init_records()
+        self._seed = load_seed(self.config.seed_file) if self.config.seed_file else None
+        if self.config.state_file is not None:
+            load_state(self, self.config.state_file)
+        self._start_persisting()
+
+    def _start_persisting(self) -> None:
+        """Create the seed's clients and users, then keep every change in the state file."""
+        if self._seed is not None:
+            apply_seed(self, self._seed)
+        self._persisting = True
+        self._persist()
+
+    def _persist(self) -> None:
+        if self._persisting and self.config.state_file is not None:
+            save_state(self, self.config.state_file)
 
     def _init_records(self) -> None:
         self._settings = self.config.settings.model_copy()
@@ -142,11 +159,13 @@ class EmulatorState:
         with self.lock:
             self.users[user.sub] = user
             self.users_by_email[user.email.lower()] = user.sub
+            self._persist()
             return user
 
     def add_client(self, client: Client) -> Client:
         with self.lock:
             self.clients[client.client_id] = client
+            self._persist()
             return client
 
     # -- statistics and reset ----------------------------------------------------------------
@@ -180,7 +199,9 @@ class EmulatorState:
         """Forget users, clients, grants, faults, counts and settings; rewind the clock offset.
         Signing keys survive unless they were rotated (making RSA keys is the slow part)."""
         with self.lock:
+            self._persisting = False
             self._init_records()
+            self._start_persisting()
             self.faults.clear()
             if isinstance(self.clock, EmulatorClock):
                 self.clock.reset()
