@@ -1,4 +1,5 @@
-"""One exception tree for grantkeeper.
+"""One exception tree for grantkeeper. ``docs/errors.md`` is generated from it
+(``python -m grantkeeper.errors_doc``; a test keeps the two equal).
 
 Every error a user or an operator can meet carries a stable ``code`` (the ``code`` member of the
 RFC 9457 problem document on the wire), an HTTP ``status``, an ``advice`` sentence saying what to
@@ -18,6 +19,7 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     ├── Unauthorized                             unauthorized          401
     ├── InvalidCode                              invalid_code          400
     ├── UntrustedIdToken                         untrusted_id_token    401
+    ├── SignInRefused                            sign_in_refused       403
     ├── UnknownUser                              unknown_user          404
     ├── MissingScopes                            insufficient_scope    403
     ├── GrantRevoked                             grant_revoked         409
@@ -152,16 +154,87 @@ class InvalidCode(GrantkeeperError):
 
 
 class UntrustedIdToken(GrantkeeperError):
-    """The ID token failed verification. ``reason`` goes to the log, never to the body."""
+    """The ID token failed verification.
+
+    ``reason`` says which check failed and by how much (``iat is 7200 s in the future …``,
+    ``authorized party (azp) '…' is not an allowed client id``); ``check`` names the check
+    (``azp``, ``iat``, ``kid`` …). Both are in ``str()``, the problem body and the log: they
+    hold claim names, client ids, issuers and times, never the token.
+    """
 
     code = "untrusted_id_token"
     status = 401
     title = "ID token could not be verified"
-    advice = "Sign the user in again; if it persists, check the allowed client ids and the clock."
+    advice = (
+        "The 'check' member names what failed: azp/aud means GRANTKEEPER_ALLOWED_CLIENT_IDS "
+        "lacks the app's client id; iat/exp/nbf means a clock is off; kid means the signing "
+        "keys changed (retry). Then sign the user in again."
+    )
 
-    def __init__(self, reason: str, message: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, reason: str, message: str | None = None, *, check: str | None = None, **extra: Any
+    ) -> None:
         self.reason = reason
-        super().__init__(message, **extra)
+        self.check = check or id_token_check(reason)
+        super().__init__(
+            message or f"The ID token was refused: {reason}.",
+            check=self.check,
+            reason=reason,
+            **extra,
+        )
+
+
+#: The first words of each ID-token refusal reason -> the check that failed.
+_ID_TOKEN_CHECKS = (
+    ("no ID token", "id_token"),
+    ("malformed", "format"),
+    ("algorithm", "alg"),
+    ("header has a 'crit'", "crit"),
+    ("header has no key id", "kid"),
+    ("key id", "kid"),
+    ("unknown key id", "kid"),
+    ("signature", "signature"),
+    ("missing required claim", "claims"),
+    ("expired", "exp"),
+    ("issuer", "iss"),
+    ("iat ", "iat"),
+    ("nbf ", "nbf"),
+    ("claim 'exp'", "exp"),
+    ("claim 'iat'", "iat"),
+    ("lifetime", "lifetime"),
+    ("audience", "aud"),
+    ("several audiences", "aud"),
+    ("authorized party", "azp"),
+    ("at_hash", "at_hash"),
+    ("nonce", "nonce"),
+)
+
+
+def id_token_check(reason: str) -> str:
+    """Which check an ID-token refusal reason is about (``other`` if none matches)."""
+    for prefix, check in _ID_TOKEN_CHECKS:
+        if reason.startswith(prefix):
+            return check
+    return "other"
+
+
+class SignInRefused(GrantkeeperError):
+    """The app refused this sign-in in its decision hook (``Keeper.sign_in(…, decide=…)``).
+
+    Raise it from the hook with a reason the app's client may see; nothing is stored.
+    """
+
+    code = "sign_in_refused"
+    status = 403
+    title = "The app refused this sign-in"
+    advice = (
+        "The app's own rule turned the user away (the detail says why). Nothing was stored; "
+        "the user can sign in again once the app allows it."
+    )
+
+    def __init__(self, reason: str, **extra: Any) -> None:
+        self.reason = reason
+        super().__init__(reason, **extra)
 
 
 class UnknownUser(GrantkeeperError):

@@ -95,3 +95,37 @@ async def test_refreshing_on_the_event_loop_thread_is_a_clear_error(
     credentials = await keeper.credentials(result.sub)
     with pytest.raises(RefreshError, match="worker thread"):
         credentials.refresh(None)
+
+
+def test_a_revocation_inside_googleapiclient_is_both_grant_revoked_and_refresh_error(
+    world: World, store_target: Any
+) -> None:
+    from google.auth.exceptions import RefreshError
+
+    from grantkeeper.errors import GrantkeeperError, GrantRevoked
+
+    settings = world.settings.model_copy(
+        update={
+            "database_url": store_target.url,
+            "database_schema": store_target.schema,
+            "encryption_keys": [generate_key()],
+        }
+    )
+    with SyncKeeper(settings, clock=world.emulator.state.clock) as keeper:
+        result = keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+        service = drive(world, keeper.credentials(result.sub))
+        world.emulator.control.revoke_user(result.sub)  # the user removed the app at Google
+        world.emulator.control.advance_clock(2 * HOUR)
+        request = service.files().list(spaces="appDataFolder")
+        with pytest.raises(GrantRevoked) as typed:
+            request.execute()
+        error = typed.value
+        assert isinstance(error, RefreshError)  # google-auth's except clause works too
+        assert isinstance(error, GrantkeeperError)
+        assert error.code == "grant_revoked"
+        assert error.reason == "revoked"
+        assert error.retryable is False
+        assert "revoked" in str(error)
+        with pytest.raises(RefreshError):
+            request.execute()
+        service.close()

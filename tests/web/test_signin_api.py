@@ -97,16 +97,25 @@ async def test_invalid_code_never_echoes_the_code(
     assert "SECRETSECRET" not in caplog.text
 
 
-async def test_untrusted_id_token_gives_401_without_the_reason(
+async def test_untrusted_id_token_says_which_check_failed_and_by_how_much(
     api: httpx.AsyncClient, world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     world.emulator.control.add_fault("id_token", id_token="wrong_aud", count=1)
     response = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
     body = problem(response, 401, "untrusted_id_token")
-    assert "aud" not in body["detail"].lower()
+    assert body["check"] == "aud"
+    assert body["reason"].startswith("audience")
+    assert body["reason"] in body["detail"]
     assert "untrusted_id_token" in caplog.text
-    assert "aud" in caplog.text  # the why is in the log
+    assert body["reason"] in caplog.text  # the why is in the log too
+
+    world.emulator.control.add_fault("id_token", id_token="iat_future", count=1)
+    response = await api.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    body = problem(response, 401, "untrusted_id_token")
+    assert body["check"] == "iat"
+    assert " s in the future" in body["reason"]
+    assert "leeway is 60 s" in body["reason"]
 
 
 async def test_provider_answers_5xx_to_the_exchange(api: httpx.AsyncClient, world: World) -> None:

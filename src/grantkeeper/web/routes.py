@@ -23,6 +23,7 @@ from grantkeeper.web.schemas import (
     SignInAnswer,
     SignInBody,
     TokenAnswer,
+    UntrustedIdTokenProblem,
 )
 
 router = APIRouter()
@@ -57,7 +58,9 @@ KeeperDep = Annotated[Keeper, Depends(get_keeper)]
     tags=["sign-in"],
     summary="Redeem a one-time server auth code",
     response_model=SignInAnswer,
-    responses=problems(400, 401, 403, 413, 500, 502, 503, 504),
+    responses=problems(
+        400, 401, 403, 413, 500, 502, 503, 504, special={401: [UntrustedIdTokenProblem]}
+    ),
     openapi_extra=request_body(SignInBody, form=True),
 )
 async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:

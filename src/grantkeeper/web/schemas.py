@@ -181,6 +181,19 @@ class GrantRevokedProblem(Problem):
     grant_status: str | None = Field(default=None, description="The stored grant's status.")
 
 
+class UntrustedIdTokenProblem(Problem):
+    """``untrusted_id_token`` (401): which check of the ID token failed, and by how much."""
+
+    check: str = Field(
+        description="The check that failed: azp, aud, iss, iat, exp, nbf, lifetime, kid, alg, "
+        "signature, at_hash, nonce, format, claims, id_token, other."
+    )
+    reason: str = Field(
+        description="What failed, e.g. 'iat is 7200 s in the future (…); leeway is 60 s' "
+        "(claim names, client ids, issuers and times; never the token)."
+    )
+
+
 class SecurityEventProblem(Problem):
     """``invalid_security_event`` (400): RFC 8935 §2.4's ``err`` and ``description``."""
 
@@ -193,5 +206,6 @@ PROBLEM_MODELS: tuple[type[Problem], ...] = (
     Problem,
     MissingScopesProblem,
     GrantRevokedProblem,
+    UntrustedIdTokenProblem,
     SecurityEventProblem,
 )
