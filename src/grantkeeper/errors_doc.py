@@ -62,7 +62,8 @@ def _classes() -> list[type[errors.GrantkeeperError]]:
     pending: list[type[errors.GrantkeeperError]] = [errors.GrantkeeperError]
     while pending:
         cls = pending.pop(0)
-        if cls.__module__ == errors.__name__ and cls not in found:
+        # Only the module's own classes (not credentials' RefreshError twins made at run time).
+        if getattr(errors, cls.__name__, None) is cls and cls not in found:
             found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
