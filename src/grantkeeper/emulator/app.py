@@ -19,6 +19,7 @@ from grantkeeper.emulator.errors import ControlError, unimplemented
 from grantkeeper.emulator.faults import DropConnection
 from grantkeeper.emulator.oauth import consent, identity_routes, token_route, userinfo_v2
 from grantkeeper.emulator.oauth import control as oauth_control
+from grantkeeper.emulator.photos import edits as photos_edits
 from grantkeeper.emulator.photos import routes as photos
 from grantkeeper.emulator.photospicker import control as photospicker_control
 from grantkeeper.emulator.photospicker import page as photospicker_page
@@ -42,7 +43,7 @@ SERVICES: dict[str, tuple[RouterFactory, ...]] = {
         oauth_control.build_router,
     ),
     "drive": (drive.build_router,),  # www.googleapis.com/drive/v3
-    "photos": (photos.build_router,),  # photoslibrary.googleapis.com
+    "photos": (photos.build_router, photos_edits.build_router),  # photoslibrary.googleapis.com
     # photospicker.googleapis.com, and the picker page behind pickerUri (photos.google.com)
     "photospicker": (
         photospicker.build_router,

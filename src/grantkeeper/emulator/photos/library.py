@@ -21,6 +21,10 @@ class Album:
     app: str
     created: datetime
     item_ids: list[str] = field(default_factory=list)
+    cover_item_id: str | None = None
+    """Set by ``albums.patch``; otherwise the first item is the cover."""
+    enrichments: dict[str, dict[str, object]] = field(default_factory=dict)
+    """``albums.addEnrichment``: enrichment id → the ``newEnrichmentItem`` as sent."""
 
 
 @dataclass

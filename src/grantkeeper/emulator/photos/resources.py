@@ -42,9 +42,10 @@ def album_resource(album: Album, items: list[MediaItem], origin: str) -> dict[st
         "isWriteable": True,
     }
     if items:
+        cover = next((i for i in items if i.id == album.cover_item_id), items[0])
         resource["mediaItemsCount"] = str(len(items))
-        resource["coverPhotoBaseUrl"] = f"{origin}/lh3/{items[0].media_key}"
-        resource["coverPhotoMediaItemId"] = items[0].id
+        resource["coverPhotoBaseUrl"] = f"{origin}/lh3/{cover.media_key}"
+        resource["coverPhotoMediaItemId"] = cover.id
     return resource
 
 
