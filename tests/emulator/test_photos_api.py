@@ -397,4 +397,10 @@ def test_served_photos_document_points_at_the_emulator(server: EmulatorHandle) -
         "mediaItems.list",
         "mediaItems.get",
         "mediaItems.batchCreate",
+        "mediaItems.batchGet",
+        "mediaItems.patch",
+        "albums.patch",
+        "albums.batchAddMediaItems",
+        "albums.batchRemoveMediaItems",
+        "albums.addEnrichment",
     }
