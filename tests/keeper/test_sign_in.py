@@ -41,12 +41,43 @@ async def test_a_retried_post_gets_the_same_answer_without_a_second_exchange(
     keeper: Keeper, world: World
 ) -> None:
     code = world.code()
-    first = await keeper.sign_in(code)
-    again = await keeper.sign_in(code)
+    first = await keeper.sign_in(code, idempotency_key="retry-1")
+    again = await keeper.sign_in(code, idempotency_key="retry-1")
     assert {**again.to_json(), "replayed": False} == first.to_json()
     assert again.replayed
     assert again.to_json()["replayed"] is True
     assert world.exchanges() == 1
+
+
+async def test_a_spent_code_without_its_idempotency_key_names_no_identity(
+    keeper: Keeper, world: World
+) -> None:
+    """D2: whoever replays someone else's spent code (no key, another key) learns nothing."""
+    code = world.code()
+    await keeper.sign_in(code, idempotency_key="the-app's-key")
+    for key in (None, "an-attacker's-key"):
+        with pytest.raises(InvalidCode) as caught:
+            await keeper.sign_in(code, idempotency_key=key)
+        assert world.sub not in str(caught.value.to_problem())
+        assert world.email not in str(caught.value.to_problem())
+    # Without a key on the first POST no retry can get the answer either.
+    bare = world.code()
+    await keeper.sign_in(bare)
+    with pytest.raises(InvalidCode):
+        await keeper.sign_in(bare)
+    assert world.exchanges() == 2
+
+
+@pytest.mark.parametrize("ending", ["disconnect", "forget", "provider_revocation"])
+async def test_a_kept_answer_dies_with_the_grant(keeper: Keeper, world: World, ending: str) -> None:
+    code = world.code()
+    await keeper.sign_in(code, idempotency_key="k1")
+    if ending == "provider_revocation":
+        await keeper.store.mark_revoked(world.sub, None, "revoked")
+    else:
+        await keeper.disconnect(world.sub, forget=ending == "forget")
+    with pytest.raises(InvalidCode):
+        await keeper.sign_in(code, idempotency_key="k1")
 
 
 async def test_concurrent_retries_of_one_code_exchange_once(keeper: Keeper, world: World) -> None:
@@ -54,7 +85,7 @@ async def test_concurrent_retries_of_one_code_exchange_once(keeper: Keeper, worl
     results = []
 
     async def post() -> None:
-        results.append(await keeper.sign_in(code))
+        results.append(await keeper.sign_in(code, idempotency_key="one-sign-in"))
 
     async with anyio.create_task_group() as group:
         for _ in range(5):
@@ -174,7 +205,7 @@ async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
 
             async def post(which: Keeper, delay: float) -> None:
                 await anyio.sleep(delay)
-                results.append(await which.sign_in(code))
+                results.append(await which.sign_in(code, idempotency_key="k"))
 
             async with anyio.create_task_group() as group:
                 group.start_soon(post, keeper, 0.0)

@@ -205,3 +205,40 @@ async def test_refusals_before_the_provider_are_counted(api: httpx.AsyncClient) 
     after = (await api.get("/metrics")).text
     assert count(after, "csrf_header_missing") == count(before, "csrf_header_missing") + 1
     assert count(after, "invalid_request") == count(before, "invalid_request") + 2
+
+
+# -- D2: a spent code is no identity bearer ----------------------------------------------------
+
+
+async def test_idempotency_key_decides_who_gets_a_spent_codes_answer(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    code = world.code()
+    key = {"Idempotency-Key": '"8e03978e-40d5-43e8-bc93-6894a57f9324"'}
+    first = await api.post("/v1/google/signin", json={"code": code}, headers={**XRW, **key})
+    assert first.status_code == 200, first.text
+    assert first.json()["replayed"] is False
+    for other in ({}, {"Idempotency-Key": "another-key"}):
+        stolen = await api.post("/v1/google/signin", json={"code": code}, headers={**XRW, **other})
+        problem(stolen, 400, "invalid_code")
+        assert world.sub not in stolen.text
+        assert world.email not in stolen.text
+    again = await api.post("/v1/google/signin", json={"code": code}, headers={**XRW, **key})
+    assert again.status_code == 200, again.text
+    assert again.json()["replayed"] is True
+    assert again.json()["user"] == first.json()["user"]
+    assert world.exchanges() == 1
+
+
+@pytest.mark.parametrize("bad", ['""', "x" * 300, "caf\u00e9"])
+async def test_a_malformed_idempotency_key_is_a_clear_400(
+    api: httpx.AsyncClient, world: World, bad: str
+) -> None:
+    response = await api.post(
+        "/v1/google/signin",
+        json={"code": world.code()},
+        headers={**XRW, "Idempotency-Key": bad.encode("utf-8")},
+    )
+    body = problem(response, 400, "invalid_request")
+    assert "Idempotency-Key" in body["detail"]
+    assert world.exchanges() == 0

@@ -102,7 +102,11 @@ async def test_live_answers_match_the_schemas(
     code = world.code()
     signed = conforms(
         spec,
-        await api.post("/v1/google/signin", json={"code": code}, headers=XRW),
+        await api.post(
+            "/v1/google/signin",
+            json={"code": code},
+            headers={**XRW, "Idempotency-Key": '"k-1"'},
+        ),
         "/v1/google/signin",
     )
     assert signed["replayed"] is False
@@ -110,7 +114,11 @@ async def test_live_answers_match_the_schemas(
     # A retried POST of the same code: the same answer, marked replayed.
     again = conforms(
         spec,
-        await api.post("/v1/google/signin", data={"code": code}, headers=XRW),
+        await api.post(
+            "/v1/google/signin",
+            data={"code": code},
+            headers={**XRW, "Idempotency-Key": '"k-1"'},
+        ),
         "/v1/google/signin",
     )
     assert again["replayed"] is True

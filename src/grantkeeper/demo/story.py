@@ -14,6 +14,7 @@ import asyncio
 import io
 import json
 import logging
+import uuid
 from collections.abc import Coroutine
 from contextlib import ExitStack
 from datetime import timedelta
@@ -209,12 +210,17 @@ class DemoStory:
         self.say(f"user     {user['name']} <{self.email}>")
         return self.photos.fill_library(self.emulator_sub)
 
-    def post_code(self, code: str) -> dict[str, Any]:
-        """POST a server auth code to the keeper as the iOS app does; the keeper's answer."""
+    def post_code(self, code: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        """POST a server auth code to the keeper as the iOS app does; the keeper's answer.
+        The app makes its retries safe with an ``Idempotency-Key`` (IETF httpapi draft): only a
+        retry with the first POST's key gets the answer of a code already spent."""
         answer = self.http.post(
             "/v1/google/signin",
             json={"code": code, "platform": "ios"},
-            headers={"X-Requested-With": REQUESTED_WITH},
+            headers={
+                "X-Requested-With": REQUESTED_WITH,
+                "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
+            },
         )
         check(answer.status_code == 200, f"sign-in answered {answer.status_code}: {answer.text}")
         result: dict[str, Any] = answer.json()
@@ -236,7 +242,8 @@ class DemoStory:
             f"a POST without X-Requested-With was not refused (HTTP {forged.status_code})",
         )
         self.say("a POST without X-Requested-With is refused: 403 csrf_header_missing")
-        result = self.post_code(code)
+        retry_key = str(uuid.uuid4())
+        result = self.post_code(code, retry_key)
         user, grant = result["user"], result["grant"]
         self.sub = str(user["sub"])
         for claim in PROFILE_CLAIMS:
@@ -246,6 +253,11 @@ class DemoStory:
         for scope in grant["scopes"]:
             self.say(f"  {scope}")
         retried = self.http.post(
+            "/v1/google/signin",
+            json=body,
+            headers={"X-Requested-With": REQUESTED_WITH, "Idempotency-Key": retry_key},
+        )
+        stolen = self.http.post(
             "/v1/google/signin", json=body, headers={"X-Requested-With": REQUESTED_WITH}
         )
         exchanges = self.emulator.control.stats()["token"]["authorization_code"]
@@ -261,7 +273,12 @@ class DemoStory:
         )
         check(again["replayed"] is True, "a retried POST's answer is not marked replayed")
         check(exchanges == 1, f"the code was exchanged {exchanges} times, not once")
+        check(
+            stolen.status_code == 400 and self.sub not in stolen.text,
+            "a POST of the spent code without its Idempotency-Key got an identity",
+        )
         self.say("a retried POST of the same code gets the same answer, with no second exchange")
+        self.say("the spent code without the first POST's Idempotency-Key: 400, no identity")
         return "the ID token was verified, the user keyed by sub, the refresh token kept"
 
     def drive(self) -> str:

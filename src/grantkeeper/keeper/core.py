@@ -7,6 +7,7 @@ Fresh tokens and the single-flight refresh live in :mod:`grantkeeper.keeper.offl
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     GrantkeeperError,
+    InvalidCode,
     InvalidRequest,
     SignInIncomplete,
     StoreUnavailable,
@@ -39,7 +41,13 @@ from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInRes
 from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
-from grantkeeper.store import GrantStatus, GrantStore, UserProfile, signin_code_hash
+from grantkeeper.store import (
+    GrantStatus,
+    GrantStore,
+    UserProfile,
+    idempotency_key_hash,
+    signin_code_hash,
+)
 from grantkeeper.store.codec import PROFILE_FIELDS
 from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
 
@@ -202,14 +210,26 @@ class Keeper:
     # -- sign-in -------------------------------------------------------------------------------
 
     async def sign_in(
-        self, code: str, platform: str = "ios", *, nonce: str | None = None
+        self,
+        code: str,
+        platform: str = "ios",
+        *,
+        nonce: str | None = None,
+        idempotency_key: str | None = None,
     ) -> SignInResult:
         """Redeem a one-time server auth code: exchange it, verify the ID token, keep the grant.
 
         ``platform`` (``ios``, ``android``, ``web``) only chooses the ``redirect_uri`` of the
-        exchange. A retry of the same code within 10 minutes gets the same answer without a
-        second exchange (only a hash of the code is kept). ``nonce``, when the app gave Google
-        Sign-In one, must equal the ID token's ``nonce`` claim (OIDC Core §3.1.3.7).
+        exchange. ``nonce``, when the app gave Google Sign-In one, must equal the ID token's
+        ``nonce`` claim (OIDC Core §3.1.3.7).
+
+        A code is spent once. A retry of the same code with the same ``idempotency_key`` (the
+        app's ``Idempotency-Key`` header, IETF httpapi idempotency-key draft) within 10 minutes
+        gets the first answer, marked ``replayed``, without a second exchange; a spent code
+        without that key, or with another, is :class:`InvalidCode` and names no identity, so
+        whoever replays someone else's code learns nothing and links nothing. Only hashes of
+        the code and the key are kept, and they are erased with the grant (revocation, RISC,
+        disconnect, forget).
 
         Raises:
             InvalidRequest: the code or platform is malformed.
@@ -227,19 +247,20 @@ class Keeper:
             await self._sign_in_failed(error)  # refused before the provider: counted too
             raise
         code_hash = signin_code_hash(code)
+        key_hash = idempotency_key_hash(idempotency_key) if idempotency_key else None
         lock = self._signin_locks.setdefault(code_hash, asyncio.Lock())
         try:
             async with lock:
                 # Claim the code in the store so that a retry reaching another instance waits
                 # for this answer instead of spending (and failing) a second exchange.
                 while True:
-                    answer = await self._settled_answer(code_hash)
+                    answer = await self._settled_answer(code_hash, key_hash)
                     if answer is not None:
                         return answer
                     if await self.store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
                         break
                 try:
-                    return await self._sign_in(code, code_hash, platform, nonce)
+                    return await self._sign_in(code, code_hash, platform, nonce, key_hash)
                 except BaseException:
                     await asyncio.shield(self.store.release_signin_claim(code_hash))
                     raise
@@ -260,21 +281,41 @@ class Keeper:
         ``X-Requested-With``, a malformed body, a rate limit): metrics see every refusal."""
         await self._sign_in_failed(error)
 
-    async def _settled_answer(self, code_hash: str) -> SignInResult | None:
-        """The stored answer for this code; while another instance holds the claim, wait for
-        its answer (or for the claim to be released or to lapse: then None)."""
+    async def _settled_answer(self, code_hash: str, key_hash: str | None) -> SignInResult | None:
+        """The stored answer for this code if this caller may have it (same idempotency key);
+        while another instance holds the claim, wait for its answer (or for the claim to be
+        released or to lapse: then None).
+
+        Raises:
+            InvalidCode: the code was spent by a sign-in with another key or none.
+        """
         poll = 0.02
         while True:
             cached = await self.store.recall_signin_response(code_hash)
             if cached is None:
                 return None
             if cached != PENDING_SIGN_IN:
-                return SignInResult.loads(cached)
+                answer, bound_to = SignInResult.loads_bound(cached)
+                if (
+                    bound_to is None
+                    or key_hash is None
+                    or not hmac.compare_digest(bound_to, key_hash)
+                ):
+                    raise InvalidCode(
+                        "This server auth code was already used. A retry gets the first answer "
+                        "only with the Idempotency-Key header of the first POST."
+                    )
+                return answer
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, 0.25)
 
     async def _sign_in(
-        self, code: str, code_hash: str, platform: str, nonce: str | None
+        self,
+        code: str,
+        code_hash: str,
+        platform: str,
+        nonce: str | None,
+        key_hash: str | None = None,
     ) -> SignInResult:
         outcome = await self.provider.sign_in(
             code,
@@ -315,7 +356,7 @@ class Keeper:
             ) from None
         result = SignInResult.from_record(record, platform)
         await self.store.remember_signin_response(
-            code_hash, result.dumps(), REPLAY_TTL, sub=identity.sub
+            code_hash, result.dumps(key_hash), REPLAY_TTL, sub=identity.sub
         )
         log.info(
             "sign-in sub=%s new_user=%s offline=%s added_scopes=%d",

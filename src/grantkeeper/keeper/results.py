@@ -76,14 +76,25 @@ class SignInResult:
     def to_json(self) -> dict[str, Any]:
         return {"user": self.user, "grant": self.grant, "replayed": self.replayed}
 
-    def dumps(self) -> str:
-        """The answer as kept for a retried POST (``loads`` marks it replayed)."""
-        return json.dumps({"user": self.user, "grant": self.grant}, separators=(",", ":"))
+    def dumps(self, idempotency_key_hash: str | None = None) -> str:
+        """The answer as kept for a retried POST (``loads`` marks it replayed), bound to the
+        hash of the ``Idempotency-Key`` the first POST carried (None: no retry may have it)."""
+        return json.dumps(
+            {"user": self.user, "grant": self.grant, "key": idempotency_key_hash},
+            separators=(",", ":"),
+        )
 
     @classmethod
     def loads(cls, text: str) -> SignInResult:
+        return cls.loads_bound(text)[0]
+
+    @classmethod
+    def loads_bound(cls, text: str) -> tuple[SignInResult, str | None]:
+        """The kept answer (marked replayed) and the key hash it is bound to."""
         data = json.loads(text)
-        return cls(user=data["user"], grant=data["grant"], replayed=True)
+        key = data.get("key")
+        result = cls(user=data["user"], grant=data["grant"], replayed=True)
+        return result, key if isinstance(key, str) else None
 
     @property
     def sub(self) -> str:

@@ -56,8 +56,20 @@ class SyncKeeper:
     ) -> None:
         self.close()
 
-    def sign_in(self, code: str, platform: str = "ios") -> SignInResult:
-        return self._portal.call(self.keeper.sign_in, code, platform)
+    def sign_in(
+        self,
+        code: str,
+        platform: str = "ios",
+        *,
+        nonce: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SignInResult:
+        async def run() -> SignInResult:
+            return await self.keeper.sign_in(
+                code, platform, nonce=nonce, idempotency_key=idempotency_key
+            )
+
+        return self._portal.call(run)
 
     def access_token(
         self, sub: str, scopes: Iterable[str] | None = None, *, rejected: str | None = None

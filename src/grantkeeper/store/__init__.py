@@ -8,6 +8,7 @@
 """
 
 from grantkeeper.store.fingerprints import (
+    idempotency_key_hash,
     refresh_token_prefix_sha256,
     refresh_token_sha512x2,
     signin_code_hash,
@@ -34,6 +35,7 @@ __all__ = [
     "SignInRecord",
     "User",
     "UserProfile",
+    "idempotency_key_hash",
     "refresh_token_prefix_sha256",
     "refresh_token_sha512x2",
     "signin_code_hash",

@@ -37,3 +37,8 @@ def refresh_token_prefix_sha256(token_or_prefix: str) -> str:
 def signin_code_hash(code: str) -> str:
     """Key of the sign-in replay cache: SHA-256 (hex) of the server auth code."""
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def idempotency_key_hash(key: str) -> str:
+    """What a kept sign-in answer is bound to: SHA-256 (hex) of the ``Idempotency-Key``."""
+    return hashlib.sha256(b"idempotency-key\0" + key.encode("utf-8")).hexdigest()

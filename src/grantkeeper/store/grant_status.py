@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
 from grantkeeper.store.store_core import StoreCore
@@ -57,6 +59,8 @@ class GrantStatusChanges(StoreCore):
             query = query.where(grants.c.version == expected_version)
         async with self._write() as conn:
             result = await conn.execute(query)
+            if result.rowcount:
+                await self._drop_signin_answers(conn, sub)
         return result.rowcount
 
     async def mark_revoked(
@@ -109,7 +113,14 @@ class GrantStatusChanges(StoreCore):
             query = query.where(grants.c.version == expected_version)
         async with self._write() as conn:
             result = await conn.execute(query)
+            if result.rowcount:
+                await self._drop_signin_answers(conn, sub)
         return result.rowcount
+
+    async def _drop_signin_answers(self, conn: AsyncConnection, sub: str) -> None:
+        # A kept sign-in answer dies with the grant: once it is revoked, disconnected or erased,
+        # a retried POST of the code must not hand its identity out again.
+        await conn.execute(signin_replays.delete().where(signin_replays.c.sub == sub))
 
     async def forget_user(self, sub: str) -> bool:
         """Erase the user's profile, grants and cached sign-in responses (the audit log keeps

@@ -28,6 +28,33 @@ def require_https(request: Request, allow_insecure_http: bool) -> None:
         raise InsecureTransport("This endpoint only accepts HTTPS.")
 
 
+#: The draft's keys are UUIDs in practice; anything printable up to this length is accepted.
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (IETF httpapi idempotency-key draft: an RFC 8941 String
+    such as ``"8e03978e-40d5-43e8-bc93-6894a57f9324"``; a bare token is accepted too)."""
+    values = request.headers.getlist("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest("Send one Idempotency-Key header, not several.")
+    value = values[0].strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    if (
+        not value
+        or len(value) > MAX_IDEMPOTENCY_KEY
+        or not all(0x20 <= ord(c) < 0x7F for c in value)
+    ):
+        raise InvalidRequest(
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
+            'characters, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324".'
+        )
+    return value
+
+
 def require_requested_with(request: Request) -> None:
     # Google's guide: "Without the X-Requested-With header, this request could be forged."
     if not request.headers.get("x-requested-with"):

@@ -11,7 +11,13 @@ from fastapi.security import HTTPAuthorizationCredentials
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import Keeper
 from grantkeeper.web.bodies import validated
-from grantkeeper.web.guards import ServiceKeys, read_fields, require_https, require_requested_with
+from grantkeeper.web.guards import (
+    ServiceKeys,
+    idempotency_key,
+    read_fields,
+    require_https,
+    require_requested_with,
+)
 from grantkeeper.web.openapi import problems, request_body, service_key_scheme
 from grantkeeper.web.schemas import (
     DisconnectAnswer,
@@ -61,21 +67,40 @@ KeeperDep = Annotated[Keeper, Depends(get_keeper)]
     responses=problems(
         400, 401, 403, 413, 500, 502, 503, 504, special={401: [UntrustedIdTokenProblem]}
     ),
-    openapi_extra=request_body(SignInBody, form=True),
+    openapi_extra={
+        **request_body(SignInBody, form=True),
+        "parameters": [
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 257},
+                "description": "A key of the app's choosing (a UUID), the same on every retry "
+                'of one sign-in, e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324" (IETF httpapi '
+                "idempotency-key draft). A retry with the same code and key gets the first "
+                "answer marked replayed; a used code without it, or with another, is 400 "
+                "invalid_code.",
+            }
+        ],
+    },
 )
 async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     """The app POSTs the ``serverAuthCode`` it got from Google Sign-In (JSON or form:
     ``code``, optional ``platform`` ``ios|android|web`` and ``nonce``) with an
-    ``X-Requested-With`` header. The answer is the verified user and the state of the grant."""
+    ``X-Requested-With`` header and, to make retries safe, an ``Idempotency-Key`` header. The
+    answer is the verified user and the state of the grant."""
     try:
         _https(request)
         require_requested_with(request)
         fields = await read_fields(request, request.app.state.max_request_bytes)
         body = validated(SignInBody, fields)
+        key = idempotency_key(request)
     except GrantkeeperError as error:
         await keeper.sign_in_refused(error)  # refused before the provider: still counted
         raise
-    result = await keeper.sign_in(body.code, platform=body.platform, nonce=body.nonce)
+    result = await keeper.sign_in(
+        body.code, platform=body.platform, nonce=body.nonce, idempotency_key=key
+    )
     return JSONResponse(result.to_json(), headers=NO_STORE)
 
 
