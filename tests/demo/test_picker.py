@@ -32,19 +32,14 @@ def test_durations_read_as_google_writes_them(raw: str | None, expected: float) 
 
 def test_wait_fetch_and_the_hour(emulator: EmulatorHandle) -> None:
     grant = backend_sign_in(emulator, [PICKER_SCOPE])
-    httpx.post(
-        f"{emulator.base_url}/emulator/users/{grant.sub}/library", json={"count": 3}
-    ).raise_for_status()
+    emulator.control.fill_library(grant.sub, 3)
     slept: list[float] = []
     with PhotosPicker(Credentials(token=grant.token), emulator.base_url + DISCOVERY) as picker:
         session = picker.create_session(max_items=2)
 
         def user_picks_while_we_sleep(delay: float) -> None:
             slept.append(delay)
-            httpx.post(
-                f"{emulator.base_url}/emulator/photospicker/sessions/{session['id']}/pick",
-                json={"count": 2},
-            ).raise_for_status()
+            emulator.control.pick(session["id"], count=2)
 
         polls: list[dict[str, Any]] = []
         done = picker.wait_until_picked(

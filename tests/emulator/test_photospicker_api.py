@@ -15,6 +15,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from PIL import Image
 
+from grantkeeper.emulator import AsyncEmulatorControl
 from grantkeeper.emulator.server import EmulatorHandle
 
 from ..helpers_google import Grant, backend_sign_in
@@ -309,3 +310,17 @@ def test_reset_forgets_sessions_libraries_and_settings(emulator: EmulatorHandle)
     emulator.control.create_user(grant.email, sub=grant.sub)  # the same account, again
     library = httpx.get(f"{emulator.base_url}/emulator/users/{grant.sub}/library")
     assert library.json() == {"mediaItems": []}
+
+
+@pytest.mark.anyio
+async def test_the_control_clients_fill_and_pick(emulator: EmulatorHandle) -> None:
+    grant = sign_in(emulator, [PICKER])
+    with client(emulator, grant.token) as picker:
+        session = picker.sessions().create(body={}).execute()
+    async with AsyncEmulatorControl(emulator.base_url) as control:
+        items = await control.fill_library(grant.sub, 2, seed=9)
+        picked = await control.pick(session["id"], media_item_ids=[items[1]["id"]])
+    assert picked["mediaItemsSet"] is True
+    assert picked["pickedMediaItemIds"] == [items[1]["id"]]
+    again = emulator.control.fill_library(grant.sub, 1)
+    assert again[0]["createdByApp"] is None

@@ -104,11 +104,7 @@ class PhotoSteps:
             self.say(f"the app opens {session['pickerUri']}/autoclose for the user")
             # What the user does on the picker page (POST /emulator/.../pick does it for them).
             chosen = self.library[:PICKED]
-            picked = story.emulator.control.http.post(
-                f"/emulator/photospicker/sessions/{session['id']}/pick",
-                json={"media_item_ids": chosen},
-            )
-            picked.raise_for_status()
+            story.emulator.control.pick(session["id"], media_item_ids=chosen)
             self.say(
                 f"the user picks {PICKED} of their photos on that page and taps Done "
                 "(here the emulator's control API does it for them)"

@@ -75,6 +75,16 @@ class _Calls:
     def clear_faults(endpoint: str | None) -> _Call:
         return _Call("DELETE", "/emulator/faults", params=_drop_none({"endpoint": endpoint}))
 
+    @staticmethod
+    def fill_library(sub: str, count: int, opts: dict[str, Any]) -> _Call:
+        return _Call("POST", f"/emulator/users/{sub}/library", {"count": count, **opts})
+
+    @staticmethod
+    def pick(session_id: str, count: int | None, media_item_ids: Iterable[str] | None) -> _Call:
+        ids = None if media_item_ids is None else list(media_item_ids)
+        body = _drop_none({"count": count, "media_item_ids": ids})
+        return _Call("POST", f"/emulator/photospicker/sessions/{session_id}/pick", body)
+
 
 DEFAULT_SCOPES = ("openid", "email", "profile")
 
@@ -169,6 +179,23 @@ class EmulatorControl:
 
     def keys(self) -> dict[str, Any]:
         result: dict[str, Any] = self._do(_Call("GET", "/emulator/keys"))
+        return result
+
+    def fill_library(self, sub: str, count: int = 6, **opts: Any) -> list[dict[str, Any]]:
+        """``count`` photos no app created in the user's Google Photos library (the Picker shows
+        them, the Library API hides them). ``opts``: ``width``, ``height``, ``seed``."""
+        items: list[dict[str, Any]] = self._do(_Calls.fill_library(sub, count, opts))["mediaItems"]
+        return items
+
+    def pick(
+        self,
+        session_id: str,
+        *,
+        count: int | None = None,
+        media_item_ids: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """The user picks (their ``count`` newest photos, or ``media_item_ids``) and taps Done."""
+        result: dict[str, Any] = self._do(_Calls.pick(session_id, count, media_item_ids))
         return result
 
     def reset(self) -> None:
@@ -292,6 +319,21 @@ class AsyncEmulatorControl:
     async def rotate_keys(self, overlap_seconds: int | None = None) -> dict[str, Any]:
         body = _drop_none({"overlap_seconds": overlap_seconds})
         result: dict[str, Any] = await self._do(_Call("POST", "/emulator/keys/rotate", body))
+        return result
+
+    async def fill_library(self, sub: str, count: int = 6, **opts: Any) -> list[dict[str, Any]]:
+        result = await self._do(_Calls.fill_library(sub, count, opts))
+        items: list[dict[str, Any]] = result["mediaItems"]
+        return items
+
+    async def pick(
+        self,
+        session_id: str,
+        *,
+        count: int | None = None,
+        media_item_ids: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._do(_Calls.pick(session_id, count, media_item_ids))
         return result
 
     async def reset(self) -> None:
