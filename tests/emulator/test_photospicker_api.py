@@ -324,3 +324,20 @@ async def test_the_control_clients_fill_and_pick(emulator: EmulatorHandle) -> No
     assert picked["pickedMediaItemIds"] == [items[1]["id"]]
     again = emulator.control.fill_library(grant.sub, 1)
     assert again[0]["createdByApp"] is None
+
+
+def test_a_base_url_opens_only_for_the_app_the_user_picked_for(emulator: EmulatorHandle) -> None:
+    grant = sign_in(emulator, [PICKER])
+    other_app = backend_sign_in(emulator, [PICKER], project="another-app", email=grant.email)
+    fill_library(emulator, grant.sub, 1)
+    with client(emulator, grant.token) as picker:
+        session = picker.sessions().create(body={}).execute()
+        emulator.control.pick(session["id"], count=1)
+        item = picker.mediaItems().list(sessionId=session["id"]).execute()["mediaItems"][0]
+    url = item["mediaFile"]["baseUrl"] + "=d"
+    assert httpx.get(url, headers=bearer(other_app)).status_code == 403
+    assert httpx.get(url, headers=bearer(grant)).status_code == 200
+    # The user removes the app in their Google Account: its tokens die, and with them access
+    # to the base URLs (Google's guide: they "may expire earlier" when the user revokes).
+    emulator.control.revoke_user(grant.sub, grant.client_id)
+    assert httpx.get(url, headers=bearer(grant)).status_code == 401

@@ -178,7 +178,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         body: dict[str, Any] = {
             "mediaItems": [
                 picked_item_resource(
-                    item, f"{origin}/lh3/ppa/{store().mint_base_url(caller.sub, item)}"
+                    item, f"{origin}/lh3/ppa/{store().mint_base_url(caller.sub, caller.app, item)}"
                 )
                 for item in page
             ]
@@ -192,14 +192,16 @@ def build_router(state: EmulatorState) -> APIRouter:
     )
     async def picked_download(spec: str, request: Request) -> Response:
         # Unlike the Library's, a Picker baseUrl needs the user's OAuth token (Google's guide:
-        # "List and retrieve media items"), and it works for 60 minutes after it was listed.
+        # "List and retrieve media items"), and it works for 60 minutes after it was listed,
+        # or less if the user removes the app: then the app has no live token to send.
         caller = await authorize(state, request, MEDIA)
         key, _, options = spec.partition("=")
         grant, alive = store().open_base_url(key)
         if grant is None:
             raise _download_refused(404, "No media item has this base URL.")
-        if grant.sub != caller.sub:
-            raise _download_refused(403, "This base URL belongs to another user.")
+        if grant.sub != caller.sub or grant.app != caller.app:
+            # Another user's, or another app's: only the app the user picked for may open it.
+            raise _download_refused(403, "This base URL belongs to another user or app.")
         if not alive:
             raise _download_refused(
                 403,

@@ -58,9 +58,11 @@ class PickingSession:
 
 @dataclass(frozen=True)
 class BaseUrlGrant:
-    """What a minted base URL opens: one item of one user's library, until ``expires``."""
+    """What a minted base URL opens: one item of one user's library, for the app that listed
+    it, until ``expires``."""
 
     sub: str
+    app: str
     item_id: str
     expires: datetime
 
@@ -189,13 +191,14 @@ class PickerStore:
 
     # -- base URLs -------------------------------------------------------------------------
 
-    def mint_base_url(self, sub: str, item: MediaItem) -> str:
-        """A new unguessable key that opens ``item`` for ``base_url_ttl`` seconds from now."""
+    def mint_base_url(self, sub: str, app: str, item: MediaItem) -> str:
+        """A new unguessable key that opens ``item`` to ``app``'s tokens of ``sub`` for
+        ``base_url_ttl`` seconds from now."""
         key = secrets.token_urlsafe(48)
         expires = self.clock.now() + timedelta(seconds=self.settings.base_url_ttl)
         with self.lock:
             self._drop_dead_base_urls()
-            self._base_urls[key] = BaseUrlGrant(sub, item.id, expires)
+            self._base_urls[key] = BaseUrlGrant(sub, app, item.id, expires)
         return key
 
     def open_base_url(self, key: str) -> tuple[BaseUrlGrant | None, bool]:
