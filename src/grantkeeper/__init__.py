@@ -33,6 +33,7 @@ from grantkeeper.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     SignInIncomplete,
+    SignInRefused,
     StoreUnavailable,
     TokenDecryptionError,
     Unauthorized,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         Keeper,
         KeeperCredentials,
         Listener,
+        SignInCandidate,
         SignInResult,
         SyncKeeper,
     )
@@ -61,6 +63,7 @@ _LAZY = {
     "KeeperCredentials": "grantkeeper.keeper",
     "Listener": "grantkeeper.keeper",
     "Settings": "grantkeeper.settings",
+    "SignInCandidate": "grantkeeper.keeper",
     "SignInResult": "grantkeeper.keeper",
     "SyncKeeper": "grantkeeper.keeper",
 }
@@ -99,7 +102,9 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "Settings",
+    "SignInCandidate",
     "SignInIncomplete",
+    "SignInRefused",
     "SignInResult",
     "StoreUnavailable",
     "SyncKeeper",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from grantkeeper.keeper.core import Keeper
 from grantkeeper.keeper.events import GrantEvent, Listener
 from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
+from grantkeeper.keeper.sign_in_decision import SignInCandidate
 
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials
@@ -44,6 +45,7 @@ __all__ = [
     "Keeper",
     "KeeperCredentials",
     "Listener",
+    "SignInCandidate",
     "SignInResult",
     "SyncKeeper",
 ]

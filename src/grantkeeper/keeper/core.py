@@ -27,6 +27,7 @@ from grantkeeper.errors import (
     StoreUnavailable,
     UnknownUser,
 )
+from grantkeeper.keeper import sign_in_decision as decision
 from grantkeeper.keeper.decisions import (
     DISCONNECT_REVOKE_TIMEOUT,
     FORGET_AFTER_REVOCATION,
@@ -35,11 +36,12 @@ from grantkeeper.keeper.decisions import (
     check_code,
 )
 from grantkeeper.keeper.events import EventBus, GrantEvent, Listener
+from grantkeeper.keeper.keys import key_ring_problems
 from grantkeeper.keeper.listeners import attach
 from grantkeeper.keeper.offline import OfflineAccess
 from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.metrics import TimedTransport
-from grantkeeper.oauth import OAuthProvider
+from grantkeeper.oauth import OAuthProvider, TokenResponse, VerifiedIdentity
 from grantkeeper.settings import Settings
 from grantkeeper.store import (
     GrantStatus,
@@ -121,22 +123,6 @@ class Keeper:
             self._store = await GrantStore.open_from_settings(self.settings, self.clock)
         return self
 
-    async def _check_key_ring(self) -> list[str]:
-        """Stored tokens sealed with a key the ring lacks cannot be read: ``/readyz`` says so
-        (checked once per keeper; a scan of the grants, so not on every open of a CLI command)
-        rather than the first refresh failing."""
-        known = set(self.store.keyring.kids)
-        counts = await self.store.count_by_key_id()
-        missing = {kid: n for kid, n in counts.items() if kid not in known}
-        problems = [
-            f"token_undecryptable: {count} stored token(s) were encrypted with key id {kid!r}, "
-            "which GRANTKEEPER_ENCRYPTION_KEYS does not hold"
-            for kid, count in sorted(missing.items())
-        ]
-        for problem in problems:
-            log.error("%s", problem)
-        return problems
-
     async def close(self) -> None:
         """Close the provider client and the store; wait (30 s at most) for webhooks in flight."""
         self._offline = None
@@ -200,7 +186,7 @@ class Keeper:
         try:
             await self.store.ping()
             if self._key_problems is None:
-                self._key_problems = await self._check_key_ring()
+                self._key_problems = await key_ring_problems(self.store)
         except GrantkeeperError as error:
             # The answer is public (/readyz): where the store lives goes to the log only.
             log.warning("not ready: %s: %s", error.code, error.message)
@@ -216,6 +202,7 @@ class Keeper:
         *,
         nonce: str | None = None,
         idempotency_key: str | None = None,
+        decide: decision.Decide | None = None,
     ) -> SignInResult:
         """Redeem a one-time server auth code: exchange it, verify the ID token, keep the grant.
 
@@ -231,10 +218,15 @@ class Keeper:
         the code and the key are kept, and they are erased with the grant (revocation, RISC,
         disconnect, forget).
 
+        ``decide(candidate)`` is the app's say before anything is stored (raise
+        :class:`SignInRefused`); a sign-in that does not end gives back what Google issued and
+        logs why (:mod:`grantkeeper.keeper.sign_in_decision`).
+
         Raises:
             InvalidRequest: the code or platform is malformed.
             InvalidCode: the provider refused the code (malformed, expired, already used).
             UntrustedIdToken: the ID token failed verification; nothing was stored.
+            SignInRefused: the app's ``decide`` refused the user; nothing was stored.
             ProviderError, ProviderUnavailable, ProviderTimeout, StoreUnavailable.
         """
         try:
@@ -260,7 +252,7 @@ class Keeper:
                     if await self.store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
                         break
                 try:
-                    return await self._sign_in(code, code_hash, platform, nonce, key_hash)
+                    return await self._sign_in(code, code_hash, platform, nonce, key_hash, decide)
                 except BaseException:
                     await asyncio.shield(self.store.release_signin_claim(code_hash))
                     raise
@@ -315,14 +307,28 @@ class Keeper:
         code_hash: str,
         platform: str,
         nonce: str | None,
-        key_hash: str | None = None,
+        key_hash: str | None,
+        decide: decision.Decide | None,
     ) -> SignInResult:
-        outcome = await self.provider.sign_in(
-            code,
-            platform,  # type: ignore[arg-type]
-            nonce=nonce,
-        )
-        identity, tokens = outcome.identity, outcome.tokens
+        tokens = await self.provider.exchange_for_sign_in(code, platform)  # type: ignore[arg-type]
+        # From here on Google has issued tokens: a sign-in that does not end gives them back.
+        async with decision.given_back_unless_kept(
+            self.provider, self.store, self.client_id, tokens
+        ) as attempt:
+            identity = await self.provider.verify_sign_in(tokens, nonce=nonce)
+            attempt.sub = identity.sub
+            if decide is not None:
+                await decision.decide_on(decide, self.store, identity, tokens, platform)
+            return await self._keep_sign_in(identity, tokens, code_hash, platform, key_hash)
+
+    async def _keep_sign_in(
+        self,
+        identity: VerifiedIdentity,
+        tokens: TokenResponse,
+        code_hash: str,
+        platform: str,
+        key_hash: str | None,
+    ) -> SignInResult:
         profile = UserProfile(
             sub=identity.sub, **{name: getattr(identity, name) for name in PROFILE_FIELDS}
         )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -129,3 +130,20 @@ async def rotate(
         },
     )
     return report
+
+
+async def key_ring_problems(store: GrantStore) -> list[str]:
+    """Stored tokens sealed with a key the ring lacks cannot be read: ``/readyz`` says so
+    (checked once per keeper; a scan of the grants, so not on every open of a CLI command)
+    rather than the first refresh failing."""
+    known = set(store.keyring.kids)
+    counts = await store.count_by_key_id()
+    missing = {kid: n for kid, n in counts.items() if kid not in known}
+    problems = [
+        f"token_undecryptable: {count} stored token(s) were encrypted with key id {kid!r}, "
+        "which GRANTKEEPER_ENCRYPTION_KEYS does not hold"
+        for kid, count in sorted(missing.items())
+    ]
+    for problem in problems:
+        logging.getLogger("grantkeeper.keeper").error("%s", problem)
+    return problems

@@ -13,6 +13,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.keeper.core import Keeper
 from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
+from grantkeeper.keeper.sign_in_decision import Decide
 from grantkeeper.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,10 +64,13 @@ class SyncKeeper:
         *,
         nonce: str | None = None,
         idempotency_key: str | None = None,
+        decide: Decide | None = None,
     ) -> SignInResult:
+        """See :meth:`Keeper.sign_in`; a plain-function ``decide`` runs in a worker thread."""
+
         async def run() -> SignInResult:
             return await self.keeper.sign_in(
-                code, platform, nonce=nonce, idempotency_key=idempotency_key
+                code, platform, nonce=nonce, idempotency_key=idempotency_key, decide=decide
             )
 
         return self._portal.call(run)

@@ -330,20 +330,26 @@ class OAuthProvider:
     async def sign_in(
         self, code: str, platform: Platform = "ios", *, nonce: str | None = None
     ) -> SignIn:
-        """Exchange a code and verify the ID token that came with it (``at_hash`` included).
+        """Exchange a code and verify the ID token that came with it (``at_hash`` included):
+        :meth:`exchange_for_sign_in` then :meth:`verify_sign_in`.
 
-        Tokens of a sign-in whose ID token is missing or untrusted are dropped, not revoked:
-        at Google, revoking any token of a grant ends the user's whole grant to this client, so
-        a clock or configuration problem would otherwise destroy every returning user's stored
-        grant. Revoking on a proven identity mismatch is the keeper's decision.
+        Tokens of a sign-in whose ID token is missing or untrusted are dropped here; the keeper
+        decides whether to revoke them (:mod:`grantkeeper.keeper.sign_in_decision`): at Google,
+        revoking any token of a grant ends the user's whole grant to this client.
 
         Raises:
             UntrustedIdToken: no ID token, or it failed verification.
             and everything :meth:`exchange_code` raises.
         """
+        tokens = await self.exchange_for_sign_in(code, platform)
+        return SignIn(tokens=tokens, identity=await self.verify_sign_in(tokens, nonce=nonce))
+
+    async def exchange_for_sign_in(self, code: str, platform: Platform = "ios") -> TokenResponse:
+        """The exchange of a sign-in: a lost answer that may have redeemed the code is
+        :class:`SignInIncomplete` (the same code cannot succeed), not "retry later"."""
         await self.discover()  # a discovery failure happens before the code is ever sent
         try:
-            tokens = await self.exchange_code(code, platform)
+            return await self.exchange_code(code, platform)
         except ProviderUnavailable as error:
             if not _may_have_redeemed(error):
                 raise  # refused before processing or never sent: the code is still good
@@ -351,13 +357,19 @@ class OAuthProvider:
                 "The provider may have redeemed the server auth code, but its answer was lost "
                 f"({error.message})."
             ) from None
+
+    async def verify_sign_in(
+        self, tokens: TokenResponse, *, nonce: str | None = None
+    ) -> VerifiedIdentity:
+        """Verify the ID token of an exchanged sign-in; keys that cannot be fetched make it
+        :class:`SignInIncomplete` (the code is spent)."""
         if tokens.id_token is None:
             raise UntrustedIdToken(
                 "no ID token in the token response (the app must request the openid, "
                 "email or profile scope)"
             )
         try:
-            identity = await self.verify_id_token(
+            return await self.verify_id_token(
                 tokens.id_token, access_token=tokens.access_token, nonce=nonce
             )
         except ProviderUnavailable as error:
@@ -365,7 +377,6 @@ class OAuthProvider:
                 "The server auth code was redeemed, but the provider's signing keys could not be "
                 f"fetched to verify who signed in ({error.message})."
             ) from None
-        return SignIn(tokens=tokens, identity=identity)
 
     async def _signing_key(self, kid: str, metadata: ProviderMetadata) -> RSAKey:
         async with self._jwks_lock:

@@ -1,0 +1,125 @@
+"""A sign-in the app can refuse before anything is stored, and a sign-in that does not end never
+leaves the user without offline access: what Google issued is revoked, so the next sign-in asks
+for consent again and brings a refresh token (against the emulator, which remembers consent as
+Google does)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from grantkeeper.errors import SignInRefused, UntrustedIdToken
+from grantkeeper.keeper import Keeper, SignInCandidate
+from grantkeeper.keeper.sync import SyncKeeper
+
+from .conftest import DRIVE_APPDATA, OPENID, World
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_app_refuses_a_new_user_nothing_is_stored_and_the_next_sign_in_is_offline(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    seen: list[SignInCandidate] = []
+
+    async def only_example_org(candidate: SignInCandidate) -> None:
+        seen.append(candidate)
+        if not (candidate.email or "").endswith("@example.org"):
+            raise SignInRefused("Only example.org accounts may use this app.")
+
+    with pytest.raises(SignInRefused) as refused:
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=only_example_org)
+    assert refused.value.code == "sign_in_refused"
+    assert refused.value.status == 403
+    [candidate] = seen
+    assert candidate.sub == world.sub
+    assert candidate.email == world.email
+    assert candidate.new_user is True
+    assert candidate.offline is True
+    assert DRIVE_APPDATA in candidate.scopes
+    assert await keeper.store.get_user(world.sub) is None  # nothing stored
+    assert await keeper.store.get_grant(world.sub) is None
+    assert "revoked what Google issued" in caplog.text
+    assert "sign_in_refused: Only example.org accounts may use this app." in caplog.text
+    audit = await keeper.store.list_audit(world.sub)
+    assert [(e.outcome, e.detail["revoked_at_provider"]) for e in audit] == [
+        ("sign_in_refused", True)
+    ]
+
+    # The consent was forgotten at Google: the next sign-in is offline again.
+    again = await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+    assert again.offline is True
+    token = await keeper.access_token(world.sub, [DRIVE_APPDATA])
+    assert token.token
+
+
+async def test_the_hook_lets_a_returning_user_in_and_sees_them_as_known(
+    keeper: Keeper, world: World
+) -> None:
+    first = await keeper.sign_in(world.code())
+    seen: list[SignInCandidate] = []
+    result = await keeper.sign_in(world.code(), decide=lambda c: seen.append(c))  # type: ignore[arg-type,func-returns-value]
+    assert result.sub == first.sub
+    assert seen[0].new_user is False
+    assert seen[0].offline is False  # Google remembers the consent: no second refresh token
+
+
+async def test_a_refused_returning_user_keeps_the_stored_grant(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+
+    def refuse(candidate: SignInCandidate) -> None:  # a plain function runs in a thread
+        raise SignInRefused("The account is suspended.")
+
+    with pytest.raises(SignInRefused):
+        # prompt=consent: Google issues a second refresh token for the same grant.
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA], prompt="consent"), decide=refuse)
+    assert "the stored grant keeps offline access" in caplog.text
+    world.emulator.control.advance_clock(2 * 3600)
+    token = await keeper.access_token(world.sub, [DRIVE_APPDATA])  # the stored grant still works
+    assert token.refreshed
+
+
+@pytest.mark.parametrize(
+    ("fault", "check"), [("wrong_azp", "azp"), ("unknown_kid", "kid"), ("iat_future", "iat")]
+)
+async def test_a_first_sign_in_refused_by_a_check_does_not_lose_offline_access(
+    keeper: Keeper, world: World, fault: str, check: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A wrong GRANTKEEPER_ALLOWED_CLIENT_IDS, stale keys, a clock off: the exchange succeeded.
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    world.emulator.control.add_fault("id_token", id_token=fault, count=1)
+    with pytest.raises(UntrustedIdToken) as refused:
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+    assert refused.value.check == check
+    assert refused.value.reason in caplog.text  # the why is logged
+    assert "revoked what Google issued" in caplog.text
+    assert await keeper.store.get_user(world.sub) is None
+
+    fixed = await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+    assert fixed.offline is True  # without the revocation this would be offline: false for good
+
+
+def test_sync_keeper_passes_the_hook(world: World, store_target: Any) -> None:
+    from grantkeeper.crypto import generate_key
+
+    settings = world.settings.model_copy(
+        update={
+            "database_url": store_target.url,
+            "database_schema": store_target.schema,
+            "encryption_keys": [generate_key()],
+        }
+    )
+    with SyncKeeper(settings, clock=world.emulator.state.clock) as keeper:
+
+        def refuse(candidate: SignInCandidate) -> None:
+            raise SignInRefused("No new accounts today.")
+
+        with pytest.raises(SignInRefused):
+            keeper.sign_in(world.code(), decide=refuse)
+        assert keeper.sign_in(world.code()).offline is True
