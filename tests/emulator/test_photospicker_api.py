@@ -341,3 +341,15 @@ def test_a_base_url_opens_only_for_the_app_the_user_picked_for(emulator: Emulato
     # to the base URLs (Google's guide: they "may expire earlier" when the user revokes).
     emulator.control.revoke_user(grant.sub, grant.client_id)
     assert httpx.get(url, headers=bearer(grant)).status_code == 401
+
+
+def test_faults_armed_for_the_picker_answer_in_googles_envelope(emulator: EmulatorHandle) -> None:
+    grant = sign_in(emulator, [PICKER])
+    emulator.control.add_fault("photospicker.sessions.create", status=503)
+    with client(emulator, grant.token) as picker:
+        with pytest.raises(HttpError) as failed:
+            picker.sessions().create(body={}).execute()
+        assert failed.value.status_code == 503
+        assert b'"UNAVAILABLE"' in failed.value.content
+        picker.sessions().create(body={}).execute()  # one call only: the next one works
+    assert emulator.control.stats()["photospicker.sessions.create"] == 2
