@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     """Accept plain HTTP without a trusted ``X-Forwarded-Proto: https``; default on only in dev
     mode with the emulator."""
 
+    ops_key: str | None = Field(default=None, repr=False)
+    """Bearer key for ``/metrics``, ``/readyz``, ``/docs`` and ``/openapi.json`` (a key of at
+    least 16 characters or ``sha256:<hex>``); unset, they follow the HTTPS rule only."""
+
+    ops_public: bool = False
+    """Serve ``/metrics``, ``/readyz``, ``/docs`` and ``/openapi.json`` over plain HTTP without a
+    key (a private network only)."""
+
     trusted_proxies: str = "127.0.0.1"
     """Comma list of proxy addresses whose ``X-Forwarded-Proto``/``-For`` headers are believed."""
 

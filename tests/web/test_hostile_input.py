@@ -242,3 +242,47 @@ async def test_a_malformed_idempotency_key_is_a_clear_400(
     body = problem(response, 400, "invalid_request")
     assert "Idempotency-Key" in body["detail"]
     assert world.exchanges() == 0
+
+
+# -- D9: who may read the operations endpoints -------------------------------------------------
+
+OPS = ("/metrics", "/readyz", "/docs", "/openapi.json")
+
+
+async def ops_answers(keeper: Keeper, base: str, **headers: str) -> dict[str, int]:
+    app = create_app(keeper)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        return {path: (await client.get(path, headers=headers)).status_code for path in OPS}
+
+
+async def test_a_strict_keeper_serves_ops_endpoints_only_over_https(keeper: Keeper) -> None:
+    keeper.settings = keeper.settings.model_copy(update={"allow_insecure_http": False})
+    assert set((await ops_answers(keeper, "http://keeper.test")).values()) == {403}
+    assert set((await ops_answers(keeper, "https://keeper.test")).values()) == {200}
+    app = create_app(keeper)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://keeper.test"
+    ) as client:
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_an_ops_key_guards_the_ops_endpoints(keeper: Keeper) -> None:
+    ops_key = "ops-key-0123456789abcdef"
+    keeper.settings = keeper.settings.model_copy(
+        update={"allow_insecure_http": False, "ops_key": ops_key}
+    )
+    https = "https://keeper.test"
+    assert set((await ops_answers(keeper, https)).values()) == {401}
+    wrong = {"Authorization": "Bearer not-the-ops-key-at-all"}
+    assert set((await ops_answers(keeper, https, **wrong)).values()) == {401}
+    right = {"Authorization": f"Bearer {ops_key}"}
+    assert set((await ops_answers(keeper, https, **right)).values()) == {200}
+    assert set((await ops_answers(keeper, "http://keeper.test", **right)).values()) == {403}
+
+
+async def test_ops_public_opens_them_on_a_private_network(keeper: Keeper) -> None:
+    keeper.settings = keeper.settings.model_copy(
+        update={"allow_insecure_http": False, "ops_public": True}
+    )
+    assert set((await ops_answers(keeper, "http://keeper.test")).values()) == {200}

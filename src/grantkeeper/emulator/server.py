@@ -3,6 +3,8 @@ for ``grantkeeper emulator``."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -21,6 +23,8 @@ from grantkeeper.emulator.config import EmulatorConfig, default_data_dir
 from grantkeeper.emulator.state import EmulatorState
 from grantkeeper.emulator.tls import server_certificate
 from grantkeeper.logsafety import redact_access_log
+
+log = logging.getLogger("grantkeeper.emulator")
 
 
 @dataclass
@@ -107,6 +111,27 @@ def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandl
         sock.close()
 
 
+def control_api_exposure(host: str) -> str | None:
+    """A warning when the emulator listens beyond loopback: its control API (``/emulator/``)
+    has no authentication, so anyone who can reach it can mint codes and tokens for any test
+    user, change the clock and read statistics."""
+    if host in ("localhost", ""):
+        return None if host == "localhost" else _OPEN
+    try:
+        if ipaddress.ip_address(host.split("%")[0]).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to any interface
+    return _OPEN
+
+
+_OPEN = (
+    "the emulator listens beyond loopback and its control API (/emulator/) has no "
+    "authentication: anyone who can reach this port can mint codes and tokens for any test "
+    "user. Bind 127.0.0.1 unless the network is yours alone."
+)
+
+
 def serve(
     host: str,
     port: int,
@@ -129,6 +154,10 @@ def serve(
     assert config.base_url is not None
     redact_access_log()
     announce(config.base_url)
+    warning = control_api_exposure(host)
+    if warning:
+        log.warning("%s", warning)
+        announce(f"warning: {warning}")
     if config.certificate is not None:
         announce(f"CA certificate: {config.certificate.ca_path}")
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", **tls))

@@ -14,6 +14,7 @@ from grantkeeper.settings import Settings
 from grantkeeper.web import ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
 from grantkeeper.web.openapi import install_openapi
+from grantkeeper.web.ops_access import OpsAccessMiddleware
 from grantkeeper.web.problems import install_problem_handlers
 from grantkeeper.web.routes import router
 
@@ -60,6 +61,13 @@ def create_app(
     app.state.webhooks = keeper.webhooks
     if extend is not None:
         extend(app)
+    # Inside the proxy-header middleware, so a trusted proxy's X-Forwarded-Proto counts.
+    app.add_middleware(
+        OpsAccessMiddleware,
+        key=ServiceKeys([settings.ops_key] if settings.ops_key else [], name="GRANTKEEPER_OPS_KEY"),
+        public=settings.ops_public,
+        allow_insecure_http=bool(settings.allow_insecure_http),
+    )
     # uvicorn's middleware applies X-Forwarded-Proto/-For only from the trusted proxies.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -102,7 +102,9 @@ def parse_json_body(body: bytes) -> Any:
 class ServiceKeys:
     """Service API keys, kept only as SHA-256 digests and compared in constant time."""
 
-    def __init__(self, configured: Sequence[str]) -> None:
+    def __init__(
+        self, configured: Sequence[str], *, name: str = "GRANTKEEPER_SERVICE_API_KEYS"
+    ) -> None:
         digests: list[bytes] = []
         for index, item in enumerate(configured, start=1):
             if item.startswith("sha256:"):
@@ -111,14 +113,10 @@ class ServiceKeys:
                 except ValueError:
                     digest = b""
                 if len(digest) != 32:
-                    raise ConfigurationError(
-                        f"GRANTKEEPER_SERVICE_API_KEYS entry {index} is not sha256:<64 hex digits>."
-                    )
+                    raise ConfigurationError(f"{name} entry {index} is not sha256:<64 hex digits>.")
             else:
                 if len(item) < 16:
-                    raise ConfigurationError(
-                        f"GRANTKEEPER_SERVICE_API_KEYS entry {index} is shorter than 16 characters."
-                    )
+                    raise ConfigurationError(f"{name} entry {index} is shorter than 16 characters.")
                 digest = hashlib.sha256(item.encode()).digest()
             digests.append(digest)
         self._digests = tuple(digests)
