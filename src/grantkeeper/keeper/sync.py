@@ -1,23 +1,46 @@
-"""A synchronous facade for scripts and task queues (Celery, RQ): the async keeper runs on its
-own event loop in a background thread, and every call hops onto it."""
+"""A synchronous facade for web apps, scripts and task queues: the async keeper runs on its own
+event loop in a background thread, and every call hops onto it.
+
+Fork-safe: a process that made a :class:`SyncKeeper` and then forks (``gunicorn --preload``,
+uWSGI without lazy-apps, Celery's prefork pool, ``multiprocessing`` with fork) gives each child
+a keeper of its own on first use: a fresh loop thread, store connections and HTTP client. The
+parent's loop thread does not exist in the child, and its connections are the parent's, so the
+child leaves them alone (never closes them: that would cut the parent's sockets) and builds
+anew. Credentials made before the fork belong to the parent: make them in the child.
+
+Shutdown-safe: the loop thread is a daemon and every keeper still open is closed from
+``atexit`` (a few seconds at most), so a process that imported it exits at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import ExitStack
+import atexit
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
-
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.keeper.core import Keeper
+from grantkeeper.keeper.loop_thread import LoopThread
 from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
 from grantkeeper.keeper.sign_in_decision import Decide
 from grantkeeper.settings import Settings
 
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials
+
+T = TypeVar("T")
+
+#: How long closing at interpreter exit may take per keeper (webhooks in flight included).
+EXIT_CLOSE_SECONDS = 5.0
+
+_open_keepers: weakref.WeakSet[SyncKeeper] = weakref.WeakSet()
+#: What a forked child inherited and must never touch (nor let the garbage collector close).
+_inherited: list[object] = []
 
 
 class SyncKeeper:
@@ -31,20 +54,50 @@ class SyncKeeper:
     def __init__(
         self, settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK, **kwargs: Any
     ) -> None:
-        self._stack = ExitStack()
-        self._portal: BlockingPortal = self._stack.enter_context(start_blocking_portal())
+        self._settings = settings or Settings()
+        self._clock = clock
+        self._kwargs = kwargs
+        self._lock = threading.Lock()
+        self._closed = False
+        self._start()
+        _open_keepers.add(self)
+
+    def _start(self) -> None:
+        self._pid = os.getpid()
+        self._thread = LoopThread()
         try:
-            self.keeper = Keeper(settings, clock=clock, **kwargs)
-            self._portal.call(self.keeper.open)
+            self.keeper = Keeper(self._settings, clock=self._clock, **self._kwargs)
+            self._thread.call(self.keeper.open)
         except BaseException:
-            self._stack.close()
+            self._thread.stop()
             raise
 
-    def close(self) -> None:
+    def _call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        if self._pid != os.getpid():
+            self._rebuild_after_fork()
+        return self._thread.call(function, *args)
+
+    def _rebuild_after_fork(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            if self._closed:
+                raise RuntimeError("This SyncKeeper was closed before the process forked.")
+            _inherited.extend((self._thread, self.keeper))
+            self._start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close the keeper (webhooks in flight get up to 30 s, or ``timeout``) and its loop."""
+        if self._closed:
+            return
+        self._closed = True
+        _open_keepers.discard(self)
+        if self._pid != os.getpid():
+            return  # the parent's: not ours to close
         try:
-            self._portal.call(self.keeper.close)
+            self._thread.call(self.keeper.close, timeout=timeout)
         finally:
-            self._stack.close()
+            self._thread.stop()
 
     def __enter__(self) -> Self:
         return self
@@ -73,7 +126,7 @@ class SyncKeeper:
                 code, platform, nonce=nonce, idempotency_key=idempotency_key, decide=decide
             )
 
-        return self._portal.call(run)
+        return self._call(run)
 
     def access_token(
         self, sub: str, scopes: Iterable[str] | None = None, *, rejected: str | None = None
@@ -83,7 +136,7 @@ class SyncKeeper:
         async def run() -> AccessToken:
             return await self.keeper.access_token(sub, scopes, rejected=rejected)
 
-        return self._portal.call(run)
+        return self._call(run)
 
     def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
         """See :meth:`Keeper.refresh`."""
@@ -91,13 +144,20 @@ class SyncKeeper:
         async def run() -> AccessToken:
             return await self.keeper.refresh(sub, rejected=rejected)
 
-        return self._portal.call(run)
+        return self._call(run)
 
     def credentials(self, sub: str, scopes: Iterable[str] | None = None) -> KeeperCredentials:
-        return self._portal.call(self.keeper.credentials, sub, scopes)
+        return self._call(self.keeper.credentials, sub, scopes)
 
     def disconnect(self, sub: str, *, forget: bool = False) -> DisconnectOutcome:
         async def run() -> DisconnectOutcome:
             return await self.keeper.disconnect(sub, forget=forget)
 
-        return self._portal.call(run)
+        return self._call(run)
+
+
+@atexit.register
+def _close_open_keepers() -> None:
+    for keeper in list(_open_keepers):
+        with contextlib.suppress(Exception):  # exiting: nothing left to tell
+            keeper.close(timeout=EXIT_CLOSE_SECONDS)
