@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/grantkeeper demo
 
@@ -28,8 +33,10 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m grantkeeper.errors_doc > docs/errors.md
 
-bench: $(STAMP)
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# Figures for issue 9: ratios against the backend written from Google's guide, and the goals.
+BENCHES := bench_side_by_side.py bench_access_token.py bench_id_token.py
+bench: $(BENCH_STAMP)
+	@for b in $(BENCHES); do echo "== bench/$$b"; $(BIN)/python bench/$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

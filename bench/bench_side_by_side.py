@@ -1,0 +1,350 @@
+"""Side by side, one emulator, one run: the backend written from Google's guide against
+``grantkeeper serve`` on SQLite and on PostgreSQL.
+
+For each server, with CONCURRENCY clients on keep-alive connections:
+  - its null route (``/healthz``),
+  - SIGNINS sign-ins (POST a fresh server auth code),
+  - READS token reads of those users while their access tokens are fresh,
+  - REFRESH_READS token reads that must refresh (the emulator issues access tokens that live
+    60 s, so every read finds its token inside both backends' refresh margins).
+The figure is the CPU time (user + system) of the server's whole process tree per request,
+from psutil, with p50/p99 latency as the clients saw it. The PostgreSQL figure leaves out the
+database server's own CPU (it is not the keeper's process tree). Ratios are from this one run
+on this machine; the emulator runs in its own process and is not counted for anyone.
+
+  python bench/bench_side_by_side.py [--signins 400] [--reads 2000] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    BIN,
+    Call,
+    Emulator,
+    Phase,
+    drop_schema,
+    free_port,
+    grantkeeper_command,
+    measure,
+    postgres_schema,
+    stop,
+    wait_until_up,
+)
+
+from grantkeeper.crypto import generate_key
+from grantkeeper.emulator.client import EmulatorControl
+
+HERE = Path(__file__).resolve().parent
+SCOPES = ["openid", "email", "profile"]
+WARM_SIGNINS = 16
+
+
+@dataclass
+class Stack:
+    name: str
+    signin_path: str
+    token_path: Callable[[str], str]
+    ready_path: str
+    launch: Callable[[Path, Emulator, dict[str, Any], str], tuple[subprocess.Popen[bytes], str]]
+    describe: str
+
+
+def _launch_guide(
+    workdir: Path, emulator: Emulator, web: dict[str, Any], service_key: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    secrets_file = workdir / "guide_client_secret.json"
+    secrets_file.write_text(json.dumps(web))
+    port = free_port()
+    env = {
+        **os.environ,
+        "GUIDE_CLIENT_SECRETS": str(secrets_file),
+        "GUIDE_DB": str(workdir / "guide.sqlite3"),
+        "GUIDE_CERTS_URL": emulator.base_url + "/oauth2/v1/certs",
+        "GUIDE_SERVICE_KEY": service_key,
+        "GUIDE_SCOPES": " ".join(SCOPES),
+    }
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers=2",
+        "--threads=8",
+        f"--bind=127.0.0.1:{port}",
+        f"--chdir={HERE / 'guide_backend'}",
+        "--log-level=warning",
+        "app:app",
+    ]
+    log = (workdir / "guide.log").open("wb")
+    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _serve_supports_workers() -> bool:
+    help_text = subprocess.run(
+        [*grantkeeper_command(), "serve", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "--workers" in help_text
+
+
+def _keeper_launcher(database_url: str, schema: str | None) -> Callable[..., Any]:
+    def launch(
+        workdir: Path, emulator: Emulator, web: dict[str, Any], service_key: str
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        tag = schema or "sqlite"
+        secrets_file = workdir / f"keeper_{tag}_client_secret.json"
+        secrets_file.write_text(json.dumps(web))
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("GRANTKEEPER_")},
+            "GRANTKEEPER_CLIENT_SECRETS_FILE": str(secrets_file),
+            "GRANTKEEPER_ISSUER": emulator.base_url,
+            "GRANTKEEPER_ALLOWED_CLIENT_IDS": IOS_CLIENT[0],
+            "GRANTKEEPER_DATABASE_URL": database_url,
+            "GRANTKEEPER_ENCRYPTION_KEYS": generate_key(),
+            "GRANTKEEPER_SERVICE_API_KEYS": service_key,
+            "GRANTKEEPER_ALLOW_INSECURE_HTTP": "true",
+            "GRANTKEEPER_DATA_DIR": str(workdir / f"keeper_{tag}"),
+        }
+        if schema is not None:
+            env["GRANTKEEPER_DATABASE_SCHEMA"] = schema
+        subprocess.run(
+            [*grantkeeper_command(), "db", "upgrade"],
+            env=env,
+            cwd=workdir,
+            check=True,
+            capture_output=True,
+        )
+        command = [*grantkeeper_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        log = (workdir / f"keeper_{tag}.log").open("wb")
+        process = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        return process, f"http://127.0.0.1:{port}"
+
+    return launch
+
+
+IOS_CLIENT: list[str] = []
+
+
+def run_stack(
+    stack: Stack,
+    emulator: Emulator,
+    control: EmulatorControl,
+    users: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Phase]:
+    web = control.create_client("web")
+    server_id = web["web"]["client_id"]
+    service_key = secrets.token_urlsafe(24)
+    auth = {"Authorization": f"Bearer {service_key}"}
+
+    def signins(group: list[dict[str, Any]]) -> list[Call]:
+        return [
+            Call(
+                "POST",
+                stack.signin_path,
+                {"X-Requested-With": "com.example.bench"},
+                {
+                    "code": control.server_auth_code(IOS_CLIENT[0], server_id, u["email"], SCOPES),
+                    "platform": "ios",
+                },
+            )
+            for u in group
+        ]
+
+    def reads(group: list[dict[str, Any]], count: int) -> list[Call]:
+        return [
+            Call("GET", stack.token_path(group[i % len(group)]["sub"]), auth) for i in range(count)
+        ]
+
+    process, base_url = stack.launch(workdir, emulator, web, service_key)
+    phases: dict[str, Phase] = {}
+    try:
+        wait_until_up(base_url + stack.ready_path, process)
+        c = args.concurrency
+        pid = process.pid
+        # Warm every worker: imports, discovery, JWKS, connection pools.
+        measure("warm", base_url, pid, [Call("GET", "/healthz")] * 200, c)
+        measure("warm", base_url, pid, signins(users["warm"]), c)
+        measure("warm", base_url, pid, reads(users["warm"], 200), c)
+
+        phases["null"] = measure("null", base_url, pid, [Call("GET", "/healthz")] * args.null, c)
+        phases["signin"] = measure("signin", base_url, pid, signins(users["main"]), c)
+        phases["read"] = measure("read", base_url, pid, reads(users["main"], args.reads), c)
+        control.update_settings(access_token_ttl=60)
+        try:
+            measure("setup", base_url, pid, signins(users["refresh"]), c)
+            before = control.stats()["token"]["refresh_token"]
+            phases["refresh"] = measure(
+                "refresh", base_url, pid, reads(users["refresh"], args.refresh_reads), c
+            )
+            refreshes = control.stats()["token"]["refresh_token"] - before
+        finally:
+            control.update_settings(access_token_ttl=3599)
+        if refreshes < args.refresh_reads * 0.95:
+            print(
+                f"  warning: {stack.name} made {refreshes} refreshes for "
+                f"{args.refresh_reads} reads",
+                file=sys.stderr,
+            )
+    finally:
+        stop(process)
+    for phase in phases.values():
+        if phase.failures:
+            print(f"  warning: {stack.name} {phase.name}: {phase.failures} failed requests")
+            for sample in phase.failure_samples:
+                print(f"    {sample}")
+    return phases
+
+
+def table(results: dict[str, dict[str, Phase]], descriptions: dict[str, str]) -> None:
+    print(
+        f"{'':<24}{'null ms':>9}{'sign-in':>9}{'read':>8}{'refresh':>9}"
+        f"{'in p99':>9}{'read p99':>9}{'ref p99':>9}   (CPU ms per request; p99 ms)"
+    )
+    for name, phases in results.items():
+        print(
+            f"{name:<24}{phases['null'].cpu_ms:9.2f}{phases['signin'].cpu_ms:9.2f}"
+            f"{phases['read'].cpu_ms:8.2f}{phases['refresh'].cpu_ms:9.2f}"
+            f"{phases['signin'].p99_ms:9.0f}{phases['read'].p99_ms:9.0f}"
+            f"{phases['refresh'].p99_ms:9.0f}"
+        )
+    for name, text in descriptions.items():
+        print(f"  {name}: {text}")
+
+
+def goals(results: dict[str, dict[str, Phase]]) -> list[tuple[str, float, str, bool]]:
+    """(what, ratio, goal, met) for every goal of the issue, per keeper store."""
+    guide = results["guide"]
+    rows: list[tuple[str, float, str, bool]] = []
+    for name, phases in results.items():
+        if name == "guide":
+            continue
+
+        def row(what: str, value: float, limit: float, _name: str = name) -> None:
+            rows.append((f"{_name}: {what}", value, f"<= {limit}", value <= limit))
+
+        row("sign-in CPU / guide's", phases["signin"].cpu_ms / guide["signin"].cpu_ms, 0.5)
+        row("sign-in p99 / guide's", phases["signin"].p99_ms / guide["signin"].p99_ms, 1.0)
+        row("read CPU / guide's", phases["read"].cpu_ms / guide["read"].cpu_ms, 0.5)
+        row("read CPU / own null route", phases["read"].cpu_ms / phases["null"].cpu_ms, 1.3)
+        row("read p99 / guide's", phases["read"].p99_ms / guide["read"].p99_ms, 1.0)
+        row("refresh CPU / guide's", phases["refresh"].cpu_ms / guide["refresh"].cpu_ms, 0.5)
+        row("refresh p99 / guide's", phases["refresh"].p99_ms / guide["refresh"].p99_ms, 1.0)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--signins", type=int, default=400)
+    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--null", type=int, default=2000)
+    parser.add_argument("--refresh-users", type=int, default=100)
+    parser.add_argument("--refresh-reads", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--stacks", default="guide,sqlite,postgresql")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    wanted = args.stacks.split(",")
+
+    with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:
+        workdir = Path(tmp)
+        emulator = Emulator.start(workdir)
+        schema: str | None = None
+        try:
+            control = EmulatorControl(emulator.base_url)
+            IOS_CLIENT.append(control.create_client("ios")["client_id"])
+            groups = {"warm": WARM_SIGNINS, "main": args.signins, "refresh": args.refresh_users}
+            users = {
+                group: [control.create_user(f"{group}{i}@example.com") for i in range(count)]
+                for group, count in groups.items()
+            }
+            workers = "--workers default" if _serve_supports_workers() else "one process"
+            stacks = [
+                Stack(
+                    "guide",
+                    "/signin",
+                    lambda sub: f"/users/{sub}/token",
+                    "/healthz",
+                    _launch_guide,
+                    "Flask + Flow.fetch_token + id_token.verify_token + sqlite3, "
+                    "gunicorn 2 workers x 8 threads",
+                ),
+                Stack(
+                    "keeper sqlite",
+                    "/v1/google/signin",
+                    lambda sub: f"/v1/users/{sub}/token",
+                    "/readyz",
+                    _keeper_launcher(f"sqlite:///{workdir / 'keeper.sqlite3'}", None),
+                    f"grantkeeper serve ({workers}), SQLite",
+                ),
+            ]
+            if "postgresql" in wanted:
+                schema = postgres_schema("gk_side")
+                if schema is None:
+                    print("[postgresql] skipped: not reachable at 127.0.0.1:5432")
+                else:
+                    stacks.append(
+                        Stack(
+                            "keeper postgresql",
+                            "/v1/google/signin",
+                            lambda sub: f"/v1/users/{sub}/token",
+                            "/readyz",
+                            _keeper_launcher(
+                                os.environ.get("GRANTKEEPER_BENCH_POSTGRES", "")
+                                or "postgresql://postgres@127.0.0.1:5432/test",
+                                schema,
+                            ),
+                            f"grantkeeper serve ({workers}), PostgreSQL "
+                            "(its figures exclude the PostgreSQL server's own CPU)",
+                        )
+                    )
+            results: dict[str, dict[str, Phase]] = {}
+            for stack in stacks:
+                if stack.name.split()[-1] not in wanted and stack.name not in wanted:
+                    continue
+                print(f"running {stack.name} ...", file=sys.stderr, flush=True)
+                results[stack.name] = run_stack(stack, emulator, control, users, args, workdir)
+            control.close()
+        finally:
+            emulator.stop()
+            if schema is not None:
+                drop_schema(schema)
+
+    print(
+        f"Side by side, one run: {args.signins} sign-ins, {args.reads} fresh-token reads, "
+        f"{args.refresh_reads} reads that refresh, {args.null} null-route calls; "
+        f"{args.concurrency} concurrent clients; {os.cpu_count()} cores"
+    )
+    table(results, {s.name: s.describe for s in stacks if s.name in results})
+    if "guide" in results and len(results) > 1:
+        print("\nGoals (issue 9), ratios from this run:")
+        for what, value, goal, met in goals(results):
+            print(f"  {what:<44}{value:7.2f}x  goal {goal:<7} {'met' if met else 'NOT met'}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    name: {p: ph.to_json() for p, ph in phases.items()}
+                    for name, phases in results.items()
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
