@@ -61,6 +61,13 @@ def serve(
         help="Dev mode: the emulator serves HTTPS with a local CA kept in the data directory "
         "(the keeper trusts it; a browser must be told to).",
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes sharing the port and the store (default: the number of cores; "
+        "dev mode: 1).",
+    ),
 ) -> None:
     """Serve the keeper's HTTP API (OpenAPI at /docs)."""
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
@@ -70,10 +77,15 @@ def serve(
             "in front of the keeper.",
             param_hint="--https",
         )
+    if emulator and workers not in (None, 1):
+        raise typer.BadParameter(
+            "dev mode keeps the emulator in this process, so it serves with one worker.",
+            param_hint="--workers",
+        )
     if not emulator:
         try:
             settings = Settings(**overrides)
-            keeper = Keeper(settings)
+            Keeper(settings)  # its webhook settings fail here, before the port is bound
             # Fail before binding the port: the client secrets must load.
             from grantkeeper.oauth import load_client_secrets
 
@@ -90,25 +102,24 @@ def serve(
             run(lambda: check_before_serving(settings))
         except GrantkeeperError as error:
             raise fail(error) from None
-        from grantkeeper.web import create_app
+        from grantkeeper.web.serving import default_workers
+        from grantkeeper.web.serving import serve as serve_http
 
-        typer.echo(f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer})")
+        count = workers or default_workers()
+        typer.echo(
+            f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer}, "
+            f"{count} worker{'s' if count > 1 else ''})"
+        )
         if not settings.service_api_keys:
             err.print(
                 "warning: GRANTKEEPER_SERVICE_API_KEYS is empty, so the token API "
                 "(/v1/users/{sub}/token) refuses every caller.",
                 markup=False,
             )
-        redact_access_log()
-        uvicorn.run(
-            create_app(keeper, owns_keeper=True),
-            host=host,
-            port=port,
-            log_level="info",
-            # Only GRANTKEEPER_TRUSTED_PROXIES decides whom X-Forwarded-* is believed from (the
-            # app's own middleware); uvicorn's would trust FORWARDED_ALLOW_IPS (127.0.0.1) first.
-            proxy_headers=False,
-        )
+        try:
+            serve_http(settings, overrides, host, port, count)
+        except GrantkeeperError as error:
+            raise fail(error) from None
         return
     from grantkeeper.demo.page import install_page
     from grantkeeper.devmode import dev_world
