@@ -67,7 +67,7 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         _ensure_sqlite_directory(url)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _configure_sqlite(engine)
+        configure_sqlite_connections(engine.sync_engine)
         return engine
     if schema is not None:
         # libpq applies this to every new connection, including those Alembic uses.
@@ -106,8 +106,11 @@ def _private_file(path: Path) -> None:
                 sidecar.chmod(0o600)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def configure_sqlite_connections(engine: sa.Engine) -> None:
+    """WAL, the busy timeout and foreign keys on every new connection; transactions begun by
+    SQLAlchemy (``BEGIN IMMEDIATE`` for writes)."""
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy (see the "begin" hook below).
         dbapi_connection.isolation_level = None
@@ -117,7 +120,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         # A write transaction takes the write lock up front, so it waits (busy timeout) rather
         # than failing when it would have to upgrade a read lock another writer made stale.

@@ -140,6 +140,8 @@ class GrantStore(
         await self.close()
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         await self._engine.dispose()
 
     @property

@@ -14,6 +14,7 @@ from grantkeeper.clock import Clock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store.codec import GrantCodec
 from grantkeeper.store.engine import transaction
+from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
 
 
@@ -28,6 +29,8 @@ class StoreCore:
         self._codec = GrantCodec(keyring)
         self._clock = clock
         self._schema = schema
+        # SQLite files: transactions without a thread hop per statement (see sqlite_inline).
+        self._inline = SqliteInline(engine.url) if inline_supported(engine.url) else None
 
     @property
     def dialect(self) -> str:
@@ -39,10 +42,15 @@ class StoreCore:
         return self._keyring
 
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return transaction(self._engine, write=False)
+        return self._transaction(write=False)
 
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return transaction(self._engine, write=True)
+        return self._transaction(write=True)
+
+    def _transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
+        if self._inline is not None:
+            return self._inline.transaction(write=write)
+        return transaction(self._engine, write=write)
 
     def _insert(self, table: sa.Table) -> Any:
         # Both dialects spell upserts as INSERT … ON CONFLICT; the Insert classes differ.

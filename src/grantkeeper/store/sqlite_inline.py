@@ -1,0 +1,143 @@
+"""SQLite without a thread hop per statement: reads run on the event loop, a write takes two
+hops (one to take the write lock, one to commit).
+
+Through aiosqlite every call (connect, BEGIN, each statement and fetch, COMMIT, the pool's reset)
+is a trip to the connection's own thread, bridged into asyncio by SQLAlchemy's greenlets; a
+py-spy profile of a token read put most of its samples there, not in SQLite. SQLite answers a
+read from its page cache in microseconds, and in WAL mode a reader never waits for a writer, so
+a read transaction runs on the event-loop thread directly. A write must not stall the loop:
+``BEGIN IMMEDIATE`` may wait (busy timeout) for another process's transaction and ``COMMIT``
+fsyncs the WAL (milliseconds on a real disk), so those two run on the store's one writer
+thread, and the statements in between run on the loop while the write lock is held. Within a
+process one write transaction runs at a time (an ``asyncio.Lock``): SQLite has one writer
+anyway, and this way a second writer waits on the loop instead of inside SQLite.
+
+Connections are plain ``sqlite3`` ones (SQLAlchemy's pysqlite dialect, its pool, the same
+statements, PRAGMAs and error mapping as the async engine); durability is unchanged
+(``synchronous`` stays FULL, so a commit that returned is on disk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from grantkeeper.store.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    configure_sqlite_connections,
+    unavailable,
+)
+
+T = TypeVar("T")
+
+
+class InlineConnection:
+    """What the store uses of an ``AsyncConnection`` (``execute``, ``run_sync``, ``dialect``),
+    over a synchronous connection: each runs at once, on the calling thread."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self._conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None) -> sa.CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return call(self._conn, *args, **kwargs)
+
+
+def inline_supported(url: URL) -> bool:
+    """A file database: ``:memory:`` would be a different database per connection."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+
+
+class SqliteInline:
+    """Transactions on one SQLite file, as described in the module docstring."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine = sa.create_engine(
+            url.set(drivername="sqlite+pysqlite"),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        configure_sqlite_connections(self.engine)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="grantkeeper-sqlite-writer")
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self.engine.dispose()
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
+
+    async def _on_writer(self, call: Callable[[], T]) -> T:
+        """Run ``call`` on the writer thread; a cancelled caller still waits for it to end, so
+        the connection is never used from two threads at once."""
+        future = asyncio.get_running_loop().run_in_executor(self._writer, call)
+        cancelled = False
+        while True:
+            try:
+                result = await asyncio.shield(future)
+                break
+            except asyncio.CancelledError:
+                if future.done():
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        try:
+            if write:
+                async with self._write_lock():
+                    with self.engine.connect() as conn:
+                        conn = conn.execution_options(grantkeeper_write=True)
+                        transaction = await self._on_writer(conn.begin)
+                        try:
+                            yield _as_async(conn)
+                        except BaseException:
+                            transaction.rollback()
+                            raise
+                        await self._on_writer(transaction.commit)
+            else:
+                with self.engine.connect() as conn, conn.begin():
+                    yield _as_async(conn)
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            raise unavailable(self.url, error) from error
+        except OSError as error:
+            raise unavailable(self.url, error) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise unavailable(self.url, error) from error
+            raise
+
+
+def _as_async(conn: sa.Connection) -> AsyncConnection:
+    # The store (and features keeping tables in it) call only execute() and run_sync() and
+    # read dialect; InlineConnection has them with the same signatures, so the store's code
+    # is the same on every engine.
+    return cast(AsyncConnection, InlineConnection(conn))
