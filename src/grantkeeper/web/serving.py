@@ -23,6 +23,10 @@ from grantkeeper.settings import Settings
 
 __all__ = ["app_from_environment", "default_workers", "serve"]
 
+#: How long a worker may take to start or to answer the supervisor's health check before it is
+#: replaced (uvicorn's default, 5 s, restarts workers in a loop on a busy 2-core machine: a
+#: worker imports FastAPI and SQLAlchemy and opens the store before it answers).
+WORKER_HEALTHCHECK_SECONDS = 60
 #: The overrides ``serve`` hands its worker processes (they read settings afresh).
 _OVERRIDES = {"data_dir": "GRANTKEEPER_DATA_DIR"}
 
@@ -64,6 +68,7 @@ def serve(
         "grantkeeper.web.serving:app_from_environment",
         factory=True,
         workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         host=host,
         port=port,
         log_level="info",
