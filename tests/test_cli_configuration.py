@@ -142,3 +142,49 @@ def test_help_shows_no_bool_type_on_flags() -> None:
         assert result.returncode == 0, result.stderr
         assert "<bool>" not in result.stdout
         assert "--help" in result.stdout
+
+
+def test_tables_never_cut_a_sub_or_an_email_and_every_listing_has_json(tmp_path: Path) -> None:
+    import asyncio
+
+    from grantkeeper.crypto import KeyRing
+    from grantkeeper.store import GrantStore, UserProfile
+
+    key = generate_key("tables")
+    db = tmp_path / "wide.sqlite3"
+    sub = "110169484474386276334"
+    email = "ada.lovelace.countess.of.lovelace@analytical-engine.example.org"
+
+    async def seed() -> None:
+        store = await GrantStore.open(f"sqlite:///{db}", KeyRing.from_strings([key]), migrate=True)
+        try:
+            profile = UserProfile(sub=sub, email=email, email_verified=True, name="Ada")
+            await store.record_sign_in(profile, "web.apps", {"openid"}, "1//rt", "ya29.x", None)
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    env = clean_env(
+        tmp_path, GRANTKEEPER_DATABASE_URL=f"sqlite:///{db}", GRANTKEEPER_ENCRYPTION_KEYS=key
+    )
+    env["COLUMNS"] = "80"
+    listed = run(env, "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert any(sub in line and email in line for line in listed.stdout.splitlines())
+    audit = run(env, "audit")
+    assert audit.returncode == 0, audit.stderr
+    assert sub in audit.stdout
+    for args in (["users", "list"], ["audit"], ["keys", "status"], ["webhooks", "events"]):
+        result = run(env, *args, "--json")
+        assert result.returncode == 0, (args, result.stderr)
+        json.loads(result.stdout)
+
+
+def test_webhooks_secret_is_a_standard_webhooks_secret(tmp_path: Path) -> None:
+    from standardwebhooks import Webhook
+
+    result = run(clean_env(tmp_path), "webhooks", "secret")
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.strip()
+    assert secret.startswith("whsec_")
+    Webhook(secret)  # the reference library accepts it

@@ -56,6 +56,10 @@ app.command("serve")(_access.serve)
 app.add_typer(_access.users_app, name="users")
 app.command("token")(_access.token)
 
+from grantkeeper._cli.webhooks import app as _webhooks_app  # noqa: E402
+
+app.add_typer(_webhooks_app, name="webhooks")
+
 from grantkeeper._cli.demo import demo as _demo  # noqa: E402
 
 app.command("demo")(_demo)

@@ -75,6 +75,19 @@ class WebhookEvent(StrEnum):
     """Google reported a security event the app must act on (e.g. end the user's sessions)."""
 
 
+#: What each event means for the app (``grantkeeper webhooks events``, docs/webhooks.md).
+EVENT_MEANINGS: Mapping[str, str] = {
+    WebhookEvent.GRANT_REVOKED: "The grant can no longer mint tokens (provider refusal, RISC "
+    "event, disconnect): stop offline work for the user; they must sign in again.",
+    WebhookEvent.GRANT_RECOVERED: "A revoked or disabled grant is usable again (the user signed "
+    "in again, the account was re-enabled).",
+    WebhookEvent.GRANT_EXPIRING: "A time-limited grant (refresh_token_expires_in) ends soon: ask "
+    "the user to sign in again.",
+    WebhookEvent.SECURITY_EVENT: "Google reported a security event the app must act on (e.g. "
+    "end the user's sessions).",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookMessage:
     """One notification; ``id`` stays the same across retries."""
@@ -126,7 +139,7 @@ def _load_signer(secret: str) -> Webhook:
     if not secret.startswith(SECRET_PREFIX):
         raise ConfigurationError(
             "GRANTKEEPER_WEBHOOK_SECRET must start with 'whsec_' "
-            "(generate one with: grantkeeper keys generate --webhook-secret)."
+            "(generate one with: grantkeeper webhooks secret)."
         )
     try:
         raw = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
@@ -188,7 +201,7 @@ class WebhookSender:
         if not secret:
             raise ConfigurationError(
                 "GRANTKEEPER_WEBHOOK_URL is set but GRANTKEEPER_WEBHOOK_SECRET is not; "
-                "generate one with: grantkeeper keys generate --webhook-secret"
+                "generate one with: grantkeeper webhooks secret"
             )
         return cls(url, secret, clock=clock)
 

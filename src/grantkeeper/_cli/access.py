@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import typer
 import uvicorn
 from rich.console import Console
-from rich.table import Table
 
+from grantkeeper._cli.runner import table
 from grantkeeper.errors import GrantkeeperError, UnknownUser
 from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.results import grant_json, user_json
@@ -169,19 +169,23 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-reada
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("sub", "email", "status", "offline", "scopes", "last used", "last refresh")
+    cells = []
     for row in rows:
         grant = row["grants"][0] if row["grants"] else {}
-        table.add_row(
-            row["sub"],
-            row["email"] or "",
-            grant.get("status", "-"),
-            "yes" if grant.get("offline") else "no",
-            str(len(grant.get("scopes", []))),
-            grant.get("last_used_at") or "-",
-            grant.get("last_refreshed_at") or "-",
+        cells.append(
+            [
+                row["sub"],
+                row["email"] or "",
+                grant.get("status", "-"),
+                "yes" if grant.get("offline") else "no",
+                str(len(grant.get("scopes", []))),
+                grant.get("last_used_at") or "-",
+                grant.get("last_refreshed_at") or "-",
+            ]
         )
-    out.print(table)
+    columns = ("sub", "email", "status", "offline", "scopes", "last used", "last refresh")
+    # sub and email are identifiers a user copies: never cut, whatever the terminal's width.
+    out.print(table(columns, cells, keep_whole=("sub", "email")))
     out.print(f"{len(rows)} user(s)")
 
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from grantkeeper._cli import runner
 from grantkeeper.clock import SYSTEM_CLOCK
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import keys as key_ops
@@ -203,6 +204,8 @@ def sweep_command(
     troubled = [g for g in report.grants if g.state not in ("healthy",)]
     if troubled:
         detail = Table("sub", "client", "state", "reason", "action")
+        for column in detail.columns[:2]:  # identifiers: never cut
+            column.no_wrap, column.overflow = True, "ignore"
         for grant in troubled[:50]:
             detail.add_row(
                 grant.sub, grant.client_id, str(grant.state), grant.reason or "", grant.action or ""
@@ -248,16 +251,18 @@ def audit_command(
             ]
         )
         return
-    table = Table("at", "kind", "sub", "outcome", "detail")
-    for e in events:
-        table.add_row(
+    cells = [
+        [
             e.at.strftime("%Y-%m-%d %H:%M:%S"),
             e.kind,
             e.sub or "",
             e.outcome,
             json.dumps(e.detail, sort_keys=True, default=str),
-        )
-    out.print(table)
+        ]
+        for e in events
+    ]
+    columns = ("at", "kind", "sub", "outcome", "detail")
+    out.print(runner.table(columns, cells, keep_whole=("at", "sub")))
 
 
 def revoke_command(

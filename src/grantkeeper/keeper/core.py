@@ -191,6 +191,11 @@ class Keeper:
             # The answer is public (/readyz): where the store lives goes to the log only.
             log.warning("not ready: %s: %s", error.code, error.message)
             return [f"{error.code}: {error.public_message}"]
+        try:
+            await self.provider.discover()  # cached (Cache-Control): not a call per probe
+        except GrantkeeperError as error:  # a wrong GRANTKEEPER_ISSUER, or the issuer down
+            log.warning("not ready: issuer %s: %s", self.settings.issuer, error)
+            return [f"issuer_unreachable: OpenID discovery failed ({error.code})"]
         return list(self._key_problems)
 
     # -- sign-in -------------------------------------------------------------------------------
@@ -218,15 +223,12 @@ class Keeper:
         the code and the key are kept, and they are erased with the grant (revocation, RISC,
         disconnect, forget).
 
-        ``decide(candidate)`` is the app's say before anything is stored (raise
-        :class:`SignInRefused`); a sign-in that does not end gives back what Google issued and
-        logs why (:mod:`grantkeeper.keeper.sign_in_decision`).
+        ``decide(candidate)`` is the app's say before anything is stored; a sign-in that does
+        not end gives back what Google issued (:mod:`grantkeeper.keeper.sign_in_decision`).
 
         Raises:
-            InvalidRequest: the code or platform is malformed.
-            InvalidCode: the provider refused the code (malformed, expired, already used).
-            UntrustedIdToken: the ID token failed verification; nothing was stored.
-            SignInRefused: the app's ``decide`` refused the user; nothing was stored.
+            InvalidRequest, InvalidCode: a malformed code or platform; a code Google refused.
+            UntrustedIdToken, SignInRefused: the ID token failed a check, or ``decide`` refused.
             ProviderError, ProviderUnavailable, ProviderTimeout, StoreUnavailable.
         """
         try:
