@@ -60,6 +60,12 @@ from grantkeeper._cli.webhooks import app as _webhooks_app  # noqa: E402
 
 app.add_typer(_webhooks_app, name="webhooks")
 
+from grantkeeper._cli.service_keys import service_keys as _service_keys  # noqa: E402
+
+app.command("service-keys", short_help="The token API's keys: names and limits, no secrets.")(
+    _service_keys
+)
+
 from grantkeeper._cli.demo import demo as _demo  # noqa: E402
 
 app.command("demo")(_demo)

@@ -17,6 +17,7 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     │   ├── PayloadTooLarge                      payload_too_large     413
     │   └── InvalidSecurityEvent                 invalid_security_event 400
     ├── Unauthorized                             unauthorized          401
+    ├── ServiceKeyLimit                          service_key_limit     403
     ├── InvalidCode                              invalid_code          400
     ├── UntrustedIdToken                         untrusted_id_token    401
     ├── SignInRefused                            sign_in_refused       403
@@ -141,6 +142,22 @@ class Unauthorized(GrantkeeperError):
     status = 401
     title = "Service key missing or wrong"
     advice = "Send Authorization: Bearer <key> with a key listed in GRANTKEEPER_SERVICE_API_KEYS."
+
+
+class ServiceKeyLimit(GrantkeeperError):
+    """The service key is valid but not allowed this: ``limit`` is ``operation`` or ``scopes``,
+    ``allowed`` what the key may do, ``key`` its name."""
+
+    code = "service_key_limit"
+    status = 403
+    title = "Beyond the service key's limits"
+    advice = (
+        "Use a key allowed this operation and these scopes (grantkeeper service-keys lists each "
+        "key's limits), or widen the key's limits in GRANTKEEPER_SERVICE_API_KEYS."
+    )
+
+    def __init__(self, key: str, limit: str, allowed: list[str], message: str) -> None:
+        super().__init__(message, key=key, limit=limit, allowed=allowed)
 
 
 class InvalidCode(GrantkeeperError):

@@ -63,7 +63,21 @@ class Settings(BaseSettings):
     """Key ring for tokens at rest, comma-separated; the first key encrypts, all decrypt."""
 
     service_api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
-    """Keys for the token API, comma-separated; each a key or ``sha256:<hex>`` of one."""
+    """Keys for the token API, comma-separated; each a key or ``sha256:<hex>`` of one, or
+    ``name:<key>;scopes=…;ops=…`` (a named key with limits), or a JSON list of such keys."""
+
+    @field_validator("service_api_keys", mode="before")
+    @classmethod
+    def _service_keys(cls, value: object) -> object:
+        from grantkeeper.service_keys import parse_keys, split_setting
+
+        entries = split_setting(value) if isinstance(value, str) else value
+        if isinstance(entries, list) and all(isinstance(e, str) for e in entries):
+            try:
+                parse_keys(entries)
+            except ConfigurationError as error:
+                raise ValueError(error.message) from None
+        return entries
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("grantkeeper")))
     """Where the embedded default keeps its SQLite database and key file."""
@@ -119,9 +133,7 @@ class Settings(BaseSettings):
     the keeper refuses to start on an outdated schema, and ``grantkeeper db upgrade`` (run once
     per deploy) is the only migrator."""
 
-    _split = field_validator(
-        "allowed_client_ids", "encryption_keys", "service_api_keys", mode="before"
-    )(_split_commas)
+    _split = field_validator("allowed_client_ids", "encryption_keys", mode="before")(_split_commas)
     _issuer = field_validator("issuer")(checks.check_issuer)
     _mobile_redirect = field_validator("mobile_redirect_uri")(checks.check_mobile_redirect_uri)
     _web_redirect = field_validator("web_redirect_uri")(checks.check_web_redirect_uri)

@@ -26,7 +26,7 @@ from grantkeeper.errors import (
 from ..app_world import DRIVE_APPDATA, OPENID
 from .conftest import SERVICE_KEY, Served
 
-PHOTOS = "https://www.googleapis.com/auth/photoslibrary.readonly"
+PHOTOS = "https://www.googleapis.com/auth/photoslibrary.appendonly"
 
 
 def drive(served: Served, credentials: Any) -> Any:

@@ -388,12 +388,14 @@ class Keeper:
         scopes: Iterable[str] | str | None = None,
         *,
         rejected: str | None = None,
+        caller: str | None = None,
     ) -> AccessToken:
         """An access token for ``sub`` valid for at least the refresh margin.
 
         A stored token that is fresh enough is returned without calling the provider; else one
         refresh per grant runs, however many callers ask at once, in however many processes.
         ``rejected`` names a token an API just refused (a 401): it is never handed out again.
+        ``caller`` (a service key's name) puts the hand-out in the audit log under that name.
 
         Raises:
             UnknownUser: no grant for ``sub``.
@@ -401,9 +403,13 @@ class Keeper:
             GrantRevoked: the grant is dead (stored with its reason); the user must sign in.
             ProviderUnavailable, ProviderTimeout: transient; the grant is unchanged.
         """
-        return await self._offline_access().access_token(sub, scopes, rejected=rejected)
+        return await self._offline_access().access_token(
+            sub, scopes, rejected=rejected, caller=caller
+        )
 
-    async def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
+    async def refresh(
+        self, sub: str, *, rejected: str | None = None, caller: str | None = None
+    ) -> AccessToken:
         """Force a refresh: for a worker whose token Google refused (a 401).
 
         With ``rejected`` (the refused token) the keeper refreshes unless it already stores a
@@ -414,7 +420,7 @@ class Keeper:
         Raises:
             The errors of :meth:`access_token`.
         """
-        return await self._offline_access().refresh(sub, rejected=rejected)
+        return await self._offline_access().refresh(sub, rejected=rejected, caller=caller)
 
     def _offline_access(self) -> OfflineAccess:
         if self._offline is None:
@@ -446,9 +452,12 @@ class Keeper:
 
     # -- disconnect ----------------------------------------------------------------------------
 
-    async def disconnect(self, sub: str, *, forget: bool = False) -> DisconnectOutcome:
+    async def disconnect(
+        self, sub: str, *, forget: bool = False, caller: str | None = None
+    ) -> DisconnectOutcome:
         """Revoke the user's grant at the provider, erase the stored tokens, keep an audit
-        record; ``forget`` also erases the profile. Idempotent.
+        record (naming ``caller``, a service key's name, when given); ``forget`` also erases
+        the profile. Idempotent.
 
         The provider gets one short attempt: if it cannot be reached the revocation is recorded
         as pending (``grantkeeper sweep`` retries it, and forgets the user afterwards when asked
@@ -461,6 +470,7 @@ class Keeper:
                 return DisconnectOutcome(sub, False, False, False, 0)
             raise UnknownUser(f"No user {sub} is stored.")
         revoked = pending = False
+        by = {"caller": caller} if caller else {}
         for grant in grants:
             token = grant.refresh_token or grant.access_token
             if token is None:
@@ -478,7 +488,7 @@ class Keeper:
                     sub=sub,
                     client_id=grant.client_id,
                     outcome="revocation_pending",
-                    detail={"error": error.code, "forget": forget},
+                    detail={"error": error.code, "forget": forget, **by},
                 )
                 continue
             revoked = True
@@ -486,7 +496,7 @@ class Keeper:
                 sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
             )
             await self.store.append_audit(
-                "disconnect", sub=sub, client_id=grant.client_id, outcome="revoked"
+                "disconnect", sub=sub, client_id=grant.client_id, outcome="revoked", detail=by
             )
             await self.events.emit(
                 GrantEvent(
@@ -496,5 +506,5 @@ class Keeper:
         forgotten = False
         if forget and not pending:
             forgotten = await self.store.forget_user(sub)
-            await self.store.append_audit("forget", sub=sub, outcome="ok")
+            await self.store.append_audit("forget", sub=sub, outcome="ok", detail=by)
         return DisconnectOutcome(sub, revoked, pending, forgotten, len(grants))

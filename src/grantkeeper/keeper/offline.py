@@ -75,9 +75,29 @@ class OfflineAccess:
         scopes: Iterable[str] | str | None = None,
         *,
         rejected: str | None = None,
+        caller: str | None = None,
     ) -> AccessToken:
         """See :meth:`Keeper.access_token`."""
         wanted = normalize_scopes(scopes) if scopes else frozenset()
+        token = await self._access_token(sub, wanted, rejected, caller)
+        if caller is not None:
+            # A service key's hand-out, under its name (never the token).
+            await self._store.append_audit(
+                "token",
+                sub=token.sub,
+                client_id=self._client_id,
+                outcome="refreshed" if token.refreshed else "ok",
+                detail={
+                    "caller": caller,
+                    "scopes": sorted(wanted),
+                    "forced": rejected is not None,
+                },
+            )
+        return token
+
+    async def _access_token(
+        self, sub: str, wanted: frozenset[str], rejected: str | None, caller: str | None
+    ) -> AccessToken:
         grant = await self._usable_grant(sub)
         missing = missing_scopes(grant.scopes, wanted)
         if missing:
@@ -97,7 +117,7 @@ class OfflineAccess:
                 if shared is not None and self._still_good(shared, rejected):
                     return dataclasses.replace(shared, refreshed=False)
                 try:
-                    token = await self._refresh(grant.sub, grant.client_id, rejected)
+                    token = await self._refresh(grant.sub, grant.client_id, rejected, caller)
                 except GrantkeeperError as error:
                     flight.outcome = error
                     raise
@@ -109,13 +129,15 @@ class OfflineAccess:
                 # Nobody is queued: forget the flight (and the token it held).
                 del self._flights[key]
 
-    async def refresh(self, sub: str, *, rejected: str | None = None) -> AccessToken:
+    async def refresh(
+        self, sub: str, *, rejected: str | None = None, caller: str | None = None
+    ) -> AccessToken:
         """See :meth:`Keeper.refresh`."""
         if rejected is None:
             # "Refresh now": the token stored at this moment is the one to replace. Callers
             # arriving together read the same one, so they still share a single refresh.
             rejected = (await self._usable_grant(sub)).access_token
-        return await self.access_token(sub, rejected=rejected)
+        return await self.access_token(sub, rejected=rejected, caller=caller)
 
     def _still_good(self, token: AccessToken, rejected: str | None) -> bool:
         margin = timedelta(seconds=self.settings.refresh_margin_seconds)
@@ -156,7 +178,9 @@ class OfflineAccess:
             refreshed=refreshed,
         )
 
-    async def _refresh(self, sub: str, client_id: str, rejected: str | None) -> AccessToken:
+    async def _refresh(
+        self, sub: str, client_id: str, rejected: str | None, caller: str | None
+    ) -> AccessToken:
         lease_ttl = timedelta(seconds=self.settings.refresh_lease_seconds)
         poll = 0.02
         while True:
@@ -173,7 +197,7 @@ class OfflineAccess:
             try:
                 if self._fresh(leased, rejected) or leased.status != GrantStatus.ACTIVE:
                     continue  # someone finished just before us; the loop re-reads and returns
-                token = await self._refresh_leased(leased)
+                token = await self._refresh_leased(leased, caller)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -193,7 +217,7 @@ class OfflineAccess:
                 log.warning("lost the refresh lease of sub=%s while refreshing", sub)
                 return
 
-    async def _refresh_leased(self, grant: Grant) -> AccessToken | None:
+    async def _refresh_leased(self, grant: Grant, caller: str | None) -> AccessToken | None:
         """Refresh under the lease; None means "the grant moved on, re-read it"."""
         assert grant.refresh_token is not None
         try:
@@ -233,6 +257,13 @@ class OfflineAccess:
         if not saved:
             log.info("refresh of sub=%s lost a race; re-reading", grant.sub)
             return None
+        await self._store.append_audit(
+            "refresh",
+            sub=grant.sub,
+            client_id=grant.client_id,
+            outcome="ok",
+            detail={"caller": caller} if caller else {},
+        )
         await self.events.emit(
             GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,8 +15,10 @@ from grantkeeper.errors import (
     InsecureTransport,
     InvalidRequest,
     PayloadTooLarge,
+    ServiceKeyLimit,
     Unauthorized,
 )
+from grantkeeper.service_keys import ServiceKey, ServiceKeyRing
 
 
 def require_https(request: Request, allow_insecure_http: bool) -> None:
@@ -100,43 +100,44 @@ def parse_json_body(body: bytes) -> Any:
 
 
 class ServiceKeys:
-    """Service API keys, kept only as SHA-256 digests and compared in constant time."""
+    """The configured service keys (:mod:`grantkeeper.service_keys`), checked per request."""
 
     def __init__(
         self, configured: Sequence[str], *, name: str = "GRANTKEEPER_SERVICE_API_KEYS"
     ) -> None:
-        digests: list[bytes] = []
-        for index, item in enumerate(configured, start=1):
-            if item.startswith("sha256:"):
-                try:
-                    digest = bytes.fromhex(item.removeprefix("sha256:"))
-                except ValueError:
-                    digest = b""
-                if len(digest) != 32:
-                    raise ConfigurationError(f"{name} entry {index} is not sha256:<64 hex digits>.")
-            else:
-                if len(item) < 16:
-                    raise ConfigurationError(f"{name} entry {index} is shorter than 16 characters.")
-                digest = hashlib.sha256(item.encode()).digest()
-            digests.append(digest)
-        self._digests = tuple(digests)
+        try:
+            self.ring = ServiceKeyRing(configured)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{name} {error.message}") from None
+        self.name = name
 
     def __bool__(self) -> bool:
-        return bool(self._digests)
+        return bool(self.ring)
 
-    def check(self, request: Request) -> None:
-        if not self._digests:
-            raise Unauthorized(
-                "The token API is disabled: GRANTKEEPER_SERVICE_API_KEYS holds no key."
-            )
+    def check(self, request: Request, operation: str | None = None) -> ServiceKey:
+        """The key presented, if it may do ``operation`` (any key, without one).
+
+        Raises:
+            Unauthorized: no key, or not a configured one.
+            ServiceKeyLimit: the key may not do ``operation``.
+        """
+        if not self.ring:
+            raise Unauthorized(f"This API is disabled: {self.name} holds no key.")
         header = request.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise Unauthorized("Send Authorization: Bearer <service key>.")
-        digest = hashlib.sha256(presented.strip().encode()).digest()
-        # Compare against every key so timing does not tell which one (or whether any) matched.
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        if not matched:
-            raise Unauthorized("The service key is not one of GRANTKEEPER_SERVICE_API_KEYS.")
+        key = self.ring.identify(presented.strip())
+        if key is None:
+            raise Unauthorized(f"The service key is not one of {self.name}.")
+        if operation is not None and not key.allows(operation):
+            allowed = sorted(key.operations)
+            raise ServiceKeyLimit(
+                key.name,
+                "operation",
+                allowed,
+                f"The service key {key.name!r} may not {operation!r}; it may: "
+                + ", ".join(allowed)
+                + ".",
+            )
+        return key

@@ -6,19 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials
 
-from grantkeeper.errors import GrantkeeperError
+from grantkeeper.errors import GrantkeeperError, ServiceKeyLimit
 from grantkeeper.keeper import Keeper
+from grantkeeper.web.auth import DisconnectKey, RefreshKey, TokenKey
 from grantkeeper.web.bodies import validated
 from grantkeeper.web.guards import (
-    ServiceKeys,
     idempotency_key,
     read_fields,
     require_https,
     require_requested_with,
 )
-from grantkeeper.web.openapi import problems, request_body, service_key_scheme
+from grantkeeper.web.openapi import problems, request_body
 from grantkeeper.web.schemas import (
     DisconnectAnswer,
     GrantRevokedProblem,
@@ -26,6 +25,7 @@ from grantkeeper.web.schemas import (
     MissingScopesProblem,
     ReadinessAnswer,
     RefreshBody,
+    ServiceKeyLimitProblem,
     SignInAnswer,
     SignInBody,
     TokenAnswer,
@@ -44,16 +44,6 @@ def get_keeper(request: Request) -> Keeper:
 
 def _https(request: Request) -> None:
     require_https(request, request.app.state.allow_insecure_http)
-
-
-def _service_key(
-    request: Request,
-    # Declares the bearer scheme in OpenAPI; the key itself is checked by ServiceKeys.
-    _: Annotated[HTTPAuthorizationCredentials | None, Depends(service_key_scheme)],
-) -> None:
-    _https(request)
-    keys: ServiceKeys = request.app.state.service_keys
-    keys.check(request)
 
 
 KeeperDep = Annotated[Keeper, Depends(get_keeper)]
@@ -108,7 +98,6 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     "/v1/users/{sub}/token",
     tags=["offline access"],
     summary="A fresh access token for a user",
-    dependencies=[Depends(_service_key)],
     response_model=TokenAnswer,
     responses=problems(
         401,
@@ -119,17 +108,33 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
         502,
         503,
         504,
-        special={403: [MissingScopesProblem], 409: [GrantRevokedProblem]},
+        special={
+            403: [MissingScopesProblem, ServiceKeyLimitProblem],
+            409: [GrantRevokedProblem],
+        },
     ),
 )
 async def user_token(
     sub: str,
     keeper: KeeperDep,
+    key: TokenKey,
     scope: Annotated[list[str] | None, Query(description="Scopes the token must carry")] = None,
 ) -> JSONResponse:
     """For workers and other backends: a token valid for at least the refresh margin."""
     scopes = [s for item in scope or [] for s in item.split()]
-    token = await keeper.access_token(sub, scopes=scopes or None)
+    if key.scopes is not None:
+        beyond = key.scopes_beyond(scopes)
+        if beyond or not scopes:
+            allowed = sorted(key.scopes)
+            raise ServiceKeyLimit(
+                key.name,
+                "scopes",
+                allowed,
+                f"The service key {key.name!r} may ask only for tokens naming its scopes "
+                "(scope=…); "
+                + (f"not for {' '.join(beyond)}." if beyond else "this request named none."),
+            )
+    token = await keeper.access_token(sub, scopes=scopes or None, caller=key.name)
     return JSONResponse(token.to_json(), headers=NO_STORE)
 
 
@@ -137,7 +142,6 @@ async def user_token(
     "/v1/users/{sub}/token/refresh",
     tags=["offline access"],
     summary="Force a refresh: Google refused the token",
-    dependencies=[Depends(_service_key)],
     response_model=TokenAnswer,
     responses=problems(
         400,
@@ -150,18 +154,20 @@ async def user_token(
         502,
         503,
         504,
-        special={409: [GrantRevokedProblem]},
+        special={403: [ServiceKeyLimitProblem], 409: [GrantRevokedProblem]},
     ),
     openapi_extra=request_body(RefreshBody, required=False),
 )
-async def refresh_token(request: Request, sub: str, keeper: KeeperDep) -> JSONResponse:
+async def refresh_token(
+    request: Request, sub: str, keeper: KeeperDep, key: RefreshKey
+) -> JSONResponse:
     """For a worker that got 401 from a Google API. With ``rejected_token`` the keeper refreshes
     unless it already stores a newer token (then that one is the answer), so many workers
     rejecting the same token cause one refresh and all get the same new token. Without a body
     the stored token is replaced."""
     fields = await read_fields(request, request.app.state.max_request_bytes, optional=True)
     body = validated(RefreshBody, fields)
-    token = await keeper.refresh(sub, rejected=body.rejected_token)
+    token = await keeper.refresh(sub, rejected=body.rejected_token, caller=key.name)
     return JSONResponse(token.to_json(), headers=NO_STORE)
 
 
@@ -169,16 +175,16 @@ async def refresh_token(request: Request, sub: str, keeper: KeeperDep) -> JSONRe
     "/v1/users/{sub}/grant",
     tags=["offline access"],
     summary="Disconnect: revoke the grant at Google and erase the tokens",
-    dependencies=[Depends(_service_key)],
     response_model=DisconnectAnswer,
-    responses=problems(401, 403, 404, 500, 502, 503),
+    responses=problems(401, 403, 404, 500, 502, 503, special={403: [ServiceKeyLimitProblem]}),
 )
 async def delete_grant(
     sub: str,
     keeper: KeeperDep,
+    key: DisconnectKey,
     forget: Annotated[bool, Query(description="Also erase the user's profile")] = False,
 ) -> JSONResponse:
-    outcome = await keeper.disconnect(sub, forget=forget)
+    outcome = await keeper.disconnect(sub, forget=forget, caller=key.name)
     return JSONResponse(outcome.to_json(), headers=NO_STORE)
 
 

@@ -194,6 +194,14 @@ class UntrustedIdTokenProblem(Problem):
     )
 
 
+class ServiceKeyLimitProblem(Problem):
+    """``service_key_limit`` (403): the key may not do this operation or ask for these scopes."""
+
+    key: str = Field(description="The key's name (never the key).")
+    limit: Literal["operation", "scopes"]
+    allowed: list[str] = Field(description="The operations or scopes the key is allowed.")
+
+
 class SecurityEventProblem(Problem):
     """``invalid_security_event`` (400): RFC 8935 §2.4's ``err`` and ``description``."""
 
@@ -207,5 +215,6 @@ PROBLEM_MODELS: tuple[type[Problem], ...] = (
     MissingScopesProblem,
     GrantRevokedProblem,
     UntrustedIdTokenProblem,
+    ServiceKeyLimitProblem,
     SecurityEventProblem,
 )

@@ -1,0 +1,34 @@
+"""The service-key dependency: HTTPS, a configured key, and the operation it is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from grantkeeper.service_keys import ServiceKey
+from grantkeeper.web.guards import ServiceKeys, require_https
+from grantkeeper.web.openapi import service_key_scheme
+
+
+def service_key(operation: str) -> Callable[..., ServiceKey]:
+    """A dependency answering the calling :class:`ServiceKey` if it may do ``operation``."""
+
+    def check(
+        request: Request,
+        # Declares the bearer scheme in OpenAPI; the key itself is checked by ServiceKeys.
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(service_key_scheme)],
+    ) -> ServiceKey:
+        require_https(request, request.app.state.allow_insecure_http)
+        keys: ServiceKeys = request.app.state.service_keys
+        return keys.check(request, operation)
+
+    return check
+
+
+TokenKey = Annotated[ServiceKey, Depends(service_key("token"))]
+RefreshKey = Annotated[ServiceKey, Depends(service_key("refresh"))]
+DisconnectKey = Annotated[ServiceKey, Depends(service_key("disconnect"))]
+ManageKey = Annotated[ServiceKey, Depends(service_key("manage"))]
