@@ -56,7 +56,10 @@ app.command("serve")(_access.serve)
 app.add_typer(_access.users_app, name="users")
 app.command("token")(_access.token)
 
+from grantkeeper._cli.risc import app as _risc_app  # noqa: E402
 from grantkeeper._cli.webhooks import app as _webhooks_app  # noqa: E402
+
+app.add_typer(_risc_app, name="risc")
 
 app.add_typer(_webhooks_app, name="webhooks")
 
