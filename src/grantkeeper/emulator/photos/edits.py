@@ -26,23 +26,23 @@ from grantkeeper.emulator.photos.routes import (
     MAX_NEW_ITEMS,
     MAX_TITLE,
     READONLY_APPCREATED,
-    _json,
-    _json_body,
-    _method,
-    _not_found,
+    json_answer,
+    json_body,
+    not_found,
+    photos_method,
 )
 from grantkeeper.emulator.state import EmulatorState
 
-BATCH_GET = _method("BatchGetMediaItems", "mediaItems.batchGet", READONLY_APPCREATED)
-PATCH_ITEM = _method("UpdateMediaItem", "mediaItems.patch", EDIT_APPCREATED)
-PATCH_ALBUM = _method("UpdateAlbum", "albums.patch", EDIT_APPCREATED)
-ADD_ITEMS = _method(
+BATCH_GET = photos_method("BatchGetMediaItems", "mediaItems.batchGet", READONLY_APPCREATED)
+PATCH_ITEM = photos_method("UpdateMediaItem", "mediaItems.patch", EDIT_APPCREATED)
+PATCH_ALBUM = photos_method("UpdateAlbum", "albums.patch", EDIT_APPCREATED)
+ADD_ITEMS = photos_method(
     "BatchAddMediaItemsToAlbum", "albums.batchAddMediaItems", APPENDONLY, EDIT_APPCREATED
 )
-REMOVE_ITEMS = _method(
+REMOVE_ITEMS = photos_method(
     "BatchRemoveMediaItemsFromAlbum", "albums.batchRemoveMediaItems", EDIT_APPCREATED
 )
-ADD_ENRICHMENT = _method(
+ADD_ENRICHMENT = photos_method(
     "AddEnrichmentToAlbum", "albums.addEnrichment", APPENDONLY, EDIT_APPCREATED
 )
 MAX_DESCRIPTION = 1000
@@ -86,7 +86,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     def own_album(caller: Caller, album_id: str) -> Album:
         album = store().album(caller.sub, caller.app, album_id)
         if album is None:
-            raise _not_found()
+            raise not_found()
         return album
 
     def album_view(caller: Caller, album: Album, request: Request) -> dict[str, Any]:
@@ -106,29 +106,29 @@ def build_router(state: EmulatorState) -> APIRouter:
                 results.append({"status": status})
             else:
                 results.append({"mediaItem": media_item_resource(item, origin)})
-        return _json({"mediaItemResults": results}, request)
+        return json_answer({"mediaItemResults": results}, request)
 
     @router.patch("/v1/mediaItems/{item_id}", summary="mediaItems.patch", response_model=None)
     async def patch_item(item_id: str, request: Request) -> Response:
         caller = await authorize(state, request, PATCH_ITEM)
         _mask(request, ("description",))
-        description = (await _json_body(request)).get("description", "")
+        description = (await json_body(request)).get("description", "")
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
             raise rpc_error(
                 400, f"The description must be text of {MAX_DESCRIPTION} characters or fewer."
             )
         item = store().item(caller.sub, caller.app, item_id)
         if item is None:
-            raise _not_found()
+            raise not_found()
         with store().lock:
             item.description = description or None
-        return _json(media_item_resource(item, base_url(state, request)), request)
+        return json_answer(media_item_resource(item, base_url(state, request)), request)
 
     @router.patch("/v1/albums/{album_id}", summary="albums.patch", response_model=None)
     async def patch_album(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, PATCH_ALBUM)
         fields = _mask(request, ("title", "coverPhotoMediaItemId"))
-        body = await _json_body(request)
+        body = await json_body(request)
         album = own_album(caller, album_id)
         title, cover = body.get("title"), body.get("coverPhotoMediaItemId")
         if "title" in fields and (not isinstance(title, str) or len(title) > MAX_TITLE):
@@ -142,7 +142,7 @@ def build_router(state: EmulatorState) -> APIRouter:
                 album.title = str(title)
             if "coverPhotoMediaItemId" in fields:
                 album.cover_item_id = str(cover)
-        return _json(album_view(caller, album, request), request)
+        return json_answer(album_view(caller, album, request), request)
 
     @router.post(
         "/v1/albums/{album_id}:batchAddMediaItems",
@@ -151,7 +151,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     )
     async def batch_add(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, ADD_ITEMS)
-        ids = _item_ids(await _json_body(request))
+        ids = _item_ids(await json_body(request))
         album = own_album(caller, album_id)
         if len(store().items(caller.sub, caller.app, ids)) != len(set(ids)):
             raise rpc_error(400, "Request contains an invalid media item id.")
@@ -160,7 +160,7 @@ def build_router(state: EmulatorState) -> APIRouter:
             if len(album.item_ids) + len(new) > MAX_ALBUM_ITEMS:
                 raise rpc_error(400, f"An album holds at most {MAX_ALBUM_ITEMS} media items.")
             album.item_ids.extend(new)
-        return _json({}, request)
+        return json_answer({}, request)
 
     @router.post(
         "/v1/albums/{album_id}:batchRemoveMediaItems",
@@ -169,7 +169,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     )
     async def batch_remove(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, REMOVE_ITEMS)
-        ids = _item_ids(await _json_body(request))
+        ids = _item_ids(await json_body(request))
         album = own_album(caller, album_id)
         if any(i not in album.item_ids for i in ids):
             raise rpc_error(400, "Request contains a media item that is not in the album.")
@@ -177,20 +177,20 @@ def build_router(state: EmulatorState) -> APIRouter:
             album.item_ids[:] = [i for i in album.item_ids if i not in ids]
             if album.cover_item_id in ids:
                 album.cover_item_id = None
-        return _json({}, request)
+        return json_answer({}, request)
 
     @router.post(
         "/v1/albums/{album_id}:addEnrichment", summary="albums.addEnrichment", response_model=None
     )
     async def add_enrichment(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, ADD_ENRICHMENT)
-        body = await _json_body(request)
+        body = await json_body(request)
         album = own_album(caller, album_id)
         enrichment = _enrichment(body)
         enrichment_id = "AE" + secrets.token_urlsafe(32)
         with store().lock:
             album.enrichments[enrichment_id] = enrichment
-        return _json({"enrichmentItem": {"id": enrichment_id}}, request)
+        return json_answer({"enrichmentItem": {"id": enrichment_id}}, request)
 
     return router
 

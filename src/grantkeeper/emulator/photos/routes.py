@@ -64,7 +64,7 @@ EDIT_APPCREATED = _SCOPE + ".edit.appcreateddata"
 REMOVED_SCOPES = frozenset({_SCOPE, _SCOPE + ".readonly", _SCOPE + ".sharing"})
 
 
-def _method(rpc: str, endpoint: str, *scopes: str) -> ApiMethod:
+def photos_method(rpc: str, endpoint: str, *scopes: str) -> ApiMethod:
     return ApiMethod(
         SERVICE,
         f"google.photos.library.v1.PhotosLibrary.{rpc}",
@@ -74,14 +74,14 @@ def _method(rpc: str, endpoint: str, *scopes: str) -> ApiMethod:
     )
 
 
-LIST_ALBUMS = _method("ListAlbums", "albums.list", READONLY_APPCREATED)
-GET_ALBUM = _method("GetAlbum", "albums.get", READONLY_APPCREATED)
-CREATE_ALBUM = _method("CreateAlbum", "albums.create", APPENDONLY)
-SEARCH = _method("SearchMediaItems", "mediaItems.search", READONLY_APPCREATED)
-LIST_ITEMS = _method("ListMediaItems", "mediaItems.list", READONLY_APPCREATED)
-GET_ITEM = _method("GetMediaItem", "mediaItems.get", READONLY_APPCREATED)
-BATCH_CREATE = _method("BatchCreateMediaItems", "mediaItems.batchCreate", APPENDONLY)
-UPLOAD = _method("Upload", "uploads", APPENDONLY)
+LIST_ALBUMS = photos_method("ListAlbums", "albums.list", READONLY_APPCREATED)
+GET_ALBUM = photos_method("GetAlbum", "albums.get", READONLY_APPCREATED)
+CREATE_ALBUM = photos_method("CreateAlbum", "albums.create", APPENDONLY)
+SEARCH = photos_method("SearchMediaItems", "mediaItems.search", READONLY_APPCREATED)
+LIST_ITEMS = photos_method("ListMediaItems", "mediaItems.list", READONLY_APPCREATED)
+GET_ITEM = photos_method("GetMediaItem", "mediaItems.get", READONLY_APPCREATED)
+BATCH_CREATE = photos_method("BatchCreateMediaItems", "mediaItems.batchCreate", APPENDONLY)
+UPLOAD = photos_method("Upload", "uploads", APPENDONLY)
 
 ALBUM_PAGE = (20, 50)  # (default, maximum) pageSize of albums.list
 ITEM_PAGE = (25, 100)  # (default, maximum) pageSize of mediaItems.search and .list
@@ -95,7 +95,7 @@ NOT_IMAGE = "NOT_IMAGE: There was an error while trying to create this media ite
 NO_ALBUM_PERMISSION = "No permission to add media items to this album."
 
 
-def _json(value: Any, request: Request) -> Response:
+def json_answer(value: Any, request: Request) -> Response:
     spec = request.query_params.get("fields")
     if spec:
         try:
@@ -105,7 +105,7 @@ def _json(value: Any, request: Request) -> Response:
     return Response(json.dumps(value, indent=2), media_type="application/json; charset=UTF-8")
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         value = json.loads(raw) if raw.strip() else {}
@@ -116,7 +116,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return value
 
 
-def _not_found() -> GoogleApiError:
+def not_found() -> GoogleApiError:
     return rpc_error(404, "Requested entity was not found.")
 
 
@@ -157,12 +157,12 @@ def build_router(state: EmulatorState) -> APIRouter:
             body["albums"] = [album_view(caller, a, origin) for a in page]
         if token:
             body["nextPageToken"] = token
-        return _json(body, request)
+        return json_answer(body, request)
 
     @router.post("/v1/albums", summary="albums.create", response_model=None)
     async def albums_create(request: Request) -> Response:
         caller = await authorize(state, request, CREATE_ALBUM)
-        album = (await _json_body(request)).get("album")
+        album = (await json_body(request)).get("album")
         if not isinstance(album, dict):
             raise rpc_error(400, "Request must contain an album.")
         title = album.get("title", "")
@@ -171,27 +171,27 @@ def build_router(state: EmulatorState) -> APIRouter:
                 400, f"The album title must be a string of {MAX_TITLE} characters or fewer."
             )
         created = store().create_album(caller.sub, caller.app, title)
-        return _json(album_view(caller, created, base_url(state, request)), request)
+        return json_answer(album_view(caller, created, base_url(state, request)), request)
 
     @router.get("/v1/albums/{album_id}", summary="albums.get", response_model=None)
     async def albums_get(album_id: str, request: Request) -> Response:
         caller = await authorize(state, request, GET_ALBUM)
         album = store().album(caller.sub, caller.app, album_id)
         if album is None:
-            raise _not_found()
-        return _json(album_view(caller, album, base_url(state, request)), request)
+            raise not_found()
+        return json_answer(album_view(caller, album, base_url(state, request)), request)
 
     @router.post("/v1/mediaItems:search", summary="mediaItems.search", response_model=None)
     async def media_items_search(request: Request) -> Response:
         caller = await authorize(state, request, SEARCH)
-        body = await _json_body(request)
+        body = await json_body(request)
         album_id, filters = body.get("albumId"), body.get("filters")
         if album_id and filters:
             raise rpc_error(400, "An albumId and filters cannot both be set in a search request.")
         if album_id:
             album = store().album(caller.sub, caller.app, str(album_id))
             if album is None:
-                raise _not_found()
+                raise not_found()
             found = store().items(caller.sub, caller.app, album.item_ids)
         else:
             found = store().items(caller.sub, caller.app)
@@ -220,15 +220,15 @@ def build_router(state: EmulatorState) -> APIRouter:
             body["mediaItems"] = [media_item_resource(i, origin) for i in page]
         if token:
             body["nextPageToken"] = token
-        return _json(body, request)
+        return json_answer(body, request)
 
     @router.get("/v1/mediaItems/{item_id}", summary="mediaItems.get", response_model=None)
     async def media_items_get(item_id: str, request: Request) -> Response:
         caller = await authorize(state, request, GET_ITEM)
         item = store().item(caller.sub, caller.app, item_id)
         if item is None:
-            raise _not_found()
-        return _json(media_item_resource(item, base_url(state, request)), request)
+            raise not_found()
+        return json_answer(media_item_resource(item, base_url(state, request)), request)
 
     @router.post(
         "/v1/uploads", summary="Upload bytes (returns an upload token)", response_model=None
@@ -263,7 +263,7 @@ def build_router(state: EmulatorState) -> APIRouter:
     )
     async def media_items_batch_create(request: Request) -> Response:
         caller = await authorize(state, request, BATCH_CREATE)
-        body = await _json_body(request)
+        body = await json_body(request)
         new_items = body.get("newMediaItems")
         if not isinstance(new_items, list) or not new_items:
             raise rpc_error(400, "Request must contain at least one new media item.")
@@ -290,7 +290,7 @@ def build_router(state: EmulatorState) -> APIRouter:
         ]
         if position == "FIRST_IN_ALBUM":
             results.reverse()
-        return _json({"newMediaItemResults": results}, request)
+        return json_answer({"newMediaItemResults": results}, request)
 
     async def _create_item(
         caller: Caller, album: Album | None, first: bool, entry: Any, request: Request
