@@ -10,7 +10,6 @@ import json
 import os
 import ssl
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -47,21 +46,21 @@ def _no_insecure_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
 
 
-@pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("emulator-tls")
-
-
-@pytest.fixture(scope="module")
-def served(tls_dir: Path) -> Iterator[EmulatorHandle]:
-    with run_emulator(EmulatorConfig(https=True, data_dir=tls_dir)) as emulator:
-        yield emulator
+@pytest.fixture
+def served(emulator_https_session: EmulatorHandle) -> EmulatorHandle:
+    """The plugin's HTTPS emulator (grantkeeper.emulator.testing)."""
+    return emulator_https_session
 
 
 @pytest.fixture
-def emu(served: EmulatorHandle) -> EmulatorHandle:
-    served.state.reset()
-    return served
+def tls_dir(served: EmulatorHandle) -> Path:
+    assert served.ca_path is not None
+    return served.ca_path.parent
+
+
+@pytest.fixture
+def emu(emulator_https: EmulatorHandle) -> EmulatorHandle:
+    return emulator_https
 
 
 @pytest.fixture
