@@ -64,6 +64,9 @@ async def test_service_key_routes_declare_bearer_auth(api: httpx.AsyncClient) ->
         ("/v1/users/{sub}/token", "get"),
         ("/v1/users/{sub}/token/refresh", "post"),
         ("/v1/users/{sub}/grant", "delete"),
+        ("/v1/manage/users", "get"),
+        ("/v1/manage/users/{sub}", "get"),
+        ("/v1/manage/audit", "get"),
     }
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():

@@ -13,9 +13,8 @@ import uvicorn
 from rich.console import Console
 
 from grantkeeper._cli.runner import table
-from grantkeeper.errors import GrantkeeperError, UnknownUser
-from grantkeeper.keeper import Keeper
-from grantkeeper.keeper.results import grant_json, user_json
+from grantkeeper.errors import GrantkeeperError
+from grantkeeper.keeper import Keeper, reads
 from grantkeeper.logsafety import redact_access_log
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore
@@ -154,16 +153,26 @@ async def _open_store() -> GrantStore:
 
 
 @users_app.command("list")
-def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
-    """Every user with the state of their grant."""
+def users_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
+    status: str | None = typer.Option(
+        None, "--status", help="Only users with a grant in this state (active, revoked, …)."
+    ),
+) -> None:
+    """Every user with the state of their grant (the management API's listing)."""
 
     async def work() -> list[dict[str, Any]]:
         async with await _open_store() as store:
-            rows = []
-            for user in await store.list_users():
-                grants = await store.list_grants(sub=user.sub)
-                rows.append({**user_json(user), "grants": [grant_json(g) for g in grants]})
-            return rows
+            rows: list[dict[str, Any]] = []
+            after: str | None = None
+            while True:
+                page = await reads.users_page(
+                    store, status=status, after=after, limit=reads.MAX_PAGE
+                )
+                rows.extend(page.items)
+                if page.next is None:
+                    return rows
+                after = page.next
 
     rows = run(work)
     if as_json:
@@ -191,15 +200,12 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="Machine-reada
 
 @users_app.command("show")
 def users_show(sub: str = typer.Argument(..., help="The user's Google subject id.")) -> None:
-    """One user's profile and grants: status, reason, scopes, expiries, last refresh and use."""
+    """One user's profile, grants (status, reason, scopes, expiries, last refresh and use) and
+    audit history."""
 
     async def work() -> dict[str, Any]:
         async with await _open_store() as store:
-            user = await store.get_user(sub)
-            if user is None:
-                raise UnknownUser(f"No user {sub} is stored.")
-            grants = await store.list_grants(sub=sub)
-            return {"user": user_json(user), "grants": [grant_json(g) for g in grants]}
+            return await reads.user_detail(store, sub)
 
     typer.echo(json.dumps(run(work), indent=2))
 

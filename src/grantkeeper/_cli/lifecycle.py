@@ -23,6 +23,7 @@ from grantkeeper._cli import runner
 from grantkeeper.clock import SYSTEM_CLOCK
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import keys as key_ops
+from grantkeeper.keeper import reads
 from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
 from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore
@@ -228,36 +229,38 @@ def audit_command(
     limit: int = typer.Option(100, "--limit", min=1, help="Newest events first."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
 ) -> None:
-    """The audit log: sign-ins, failed refreshes, revocations, RISC events, key rotations."""
+    """The audit log: sign-ins, token hand-outs by service key, refreshes, revocations, RISC
+    events, key rotations (the management API's listing)."""
 
-    async def work() -> list[Any]:
+    async def work() -> list[dict[str, Any]]:
         async with await _open_store(Settings()) as store:
-            return await store.list_audit(sub, kind=kind, limit=limit)
+            found: list[dict[str, Any]] = []
+            before: int | None = None
+            while len(found) < limit:
+                page = await reads.audit_page(
+                    store,
+                    sub=sub,
+                    kind=kind,
+                    before=before,
+                    limit=min(limit - len(found), reads.MAX_PAGE),
+                )
+                found.extend(page.items)
+                if page.next is None:
+                    break
+                before = int(page.next)
+            return found
 
     events = _run(work())
     if as_json:
-        _echo_json(
-            [
-                {
-                    "id": e.id,
-                    "at": e.at.isoformat(),
-                    "kind": e.kind,
-                    "sub": e.sub,
-                    "client_id": e.client_id,
-                    "outcome": e.outcome,
-                    "detail": e.detail,
-                }
-                for e in events
-            ]
-        )
+        _echo_json(events)
         return
     cells = [
         [
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            e.kind,
-            e.sub or "",
-            e.outcome,
-            json.dumps(e.detail, sort_keys=True, default=str),
+            e["at"].replace("T", " ").removesuffix("Z")[:19],
+            e["kind"],
+            e["sub"] or "",
+            e["outcome"],
+            json.dumps(e["detail"], sort_keys=True, default=str),
         ]
         for e in events
     ]

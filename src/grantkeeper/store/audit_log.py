@@ -38,14 +38,28 @@ class AuditLog(StoreCore):
             )
 
     async def list_audit(
-        self, sub: str | None = None, *, kind: str | None = None, limit: int = 100
+        self,
+        sub: str | None = None,
+        *,
+        kind: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
     ) -> list[AuditEvent]:
-        """Audit events, newest first."""
+        """Audit events, newest first; ``before_id`` pages (events older than that id),
+        ``since``/``until`` bound their time (inclusive, exclusive)."""
         query = audit_events.select().order_by(audit_events.c.id.desc()).limit(limit)
         if sub is not None:
             query = query.where(audit_events.c.sub == sub)
         if kind is not None:
             query = query.where(audit_events.c.kind == kind)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        if until is not None:
+            query = query.where(audit_events.c.at < until)
+        if before_id is not None:
+            query = query.where(audit_events.c.id < before_id)
         async with self._read() as conn:
             rows = (await conn.execute(query)).all()
         return [

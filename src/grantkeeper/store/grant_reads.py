@@ -28,6 +28,21 @@ class GrantReads(StoreCore):
             rows = (await conn.execute(query)).all()
         return [self._codec.user(row) for row in rows]
 
+    async def page_users(
+        self, *, after: str | None = None, limit: int = 50, status: str | None = None
+    ) -> list[User]:
+        """Up to ``limit`` users ordered by ``sub``, after the ``sub`` ``after`` (a cursor, so
+        pages hold steady while users sign in); ``status``: only users with a grant in it."""
+        query = users.select().order_by(users.c.sub).limit(limit)
+        if after is not None:
+            query = query.where(users.c.sub > after)
+        if status is not None:
+            held = sa.select(grants.c.sub).where(grants.c.status == status)
+            query = query.where(users.c.sub.in_(held))
+        async with self._read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [self._codec.user(row) for row in rows]
+
     async def get_grant(self, sub: str, client_id: str | None = None) -> Grant | None:
         """The user's grant for ``client_id``; without one, the most recently updated grant.
 

@@ -11,7 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from grantkeeper._version import __version__
 from grantkeeper.keeper import Keeper
 from grantkeeper.settings import Settings
-from grantkeeper.web import ops_routes, risc_routes
+from grantkeeper.web import manage_routes, ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
 from grantkeeper.web.openapi import install_openapi
 from grantkeeper.web.ops_access import OpsAccessMiddleware
@@ -56,6 +56,7 @@ def create_app(
     install_openapi(app)
     app.include_router(router)
     app.include_router(risc_routes.router)
+    app.include_router(manage_routes.router)
     app.include_router(ops_routes.router)
     # The keeper sends its events to metrics and webhooks; the RISC receiver uses its sender.
     app.state.webhooks = keeper.webhooks

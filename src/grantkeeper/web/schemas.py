@@ -10,7 +10,7 @@ Problem documents (RFC 9457) allow extension members, as the RFC says they may.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -218,3 +218,54 @@ PROBLEM_MODELS: tuple[type[Problem], ...] = (
     ServiceKeyLimitProblem,
     SecurityEventProblem,
 )
+
+
+# -- management ----------------------------------------------------------------------------------
+
+
+class GrantState(_Answer):
+    """A grant's state: never a token."""
+
+    client_id: str
+    status: str = Field(description="active, revoked, pending_revocation, disconnected, disabled")
+    status_reason: str | None = None
+    status_changed_at: datetime | None = None
+    offline: bool
+    scopes: list[str]
+    access_token_expires_at: datetime | None = None
+    refresh_token_expires_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_refreshed_at: datetime | None = None
+    version: int
+
+
+class ManagedUser(UserAnswer):
+    grants: list[GrantState]
+
+
+class UsersPage(_Answer):
+    users: list[ManagedUser]
+    next: str | None = Field(description="Pass as ?after= for the next page; null on the last.")
+
+
+class AuditRecord(_Answer):
+    id: int
+    at: datetime
+    kind: str = Field(description="sign_in, token, refresh, disconnect, forget, risc, …")
+    sub: str | None
+    client_id: str | None
+    outcome: str
+    detail: dict[str, Any] = Field(description="What happened (never a token).")
+
+
+class UserDetail(_Answer):
+    user: UserAnswer
+    grants: list[GrantState]
+    history: list[AuditRecord] = Field(description="The user's audit events, newest first.")
+
+
+class AuditPage(_Answer):
+    events: list[AuditRecord]
+    next: str | None = Field(description="Pass as ?before= for the next page; null on the last.")

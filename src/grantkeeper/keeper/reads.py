@@ -1,0 +1,89 @@
+"""Read queries over users, grants and the audit log: the management API and the CLI's
+``users`` and ``audit`` commands both answer from these, so they always agree. Never a token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from grantkeeper.errors import InvalidRequest, UnknownUser
+from grantkeeper.keeper.results import grant_json, user_json
+from grantkeeper.store import AuditEvent, GrantStatus, GrantStore
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; ``next`` is the cursor of the following page (None: the last)."""
+
+    items: list[dict[str, Any]]
+    next: str | None
+
+    def to_json(self, name: str) -> dict[str, Any]:
+        return {name: self.items, "next": self.next}
+
+
+def audit_json(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "kind": event.kind,
+        "sub": event.sub,
+        "client_id": event.client_id,
+        "outcome": event.outcome,
+        "detail": event.detail,
+    }
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit is between 1 and {MAX_PAGE}.")
+    return limit
+
+
+async def users_page(
+    store: GrantStore, *, status: str | None = None, after: str | None = None, limit: int = 50
+) -> Page:
+    """Users with their grants, ordered by ``sub``; ``status`` keeps users with a grant in it."""
+    if status is not None and status not in {s.value for s in GrantStatus}:
+        raise InvalidRequest("status is one of " + ", ".join(s.value for s in GrantStatus) + ".")
+    found = await store.page_users(after=after, limit=_limit(limit) + 1, status=status)
+    items = []
+    for user in found[:limit]:
+        grants = await store.list_grants(sub=user.sub)
+        items.append({**user_json(user), "grants": [grant_json(g) for g in grants]})
+    return Page(items, found[limit - 1].sub if len(found) > limit else None)
+
+
+async def user_detail(store: GrantStore, sub: str, *, history: int = 50) -> dict[str, Any]:
+    """One user: profile, grants and the newest ``history`` audit events about them."""
+    user = await store.get_user(sub)
+    if user is None:
+        raise UnknownUser(f"No user {sub} is stored.")
+    grants = await store.list_grants(sub=sub)
+    events = await store.list_audit(sub, limit=_limit(history))
+    return {
+        "user": user_json(user),
+        "grants": [grant_json(g) for g in grants],
+        "history": [audit_json(e) for e in events],
+    }
+
+
+async def audit_page(
+    store: GrantStore,
+    *,
+    sub: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> Page:
+    """Audit events, newest first; ``before`` is the cursor (an event id)."""
+    events = await store.list_audit(
+        sub, kind=kind, since=since, until=until, before_id=before, limit=_limit(limit) + 1
+    )
+    items = [audit_json(e) for e in events[:limit]]
+    return Page(items, str(events[limit - 1].id) if len(events) > limit else None)

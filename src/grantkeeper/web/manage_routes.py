@@ -1,0 +1,92 @@
+"""The management API: users and grants by state, one user's grant and history, the audit log.
+Behind a service key allowed ``manage``; answers from :mod:`grantkeeper.keeper.reads`, as the
+CLI's ``users`` and ``audit`` commands do. Never a token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from grantkeeper.keeper import reads
+from grantkeeper.web.auth import ManageKey
+from grantkeeper.web.openapi import problems
+from grantkeeper.web.schemas import AuditPage, ServiceKeyLimitProblem, UserDetail, UsersPage
+
+router = APIRouter(prefix="/v1/manage", tags=["management"])
+
+NO_STORE = {"Cache-Control": "no-store"}
+_LIMIT_403 = {403: [ServiceKeyLimitProblem]}
+
+
+@router.get(
+    "/users",
+    summary="Users and their grants, by state, a page at a time",
+    response_model=UsersPage,
+    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+)
+async def list_users(
+    request: Request,
+    _: ManageKey,
+    status: Annotated[
+        str | None, Query(description="Only users with a grant in this state")
+    ] = None,
+    after: Annotated[str | None, Query(description="The cursor: the previous page's next")] = None,
+    limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
+) -> JSONResponse:
+    page = await reads.users_page(
+        request.app.state.keeper.store, status=status, after=after, limit=limit
+    )
+    return JSONResponse(page.to_json("users"), headers=NO_STORE)
+
+
+@router.get(
+    "/users/{sub}",
+    summary="One user's profile, grants and audit history",
+    response_model=UserDetail,
+    responses=problems(400, 401, 403, 404, 503, special=_LIMIT_403),
+)
+async def show_user(
+    request: Request,
+    sub: str,
+    _: ManageKey,
+    history: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
+) -> JSONResponse:
+    detail = await reads.user_detail(request.app.state.keeper.store, sub, history=history)
+    return JSONResponse(detail, headers=NO_STORE)
+
+
+@router.get(
+    "/audit",
+    summary="The audit log, newest first, filtered and paged",
+    response_model=AuditPage,
+    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+)
+async def audit_log(
+    request: Request,
+    _: ManageKey,
+    sub: Annotated[str | None, Query(description="Only this user's events")] = None,
+    kind: Annotated[str | None, Query(description="sign_in, token, refresh, …")] = None,
+    since: Annotated[datetime | None, Query(description="At or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Before (ISO 8601)")] = None,
+    before: Annotated[int | None, Query(description="The cursor: the previous page's next")] = None,
+    limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 100,
+) -> JSONResponse:
+    page = await reads.audit_page(
+        request.app.state.keeper.store,
+        sub=sub,
+        kind=kind,
+        since=_aware(since),
+        until=_aware(until),
+        before=before,
+        limit=limit,
+    )
+    return JSONResponse(page.to_json("events"), headers=NO_STORE)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)  # a time without a zone is taken as UTC

@@ -1,0 +1,161 @@
+"""The management API behind a manage key: users by state (paged), one user's grant and
+history, the audit log (paged, filtered); every answer as the OpenAPI document says."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from grantkeeper.keeper import Keeper
+from grantkeeper.web import create_app
+
+from ..keeper.conftest import World
+from .test_openapi_contract import conforms
+from .test_signin_api import XRW, problem
+
+pytestmark = pytest.mark.anyio
+
+ADMIN = "admin-key-0123456789abcdef"
+WORKER = "worker-key-0123456789abcdef"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+async def manage(keeper: Keeper) -> AsyncIterator[httpx.AsyncClient]:
+    keeper.settings = keeper.settings.model_copy(
+        update={"service_api_keys": [f"admin:{ADMIN};ops=manage", f"worker:{WORKER}"]}
+    )
+    transport = httpx.ASGITransport(app=create_app(keeper))
+    async with httpx.AsyncClient(transport=transport, base_url="https://keeper.test") as api:
+        yield api
+
+
+async def sign_in_users(api: httpx.AsyncClient, world: World, count: int) -> list[str]:
+    subs = []
+    for n in range(count):
+        email = f"user{n}@example.com"
+        world.emulator.control.create_user(email, name=f"User {n}")
+        answer = await api.post(
+            "/v1/google/signin", json={"code": world.code(email=email)}, headers=XRW
+        )
+        assert answer.status_code == 200, answer.text
+        subs.append(answer.json()["user"]["sub"])
+    return subs
+
+
+async def test_paging_through_users_by_state(manage: httpx.AsyncClient, world: World) -> None:
+    spec = (await manage.get("/openapi.json")).json()
+    subs = await sign_in_users(manage, world, 5)
+    gone = (await manage.delete(f"/v1/users/{subs[2]}/grant", headers=bearer(WORKER))).json()
+    assert gone["revoked_at_provider"]
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
+        page = conforms(
+            spec,
+            await manage.get("/v1/manage/users", params=params, headers=bearer(ADMIN)),
+            "/v1/manage/users",
+        )
+        pages += 1
+        seen += [user["sub"] for user in page["users"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert pages == 3
+    assert seen == sorted(subs)
+    by_state = await manage.get(
+        "/v1/manage/users", params={"status": "disconnected"}, headers=bearer(ADMIN)
+    )
+    only = by_state.json()["users"]
+    assert [u["sub"] for u in only] == [subs[2]]
+    assert only[0]["grants"][0]["status"] == "disconnected"
+    active = await manage.get(
+        "/v1/manage/users", params={"status": "active", "limit": 500}, headers=bearer(ADMIN)
+    )
+    assert sorted(u["sub"] for u in active.json()["users"]) == sorted(set(subs) - {subs[2]})
+    problem(
+        await manage.get("/v1/manage/users", params={"status": "odd"}, headers=bearer(ADMIN)),
+        400,
+        "invalid_request",
+    )
+    problem(
+        await manage.get("/v1/manage/users", params={"limit": 0}, headers=bearer(ADMIN)),
+        400,
+        "invalid_request",
+    )
+
+
+async def test_one_user_with_history_and_the_audit_log(
+    manage: httpx.AsyncClient, world: World, keeper: Keeper
+) -> None:
+    spec = (await manage.get("/openapi.json")).json()
+    (sub,) = await sign_in_users(manage, world, 1)
+    token = (await manage.get(f"/v1/users/{sub}/token", headers=bearer(WORKER))).json()
+    await manage.post(
+        f"/v1/users/{sub}/token/refresh",
+        json={"rejected_token": token["access_token"]},
+        headers=bearer(WORKER),
+    )
+    detail = conforms(
+        spec,
+        await manage.get(f"/v1/manage/users/{sub}", headers=bearer(ADMIN)),
+        "/v1/manage/users/{sub}",
+    )
+    assert detail["user"]["sub"] == sub
+    assert detail["grants"][0]["status"] == "active"
+    kinds = [(e["kind"], e["outcome"]) for e in detail["history"]]
+    assert kinds[:3] == [("token", "refreshed"), ("refresh", "ok"), ("token", "ok")]
+    assert ("sign_in", "ok") in kinds
+    assert detail["history"][0]["detail"]["caller"] == "worker"
+    problem(await manage.get("/v1/manage/users/nobody", headers=bearer(ADMIN)), 404, "unknown_user")
+
+    url = "/v1/manage/audit"
+    everything = conforms(
+        spec, await manage.get(url, params={"sub": sub}, headers=bearer(ADMIN)), url
+    )
+    ids = [e["id"] for e in everything["events"]]
+    assert ids == sorted(ids, reverse=True)
+    first = conforms(
+        spec, await manage.get(url, params={"sub": sub, "limit": 2}, headers=bearer(ADMIN)), url
+    )
+    rest = (
+        await manage.get(
+            url, params={"sub": sub, "before": first["next"], "limit": 100}, headers=bearer(ADMIN)
+        )
+    ).json()
+    assert [e["id"] for e in first["events"] + rest["events"]] == ids
+    assert rest["next"] is None
+    refreshes = (await manage.get(url, params={"kind": "refresh"}, headers=bearer(ADMIN))).json()[
+        "events"
+    ]
+    assert {e["kind"] for e in refreshes} == {"refresh"}
+    now = keeper.clock.now()
+    future = (now + timedelta(hours=1)).astimezone(UTC).isoformat()
+    assert (await manage.get(url, params={"since": future}, headers=bearer(ADMIN))).json()[
+        "events"
+    ] == []
+    past = datetime(2000, 1, 1, tzinfo=UTC).isoformat()
+    assert (await manage.get(url, params={"until": past}, headers=bearer(ADMIN))).json()[
+        "events"
+    ] == []
+    body = " ".join([str(detail), str(everything), str(rest)])
+    assert token["access_token"] not in body
+
+
+async def test_only_a_manage_key_gets_in(manage: httpx.AsyncClient) -> None:
+    refused = problem(
+        await manage.get("/v1/manage/users", headers=bearer(WORKER)), 403, "service_key_limit"
+    )
+    assert refused["limit"] == "operation"
+    assert refused["key"] == "worker"
+    problem(await manage.get("/v1/manage/audit"), 401, "unauthorized")
+    problem(await manage.get("/v1/users/1/token", headers=bearer(ADMIN)), 403, "service_key_limit")
