@@ -19,8 +19,9 @@ def run(database: str, keeper: SyncKeeper, **build_options: Any) -> dict[str, An
         subs = [row[0] for row in db.execute("SELECT google_sub FROM users WHERE google_sub")]
     for sub in subs:
         try:
-            drive = build("drive", "v3", credentials=keeper.credentials(sub), **build_options)
-            files = drive.files().list(spaces="appDataFolder", fields="files(name)").execute()
+            credentials = keeper.credentials(sub)
+            with build("drive", "v3", credentials=credentials, **build_options) as drive:
+                files = drive.files().list(spaces="appDataFolder", fields="files(name)").execute()
             report[sub] = [f["name"] for f in files.get("files", [])]
         except (GrantRevoked, MissingScopes) as error:  # also RefreshError inside googleapiclient
             report[sub] = error.code  # ask the user to sign in again next time they open the app
