@@ -26,6 +26,7 @@ from grantkeeper.keeper.decisions import (
     revocation_reason,
 )
 from grantkeeper.keeper.events import EventBus, GrantEvent
+from grantkeeper.keeper.reconsent import reconsent
 from grantkeeper.keeper.results import AccessToken
 from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
 from grantkeeper.settings import Settings
@@ -79,7 +80,11 @@ class OfflineAccess:
     ) -> AccessToken:
         """See :meth:`Keeper.access_token`."""
         wanted = normalize_scopes(scopes) if scopes else frozenset()
-        token = await self._access_token(sub, wanted, rejected, caller)
+        try:
+            token = await self._access_token(sub, wanted, rejected, caller)
+        except (MissingScopes, GrantRevoked) as error:
+            await self._explain(error, sub)
+            raise
         if caller is not None:
             # A service key's hand-out, under its name (never the token).
             await self._store.append_audit(
@@ -94,6 +99,28 @@ class OfflineAccess:
                 },
             )
         return token
+
+    async def _explain(self, error: MissingScopes | GrantRevoked, sub: str) -> None:
+        """Put in the problem what the app must do, per platform, to get the grant back."""
+        if "reconsent" in error.extra:
+            return  # callers queued behind one refresh share its error
+        try:
+            grant = await self._store.get_grant(sub, self._client_id)
+            metadata = await self._provider.discover()
+        except GrantkeeperError:
+            return  # the problem stands on its own without the recipe
+        if isinstance(error, MissingScopes):
+            scopes, needs_refresh_token = error.missing, grant is None or not grant.offline
+        else:
+            scopes, needs_refresh_token = sorted(grant.scopes) if grant else [], True
+        error.extra["reconsent"] = reconsent(
+            sub=sub,
+            scopes=scopes,
+            needs_refresh_token=needs_refresh_token,
+            authorization_endpoint=metadata.authorization_endpoint,
+            client_id=self._client_id,
+            web_redirect_uri=self.settings.web_redirect_uri,
+        )
 
     async def _access_token(
         self, sub: str, wanted: frozenset[str], rejected: str | None, caller: str | None

@@ -165,10 +165,43 @@ class Problem(BaseModel):
     )
 
 
+class ReconsentIos(_Answer):
+    additional_scopes: list[str] = Field(description="For GIDSignIn's additionalScopes.")
+    how: str
+
+
+class ReconsentAndroid(_Answer):
+    scopes: list[str] = Field(description="For the authorization request, offline access.")
+    how: str
+
+
+class ReconsentWeb(_Answer):
+    authorization_url: str | None = Field(
+        default=None,
+        description="Google's authorization URL with include_granted_scopes=true, "
+        "access_type=offline, login_hint, and prompt=consent when a refresh token is needed "
+        "(add your own state).",
+    )
+    how: str
+
+
+class Reconsent(_Answer):
+    """What the app must do to get the grant back, per platform."""
+
+    scopes: list[str] = Field(description="The scopes to ask the user for.")
+    refresh_token_needed: bool = Field(
+        description="The keeper has no usable refresh token: consent must be shown again."
+    )
+    ios: ReconsentIos
+    android: ReconsentAndroid
+    web: ReconsentWeb
+
+
 class MissingScopesProblem(Problem):
     """``insufficient_scope`` (403): the grant lacks a requested scope."""
 
     missing_scopes: list[str] = Field(description="The scopes to ask the user for.")
+    reconsent: Reconsent | None = None
 
 
 class GrantRevokedProblem(Problem):
@@ -179,6 +212,7 @@ class GrantRevokedProblem(Problem):
         "reauthentication_required, no_refresh_token, disconnect, a RISC event, …"
     )
     grant_status: str | None = Field(default=None, description="The stored grant's status.")
+    reconsent: Reconsent | None = None
 
 
 class UntrustedIdTokenProblem(Problem):
