@@ -28,6 +28,7 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     │   └── ProviderUnavailable                  provider_unavailable  503 (retryable)
     │       └── ProviderTimeout                  provider_timeout      504 (retryable)
     ├── SignInIncomplete                         sign_in_incomplete    503 (sign in again)
+    ├── RateLimited                              rate_limited          429 (retryable)
     ├── StoreUnavailable                         store_unavailable     503 (retryable)
     ├── TokenDecryptionError                     token_undecryptable   500
     └── KeeperUnreachable                        keeper_unreachable    503 (retryable)
@@ -326,6 +327,18 @@ class SignInIncomplete(GrantkeeperError):
         "Sign the user in again to get a new server auth code: Google has used up the one sent, "
         "so retrying it cannot succeed. Nothing was stored for this attempt."
     )
+
+
+class RateLimited(GrantkeeperError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+    advice = (
+        "Wait for the Retry-After seconds before trying again; raise the limit in the settings "
+        "(GRANTKEEPER_SIGNIN_RATE_PER_MINUTE, GRANTKEEPER_TOKEN_RATE_PER_MINUTE) if it is too low "
+        "for real traffic."
+    )
+    retryable = True
 
 
 class StoreUnavailable(GrantkeeperError):

@@ -122,6 +122,24 @@ class Settings(BaseSettings):
     provider_attempts: int = Field(default=3, ge=1, le=10)
     """Attempts per provider call when it fails transiently (backoff with jitter between)."""
 
+    signin_rate_per_minute: int = Field(default=60, ge=0, le=1_000_000)
+    """Sign-in POSTs accepted per client address a minute (in bursts of as many), per process;
+    the address is the one the trusted proxies vouch for. 0: no limit."""
+
+    token_rate_per_minute: int = Field(default=6000, ge=0, le=10_000_000)
+    """Token-API requests accepted per service key a minute, per process. 0: no limit."""
+
+    refresh_cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """After a transient refresh failure, callers get 503 with Retry-After for this long
+    without the provider being called; doubled per consecutive failure (shared by instances)."""
+
+    refresh_cooldown_max_seconds: float = Field(default=900.0, ge=0, le=86400)
+    """The longest a failing grant's cooldown grows."""
+
+    refresh_failing_after: int = Field(default=3, ge=1, le=1000)
+    """Consecutive transient refresh failures after which a ``refresh_failing`` event (webhook
+    ``grant.refresh_failing``) is sent once."""
+
     webhook_url: str | None = None
     """Where grant life-cycle notifications are POSTed (Standard Webhooks)."""
 

@@ -71,6 +71,9 @@ class WebhookEvent(StrEnum):
     """A revoked or disabled grant is usable again (the user signed in again, account enabled)."""
     GRANT_EXPIRING = "grant.expiring"
     """A time-limited grant (``refresh_token_expires_in``) ends soon; ask the user again."""
+    REFRESH_FAILING = "grant.refresh_failing"
+    """The grant's refreshes keep failing (the provider or the network): the keeper backs off;
+    the app may want to tell the user or an operator."""
     SECURITY_EVENT = "grant.security_event"
     """Google reported a security event the app must act on (e.g. end the user's sessions)."""
 

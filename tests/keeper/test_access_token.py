@@ -149,6 +149,7 @@ async def test_provider_outage_is_retried_then_unavailable_and_the_grant_survive
     assert grant is not None
     assert grant.status == GrantStatus.ACTIVE
     assert grant.lease_owner is None
+    world.emulator.control.advance_clock(31)  # past the grant's refresh cooldown
     token = await keeper.access_token(sub)
     assert token.refreshed
 
@@ -203,6 +204,7 @@ async def test_callers_queued_behind_a_failed_refresh_share_its_failure(
     assert failures == ["provider_unavailable"] * 20
     # One refresh's retry budget, not twenty.
     assert world.refreshes() == keeper.settings.provider_attempts
+    world.emulator.control.advance_clock(31)  # past the grant's refresh cooldown
     assert (await keeper.access_token(sub)).refreshed
 
 

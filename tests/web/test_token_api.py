@@ -108,6 +108,13 @@ async def test_provider_unavailable(api: httpx.AsyncClient, world: World) -> Non
     finally:
         world.emulator.control.clear_faults()
     problem(response, 503, "provider_unavailable")
+    # The grant cools down: the next call is 503 with Retry-After at once, Google untouched.
+    spent = world.refreshes()
+    cooling = await api.get(f"/v1/users/{sub}/token", headers=AUTH)
+    problem(cooling, 503, "provider_unavailable")
+    assert 0 < int(cooling.headers["retry-after"]) <= 30
+    assert world.refreshes() == spent
+    world.emulator.control.advance_clock(31)
     assert (await api.get(f"/v1/users/{sub}/token", headers=AUTH)).status_code == 200
 
 

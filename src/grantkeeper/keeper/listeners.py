@@ -46,6 +46,13 @@ def webhook_listener(sender: WebhookSender) -> Listener:
             )
         elif event.kind == "recovered":
             sender.notify(WebhookEvent.GRANT_RECOVERED, **base, source="sign_in")
+        elif event.kind == "refresh_failing":
+            sender.notify(
+                WebhookEvent.REFRESH_FAILING,
+                **base,
+                consecutive_failures=event.detail.get("consecutive_failures"),
+                code=event.detail.get("code"),
+            )
 
     return listen
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from grantkeeper.clock import Clock
 from grantkeeper.errors import GrantkeeperError, GrantRevoked, MissingScopes, UnknownUser
+from grantkeeper.keeper.cooldown import RefreshCooldown
 from grantkeeper.keeper.decisions import (
     access_token_expiry,
     is_fresh,
@@ -69,6 +70,7 @@ class OfflineAccess:
         self._owner = owner
         self._client_id = provider.client_secrets.client_id
         self._flights: dict[tuple[str, str], _Flight] = {}
+        self._cooldown = RefreshCooldown(store=store, settings=settings, clock=clock, events=events)
 
     async def access_token(
         self,
@@ -214,6 +216,7 @@ class OfflineAccess:
             grant = await self._usable_grant(sub, client_id)
             if self._fresh(grant, rejected):
                 return await self._hand_out(grant, refreshed=False)
+            await self._cooldown.check(sub, client_id)  # a failing grant: 503 at once
             leased = await self._store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
             if leased is None:
                 # Another process holds the lease: wait for its write (or for the lease to lapse).
@@ -253,6 +256,7 @@ class OfflineAccess:
             await self._on_rejected(grant, error)
             return None
         except GrantkeeperError as error:
+            await self._cooldown.failed(grant.sub, grant.client_id, error)
             await self._store.append_audit(
                 "refresh",
                 sub=grant.sub,
@@ -291,6 +295,7 @@ class OfflineAccess:
             outcome="ok",
             detail={"caller": caller} if caller else {},
         )
+        await self._cooldown.succeeded(grant.sub, grant.client_id)
         await self.events.emit(
             GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
         )

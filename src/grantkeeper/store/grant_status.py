@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
 from grantkeeper.store.store_core import StoreCore
-from grantkeeper.store.tables import grants, signin_replays, users
+from grantkeeper.store.tables import grant_cooldowns, grants, signin_replays, users
 
 ERASED_TOKENS: dict[str, Any] = {
     "refresh_token": None,
@@ -127,6 +127,7 @@ class GrantStatusChanges(StoreCore):
         only the ``sub``). Returns whether the user existed."""
         async with self._write() as conn:
             await conn.execute(signin_replays.delete().where(signin_replays.c.sub == sub))
+            await conn.execute(grant_cooldowns.delete().where(grant_cooldowns.c.sub == sub))
             await conn.execute(grants.delete().where(grants.c.sub == sub))
             result = await conn.execute(users.delete().where(users.c.sub == sub))
         return result.rowcount == 1

@@ -25,6 +25,7 @@ from grantkeeper.errors import ConfigurationError
 from grantkeeper.store import migrate as migrations
 from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.codec import PROFILE_FIELDS, fit_profile
+from grantkeeper.store.cooldowns import GrantCooldowns
 from grantkeeper.store.engine import create_engine, display_url, normalize_url
 from grantkeeper.store.grant_reads import GrantReads
 from grantkeeper.store.grant_status import GrantStatusChanges
@@ -49,6 +50,7 @@ log = logging.getLogger("grantkeeper.store")
 
 
 class GrantStore(
+    GrantCooldowns,
     GrantReads,
     GrantLeases,
     GrantStatusChanges,

@@ -129,3 +129,17 @@ risc_events_seen = sa.Table(
     sa.Column("done_at", UTCDateTime, nullable=True),
     sa.PrimaryKeyConstraint("issuer", "jti"),
 )
+
+# A grant whose refresh failed transiently waits before the provider is asked again, and every
+# instance sees the same wait (a cooldown growing with consecutive failures; a success drops it).
+grant_cooldowns = sa.Table(
+    "gk_grant_cooldowns",
+    metadata,
+    sa.Column("sub", sa.String(255), nullable=False),
+    sa.Column("client_id", sa.String(255), nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.String(64), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("sub", "client_id"),
+)

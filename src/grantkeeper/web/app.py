@@ -16,6 +16,7 @@ from grantkeeper.web.guards import ServiceKeys
 from grantkeeper.web.openapi import install_openapi
 from grantkeeper.web.ops_access import OpsAccessMiddleware
 from grantkeeper.web.problems import install_problem_handlers
+from grantkeeper.web.rate_limits import RateLimiter
 from grantkeeper.web.routes import router
 
 
@@ -52,6 +53,12 @@ def create_app(
     app.state.allow_insecure_http = bool(settings.allow_insecure_http)
     app.state.service_keys = ServiceKeys(settings.service_api_keys)
     app.state.max_request_bytes = settings.max_request_bytes
+    app.state.signin_limiter = RateLimiter(
+        settings.signin_rate_per_minute, what="from this address to the sign-in endpoint"
+    )
+    app.state.token_limiter = RateLimiter(
+        settings.token_rate_per_minute, what="with this service key"
+    )
     install_problem_handlers(app)
     install_openapi(app)
     app.include_router(router)

@@ -23,7 +23,10 @@ def service_key(operation: str) -> Callable[..., ServiceKey]:
     ) -> ServiceKey:
         require_https(request, request.app.state.allow_insecure_http)
         keys: ServiceKeys = request.app.state.service_keys
-        return keys.check(request, operation)
+        key = keys.check(request, operation)
+        # Per key, after it proved valid (a wrong key is 401 and spends nothing).
+        request.app.state.token_limiter.hit(key.name)
+        return key
 
     return check
 

@@ -46,6 +46,12 @@ def _https(request: Request) -> None:
     require_https(request, request.app.state.allow_insecure_http)
 
 
+def client_address(request: Request) -> str:
+    """The caller's address as the trusted proxies vouch for it (``ProxyHeadersMiddleware``
+    applied ``X-Forwarded-For`` only from them)."""
+    return request.client.host if request.client else "unknown"
+
+
 KeeperDep = Annotated[Keeper, Depends(get_keeper)]
 
 
@@ -81,6 +87,7 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     answer is the verified user and the state of the grant."""
     try:
         _https(request)
+        request.app.state.signin_limiter.hit(client_address(request))
         require_requested_with(request)
         fields = await read_fields(request, request.app.state.max_request_bytes)
         body = validated(SignInBody, fields)
