@@ -20,6 +20,7 @@ do, and whether retrying the same call may succeed (``retryable``). The web laye
     ├── ServiceKeyLimit                          service_key_limit     403
     ├── InvalidCode                              invalid_code          400
     ├── UntrustedIdToken                         untrusted_id_token    401
+    │   └── NonceMismatch                        nonce_mismatch        400
     ├── SignInRefused                            sign_in_refused       403
     ├── UnknownUser                              unknown_user          404
     ├── MissingScopes                            insufficient_scope    403
@@ -253,6 +254,19 @@ class SignInRefused(GrantkeeperError):
     def __init__(self, reason: str, **extra: Any) -> None:
         self.reason = reason
         super().__init__(reason, **extra)
+
+
+class NonceMismatch(UntrustedIdToken):
+    """The ID token does not carry the ``nonce`` the app gave Google Sign-In (OIDC Core
+    §3.1.3.7 step 11): the code was not issued to this app session."""
+
+    code = "nonce_mismatch"
+    status = 400
+    title = "The sign-in is not bound to this session"
+    advice = (
+        "Send the nonce the app gave Google Sign-In for this sign-in (GIDSignIn's nonce, Google "
+        "Identity Services' nonce) with the code; sign the user in again if it was lost."
+    )
 
 
 class UnknownUser(GrantkeeperError):

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     provider_attempts: int = Field(default=3, ge=1, le=10)
     """Attempts per provider call when it fails transiently (backoff with jitter between)."""
 
+    require_nonce: bool = False
+    """Refuse sign-ins that carry no ``nonce`` (before the code is spent): every app passes the
+    nonce it gave Google Sign-In, binding the code to its session (OIDC Core §3.1.3.7)."""
+
     signin_rate_per_minute: int = Field(default=60, ge=0, le=1_000_000)
     """Sign-in POSTs accepted per client address a minute (in bursts of as many), per process;
     the address is the one the trusted proxies vouch for. 0: no limit."""

@@ -237,6 +237,11 @@ class Keeper:
                 raise InvalidRequest(problem)
             if platform not in PLATFORMS:
                 raise InvalidRequest("platform must be one of ios, android, web.")
+            if nonce is None and self.settings.require_nonce:
+                raise InvalidRequest(
+                    "The field 'nonce' is required (GRANTKEEPER_REQUIRE_NONCE): send the nonce "
+                    "the app gave Google Sign-In with the code."
+                )
         except GrantkeeperError as error:
             await self._sign_in_failed(error)  # refused before the provider: counted too
             raise

@@ -33,7 +33,7 @@ from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClai
 from joserfc.jwk import RSAKey
 
 from grantkeeper import untrusted_json
-from grantkeeper.errors import UntrustedIdToken
+from grantkeeper.errors import NonceMismatch, UntrustedIdToken
 
 ALGORITHM = "RS256"
 MAX_TOKEN_BYTES = 16 * 1024
@@ -151,7 +151,12 @@ def verify_id_token(
     if access_token is not None:
         _check_at_hash(claims, access_token)
     if nonce is not None and not _same(claims.get("nonce"), nonce):
-        raise UntrustedIdToken("nonce does not match the one sent")
+        raise NonceMismatch(
+            "nonce does not match the one sent"
+            if "nonce" in claims
+            else "the ID token has no nonce although one was sent",
+            "The ID token's nonce is not the one sent with the code.",
+        )
     return _identity(claims)
 
 
