@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grantkeeper.emulator import EmulatorHandle
+from grantkeeper.keeper import Keeper
+from grantkeeper.metrics import TimedTransport
+from grantkeeper.oauth import OAuthProvider, ProviderOptions, RetryPolicy
 from grantkeeper.settings import Settings
+from grantkeeper.store import GrantStore
 
 OPENID = ["openid", "email", "profile"]
 DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
@@ -65,4 +70,33 @@ def make_world(emulator: EmulatorHandle, tmp_path: Path, **settings: Any) -> Wor
         ios_client_id,
         user["email"],
         user["sub"],
+    )
+
+
+def store_of(keeper: Keeper) -> GrantStore:
+    """The store under a keeper: tests look at what the keeper wrote (no public door)."""
+    store = keeper._store
+    assert store is not None, "the keeper is not open"
+    return store
+
+
+def provider_of(keeper: Keeper) -> OAuthProvider:
+    """The keeper's provider client (built on first need)."""
+    return keeper._get_provider()
+
+
+async def no_wait(_: float) -> None:
+    """Retry and polling waits pass at once (a real yield, so other tasks run): backoff is not
+    what these tests measure, and no test should wait for it."""
+    await asyncio.sleep(0)
+
+
+def quick_provider(settings: Settings, clock: Any) -> OAuthProvider:
+    """A provider client whose retries do not sleep (timed for the metrics, as the keeper's
+    own provider is)."""
+    return OAuthProvider(
+        settings,
+        clock=clock,
+        transport=TimedTransport(None),
+        options=ProviderOptions(retry=RetryPolicy(sleep=no_wait)),
     )

@@ -19,9 +19,13 @@ import pytest
 
 from grantkeeper.clock import Clock, ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
+from grantkeeper.emulator import EmulatorHandle
+from grantkeeper.keeper import Keeper
 from grantkeeper.store import GrantStore
 from grantkeeper.store import migrate as store_migrate
 from grantkeeper.store.engine import create_engine, normalize_url
+
+from .app_world import World, make_world, no_wait, quick_provider
 
 POSTGRES_URL = os.environ.get(
     "GRANTKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -122,3 +126,32 @@ async def store(
         yield opened
     finally:
         await opened.close()
+
+
+# --- an app at the emulator and a keeper on the store under test (every folder) ---------------
+# `emulator` is grantkeeper's own pytest fixture (grantkeeper.emulator.testing): one server for
+# the session, reset for each test.
+
+
+@pytest.fixture
+def world(emulator: EmulatorHandle, tmp_path: Path) -> World:
+    return make_world(emulator, tmp_path)
+
+
+@pytest.fixture
+async def keeper(
+    anyio_backend: str, world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> AsyncIterator[Keeper]:
+    """A keeper on the store under test, sharing the emulator's clock (time moves for both);
+    neither its provider retries nor its polls of the store sleep."""
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    provider = quick_provider(world.settings, clock)
+    try:
+        async with Keeper(
+            world.settings, clock=clock, store=store, provider=provider, sleep=no_wait
+        ) as opened:
+            yield opened
+    finally:
+        await provider.aclose()
+        await store.close()

@@ -17,6 +17,9 @@ import pytest
 from grantkeeper.crypto import generate_key
 from grantkeeper.emulator import EmulatorHandle, run_emulator
 
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
+
 SCOPES = ["openid", "email", "profile"]
 
 

@@ -17,6 +17,9 @@ from grantkeeper.settings import Settings
 
 from .test_cli_access import app_env, cli, emulator, free_port  # noqa: F401  (fixtures)
 
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
+
 
 def clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTKEEPER_")}

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import grantkeeper
 from grantkeeper import errors
 
@@ -40,6 +42,7 @@ def test_every_error_has_a_stable_code_status_and_advice() -> None:
         assert cls.advice.endswith(".")
 
 
+@pytest.mark.slow
 def test_importing_grantkeeper_stays_light() -> None:
     code = "import sys, grantkeeper; print('sqlalchemy' in sys.modules, 'httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,6 +13,9 @@ import pytest
 
 from .test_cli_access import app_env, emulator, free_port  # noqa: F401
 
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
+
 XRW = {"X-Requested-With": "com.example.photos"}
 SERVICE = {"Authorization": "Bearer service-key-for-cli-tests"}
 

@@ -14,8 +14,9 @@ and the settings load on first use, so ``import grantkeeper`` (and the CLI) stay
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from grantkeeper._lazy import lazy_exports
 from grantkeeper._version import __version__
 from grantkeeper.errors import (
     ConfigurationError,
@@ -72,15 +73,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grantkeeper' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("grantkeeper", globals(), _LAZY)
 
 
 __all__ = [

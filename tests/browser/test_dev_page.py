@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-pytestmark = pytest.mark.browser
+# Starts Chromium: outside the quick loop (make test-quick).
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 DRIVE_APPDATA = "https://www.googleapis.com/auth/drive.appdata"
 APPENDONLY = "https://www.googleapis.com/auth/photoslibrary.appendonly"

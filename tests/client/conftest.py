@@ -16,7 +16,6 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
 from ..app_world import DRIVE_APPDATA, OPENID, World, make_world
-from ..keeper.conftest import emulator  # noqa: F401
 
 SERVICE_KEY = "worker-key-0123456789abcdef"
 
@@ -39,7 +38,7 @@ class Served:
 
 
 @pytest.fixture
-def served(emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Served]:  # noqa: F811
+def served(emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Served]:
     world = make_world(
         emulator,
         tmp_path,

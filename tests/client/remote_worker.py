@@ -103,10 +103,25 @@ def main() -> None:
             for name in sys.modules
             if name.startswith("grantkeeper")
             and not name.startswith("grantkeeper.client")
-            and name not in ("grantkeeper", "grantkeeper.errors", "grantkeeper._version")
+            and name
+            not in (
+                "grantkeeper",
+                "grantkeeper.errors",
+                "grantkeeper._version",
+                "grantkeeper._lazy",
+            )
         )
         report(step="modules", grantkeeper_beyond_client=loaded)
         drive.close()
+
+
+#: What ``import grantkeeper`` itself loads: its errors, version and lazy-export helper.
+IMPORTED_BY_GRANTKEEPER = (
+    "grantkeeper",
+    "grantkeeper.errors",
+    "grantkeeper._version",
+    "grantkeeper._lazy",
+)
 
 
 if __name__ == "__main__":

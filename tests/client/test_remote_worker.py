@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import SERVICE_KEY, Served
+
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("remote_worker.py")
 

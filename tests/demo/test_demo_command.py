@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from grantkeeper.demo.story import PICTURES
+
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
 
 STEPS = (
     "Start the emulator",
@@ -48,7 +52,7 @@ def test_the_demo_tells_every_step_and_exits_0(tmp_path: Path) -> None:
         assert re.search(rf"{number}/11\s+{re.escape(step)}", out), step
     assert out.count("✓ proved:") == len(STEPS)
     assert "Every step held (11 steps" in out
-    # The seed's claims and the granted scopes are printed.
+    # The profile claims of Google's guide and the granted scopes are printed.
     for claim in ("sub", "email_verified", "given_name", "family_name"):
         assert re.search(rf"^\s+{claim}\s", out, re.M), claim
     assert "https://www.googleapis.com/auth/photoslibrary.appendonly" in out

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
 
 GRANTKEEPER = str(Path(sys.executable).with_name("grantkeeper"))
 

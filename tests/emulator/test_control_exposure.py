@@ -23,6 +23,7 @@ def test_other_addresses_are_warned_about(host: str) -> None:
     assert "/emulator/" in warning
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_warning() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTKEEPER_")}
     process = subprocess.Popen(

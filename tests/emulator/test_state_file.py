@@ -108,6 +108,7 @@ def test_a_bad_seed_is_refused_with_the_reason(tmp_path: Path, content: str, mes
         pass
 
 
+@pytest.mark.slow
 def test_cli_state_and_seed(tmp_path: Path) -> None:
     seed, state = tmp_path / "seed.json", tmp_path / "state.json"
     seed.write_text(json.dumps({"clients": [{"type": "desktop"}]}))

@@ -11,6 +11,7 @@ from grantkeeper.errors import GrantRevoked, MissingScopes, ProviderUnavailable,
 from grantkeeper.keeper import Keeper
 from grantkeeper.store import GrantStatus
 
+from ..app_world import store_of
 from .conftest import DRIVE_APPDATA, OPENID, World
 
 pytestmark = pytest.mark.anyio
@@ -27,20 +28,20 @@ async def test_a_fresh_token_is_reused_without_calling_the_provider(
     keeper: Keeper, world: World
 ) -> None:
     sub = await signed_in(keeper, world)
-    stored = await keeper.store.get_grant(sub)
+    stored = await store_of(keeper).get_grant(sub)
     assert stored is not None
     token = await keeper.access_token(sub)
     assert token.token == stored.access_token
     assert not token.refreshed
     assert world.refreshes() == 0
-    grant = await keeper.store.get_grant(sub)
+    grant = await store_of(keeper).get_grant(sub)
     assert grant is not None
     assert grant.last_used_at is not None
 
 
 async def test_an_expiring_token_is_refreshed_and_stored(keeper: Keeper, world: World) -> None:
     sub = await signed_in(keeper, world)
-    before = await keeper.store.get_grant(sub)
+    before = await store_of(keeper).get_grant(sub)
     assert before is not None
     # Inside the 300 s margin: still valid at Google, but too close to expiry to hand out.
     world.emulator.control.advance_clock(3599 - 200)
@@ -48,7 +49,7 @@ async def test_an_expiring_token_is_refreshed_and_stored(keeper: Keeper, world: 
     assert token.refreshed
     assert token.token != before.access_token
     assert token.token.startswith("ya29.")
-    after = await keeper.store.get_grant(sub)
+    after = await store_of(keeper).get_grant(sub)
     assert after is not None
     assert after.access_token == token.token
     assert after.last_refreshed_at is not None
@@ -99,7 +100,7 @@ async def test_user_revokes_then_signs_in_again(keeper: Keeper, world: World) ->
     with pytest.raises(GrantRevoked) as caught:
         await keeper.access_token(sub)
     assert caught.value.reason == "revoked"
-    grant = await keeper.store.get_grant(sub)
+    grant = await store_of(keeper).get_grant(sub)
     assert grant is not None
     assert grant.status == GrantStatus.REVOKED
     assert grant.status_reason == "revoked"
@@ -145,7 +146,7 @@ async def test_provider_outage_is_retried_then_unavailable_and_the_grant_survive
         assert world.refreshes() >= 2  # retried with backoff before giving up
     finally:
         world.emulator.control.clear_faults()
-    grant = await keeper.store.get_grant(sub)
+    grant = await store_of(keeper).get_grant(sub)
     assert grant is not None
     assert grant.status == GrantStatus.ACTIVE
     assert grant.lease_owner is None
@@ -186,7 +187,9 @@ async def test_callers_queued_behind_a_failed_refresh_share_its_failure(
 ) -> None:
     sub = await signed_in(keeper, world)
     world.emulator.control.advance_clock(2 * HOUR)
-    world.emulator.control.add_fault("token", status=503, count=None)
+    # Slow answers: the retries do not sleep here, so the failing refresh must last long enough
+    # for all twenty callers to queue behind it.
+    world.emulator.control.add_fault("token", status=503, count=None, delay_ms=100)
     failures: list[str] = []
 
     async def ask() -> None:

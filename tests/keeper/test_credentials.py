@@ -13,6 +13,7 @@ from grantkeeper.crypto import generate_key
 from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.sync import SyncKeeper
 
+from ..app_world import store_of
 from .conftest import DRIVE_APPDATA, OPENID, World
 
 HOUR = 3600
@@ -79,7 +80,7 @@ async def test_async_code_uses_credentials_from_a_worker_thread(
     files = await asyncio.to_thread(create_and_list)
     service.close()
     assert [f["name"] for f in files] == ["settings.json"]
-    grant = await keeper.store.get_grant(result.sub)
+    grant = await store_of(keeper).get_grant(result.sub)
     assert grant is not None
     assert grant.access_token == credentials.token
     assert world.refreshes() == 1

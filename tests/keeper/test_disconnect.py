@@ -6,9 +6,9 @@ import pytest
 
 from grantkeeper.errors import GrantRevoked, UnknownUser
 from grantkeeper.keeper import Keeper
-from grantkeeper.keeper.sweep import sweep
 from grantkeeper.store import GrantStatus
 
+from ..app_world import store_of
 from .conftest import World
 
 pytestmark = pytest.mark.anyio
@@ -27,19 +27,19 @@ async def test_disconnect_with_the_provider_down_is_pending_then_the_sweep_forge
         world.emulator.control.clear_faults()
     assert outcome.pending
     assert not outcome.forgotten
-    grant = await keeper.store.get_grant(result.sub)
+    grant = await store_of(keeper).get_grant(result.sub)
     assert grant is not None
     assert grant.status == GrantStatus.PENDING_REVOCATION
     with pytest.raises(GrantRevoked):
         await keeper.access_token(result.sub)
 
-    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    report = await keeper.sweep()
     assert "revocation_completed" in report.actions
-    assert await keeper.store.get_user(result.sub) is None
+    assert await store_of(keeper).get_user(result.sub) is None
     assert world.stats()["live_refresh_tokens_per_user"].get(result.sub, 0) == 0
     with pytest.raises(UnknownUser):
         await keeper.access_token(result.sub)
-    kinds = [event.kind for event in await keeper.store.list_audit(result.sub)]
+    kinds = [event.kind for event in await store_of(keeper).list_audit(result.sub)]
     assert "forget" in kinds
 
 

@@ -9,10 +9,15 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from grantkeeper.crypto import generate_key
 
 from .conftest import World
 from .test_processes import ROOT, worker_config
+
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
 
 
 def test_a_forked_worker_signs_in_and_nobody_hangs(world: World, store_target: Any) -> None:

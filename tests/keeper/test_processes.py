@@ -17,9 +17,11 @@ import pytest
 from grantkeeper.crypto import generate_key
 from grantkeeper.keeper import Keeper
 
+from ..app_world import store_of
 from .conftest import World
 
-pytestmark = pytest.mark.anyio
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +95,7 @@ async def test_four_processes_fifty_callers_each_one_refresh(
     assert len(tokens) == 200
     assert len(set(tokens)) == 1
     assert world.refreshes() == 1
-    grant = await keeper_with_key.store.get_grant(result.sub)
+    grant = await store_of(keeper_with_key).get_grant(result.sub)
     assert grant is not None
     assert grant.access_token == tokens[0]
 
@@ -145,6 +147,6 @@ async def test_a_refresher_killed_mid_refresh_never_loses_the_grant(
     control.advance_clock(2 * 3600)
     token = await keeper_with_key.access_token(result.sub)
     assert token.refreshed
-    grant = await keeper_with_key.store.get_grant(result.sub)
+    grant = await store_of(keeper_with_key).get_grant(result.sub)
     assert grant is not None
     assert grant.status == "active"

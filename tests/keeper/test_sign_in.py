@@ -10,6 +10,7 @@ import pytest
 from grantkeeper.errors import InvalidCode, InvalidRequest, ProviderUnavailable, UntrustedIdToken
 from grantkeeper.keeper import Keeper
 
+from ..app_world import store_of
 from .conftest import DRIVE_APPDATA, OPENID, World
 
 pytestmark = pytest.mark.anyio
@@ -28,12 +29,12 @@ async def test_sign_in_exchanges_verifies_and_keeps_the_grant(keeper: Keeper, wo
     assert result.grant["offline"] is True
     assert set(result.grant["scopes"]) == {"openid", EMAIL_URL, PROFILE_URL}
     assert result.grant["added_scopes"] == result.grant["scopes"]
-    grant = await keeper.store.get_grant(world.sub)
+    grant = await store_of(keeper).get_grant(world.sub)
     assert grant is not None
     assert grant.refresh_token is not None
     assert grant.refresh_token.startswith("1//")
     assert grant.client_id == world.web_client_id
-    events = await keeper.store.list_audit(world.sub, kind="sign_in")
+    events = await store_of(keeper).list_audit(world.sub, kind="sign_in")
     assert events[0].detail["azp"] == world.ios_client_id
 
 
@@ -73,7 +74,7 @@ async def test_a_kept_answer_dies_with_the_grant(keeper: Keeper, world: World, e
     code = world.code()
     await keeper.sign_in(code, idempotency_key="k1")
     if ending == "provider_revocation":
-        await keeper.store.mark_revoked(world.sub, None, "revoked")
+        await store_of(keeper).mark_revoked(world.sub, None, "revoked")
     else:
         await keeper.disconnect(world.sub, forget=ending == "forget")
     with pytest.raises(InvalidCode):
@@ -98,11 +99,11 @@ async def test_second_sign_in_without_refresh_token_keeps_the_first(
     keeper: Keeper, world: World
 ) -> None:
     await keeper.sign_in(world.code())
-    stored = await keeper.store.get_grant(world.sub)
+    stored = await store_of(keeper).get_grant(world.sub)
     assert stored is not None
     second = await keeper.sign_in(world.code())  # no consent screen: Google sends no refresh token
     assert second.grant["offline"] is True
-    after = await keeper.store.get_grant(world.sub)
+    after = await store_of(keeper).get_grant(world.sub)
     assert after is not None
     assert after.refresh_token == stored.refresh_token
     assert after.access_token != stored.access_token
@@ -134,7 +135,7 @@ async def test_codes_the_provider_refuses_are_invalid_code(
 ) -> None:
     with pytest.raises(InvalidCode):
         await keeper.sign_in(code)
-    assert await keeper.store.list_users() == []
+    assert await store_of(keeper).list_users() == []
 
 
 @pytest.mark.parametrize("code", ["", "   ", "4/0" + "x" * 300, "4/0 with space"])
@@ -179,8 +180,8 @@ async def test_untrusted_id_tokens_store_nothing(keeper: Keeper, world: World, f
     with pytest.raises(UntrustedIdToken) as caught:
         await keeper.sign_in(world.code())
     assert caught.value.reason
-    assert await keeper.store.list_users() == []
-    assert await keeper.store.get_grant(world.sub) is None
+    assert await store_of(keeper).list_users() == []
+    assert await store_of(keeper).get_grant(world.sub) is None
 
 
 async def test_a_code_for_another_server_client_is_refused(keeper: Keeper, world: World) -> None:
@@ -189,7 +190,7 @@ async def test_a_code_for_another_server_client_is_refused(keeper: Keeper, world
     code = control.server_auth_code(world.ios_client_id, other, world.email, OPENID)
     with pytest.raises(InvalidCode):
         await keeper.sign_in(code)
-    assert await keeper.store.list_users() == []
+    assert await store_of(keeper).list_users() == []
 
 
 async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(

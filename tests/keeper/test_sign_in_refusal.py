@@ -14,6 +14,7 @@ from grantkeeper.errors import SignInRefused, UntrustedIdToken
 from grantkeeper.keeper import Keeper, SignInCandidate
 from grantkeeper.keeper.sync import SyncKeeper
 
+from ..app_world import store_of
 from .conftest import DRIVE_APPDATA, OPENID, World
 
 pytestmark = pytest.mark.anyio
@@ -40,11 +41,11 @@ async def test_the_app_refuses_a_new_user_nothing_is_stored_and_the_next_sign_in
     assert candidate.new_user is True
     assert candidate.offline is True
     assert DRIVE_APPDATA in candidate.scopes
-    assert await keeper.store.get_user(world.sub) is None  # nothing stored
-    assert await keeper.store.get_grant(world.sub) is None
+    assert await store_of(keeper).get_user(world.sub) is None  # nothing stored
+    assert await store_of(keeper).get_grant(world.sub) is None
     assert "revoked what Google issued" in caplog.text
     assert "sign_in_refused: Only example.org accounts may use this app." in caplog.text
-    audit = await keeper.store.list_audit(world.sub)
+    audit = await store_of(keeper).list_audit(world.sub)
     assert [(e.outcome, e.detail["revoked_at_provider"]) for e in audit] == [
         ("sign_in_refused", True)
     ]
@@ -99,7 +100,7 @@ async def test_a_first_sign_in_refused_by_a_check_does_not_lose_offline_access(
     assert refused.value.check == check
     assert refused.value.reason in caplog.text  # the why is logged
     assert "revoked what Google issued" in caplog.text
-    assert await keeper.store.get_user(world.sub) is None
+    assert await store_of(keeper).get_user(world.sub) is None
 
     fixed = await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
     assert fixed.offline is True  # without the revocation this would be offline: false for good

@@ -111,6 +111,7 @@ def _kids(database: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_cli_rotation_of_thousands_survives_a_kill_and_resumes(tmp_path: Path) -> None:
     database = tmp_path / "grants.sqlite3"
     url = f"sqlite:///{database}"

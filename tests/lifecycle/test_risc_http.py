@@ -233,6 +233,7 @@ def test_stream_verification_reaches_the_receiver(served: Served) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_cli_revoke_and_sweep(served: Served) -> None:
     sub = served.sign_in()
     world = served.world

@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +28,13 @@ from grantkeeper.emulator.config import EmulatorConfig
 from grantkeeper.emulator.risc.transmitter import SendRequest, build_set, token_identifier
 from grantkeeper.emulator.state import EmulatorState
 from grantkeeper.errors import InvalidSecurityEvent
-from grantkeeper.keeper.security_events import RiscReceiver
+from grantkeeper.keeper import Keeper
+from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStatus, GrantStore, UserProfile
 
 pytestmark = pytest.mark.anyio
 
-ORIGIN = "http://emulator.test"
+ORIGIN = "http://localhost"  # an ASGI transport: no socket; the issuer rule allows localhost
 SERVER = "server-1.apps.googleusercontent.com"
 IOS = "ios-1.apps.googleusercontent.com"
 ALICE, BOB = "110169484474386276334", "104729012345678901234"
@@ -58,21 +60,29 @@ def receiver_clock() -> ManualClock:
 
 @pytest.fixture
 async def receiver(
-    store: GrantStore, emulator: Any, receiver_clock: ManualClock
-) -> AsyncIterator[RiscReceiver]:
+    store: GrantStore, emulator: Any, receiver_clock: ManualClock, tmp_path: Path
+) -> AsyncIterator[Keeper]:
+    """The keeper as the RISC receiver of the server client and an iOS client."""
     await _sign_in(store, ALICE, ALICE_RT, receiver_clock)
     await _sign_in(store, BOB, BOB_RT, receiver_clock)
-    made = RiscReceiver.create(
-        store,
+    client = {
+        "client_id": SERVER,
+        "client_secret": "server-secret",
+        "auth_uri": f"{ORIGIN}/o/oauth2/v2/auth",
+        "token_uri": f"{ORIGIN}/token",
+    }
+    secrets_file = tmp_path / "client_secret.json"
+    secrets_file.write_text(json.dumps({"web": client}))
+    settings = Settings(
+        client_secrets_file=secrets_file,
         issuer=ORIGIN,
-        audiences={SERVER, IOS},
-        clock=receiver_clock,
-        transport=httpx.ASGITransport(app=emulator),
+        allowed_client_ids=[IOS],
+        data_dir=tmp_path / "data",
+        _env_file=None,
     )
-    try:
-        yield made
-    finally:
-        await made.aclose()
+    transport = httpx.ASGITransport(app=emulator)
+    async with Keeper(settings, clock=receiver_clock, store=store, transport=transport) as keeper:
+        yield keeper
 
 
 async def _sign_in(store: GrantStore, sub: str, refresh: str, clock: ManualClock) -> None:
@@ -119,9 +129,9 @@ async def _snapshot(store: GrantStore) -> list[tuple[Any, ...]]:
 
 
 async def test_tokens_revoked_revokes_and_erases_every_grant_of_the_user(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: Keeper, emulator: Any
 ) -> None:
-    receipt = await receiver.receive(_set(emulator, "tokens-revoked", sub=ALICE))
+    receipt = await receiver.receive_security_event(_set(emulator, "tokens-revoked", sub=ALICE))
     assert [e.outcome for e in receipt.events] == ["revoked"]
     alice = await _grant(store, ALICE)
     assert alice.status == GrantStatus.REVOKED
@@ -135,10 +145,10 @@ async def test_tokens_revoked_revokes_and_erases_every_grant_of_the_user(
 
 @pytest.mark.parametrize("algorithm", ["hash_base64_sha512_sha512", "prefix"])
 async def test_token_revoked_matches_the_refresh_token_by_its_identifier(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, algorithm: str
+    store: GrantStore, receiver: Keeper, emulator: Any, algorithm: str
 ) -> None:
     token = _set(emulator, "token-revoked", token=BOB_RT, token_identifier_alg=algorithm)
-    receipt = await receiver.receive(token)
+    receipt = await receiver.receive_security_event(token)
     assert receipt.events[0].outcome == "revoked"
     bob = await _grant(store, BOB)
     assert (bob.status, bob.status_reason, bob.refresh_token) == (
@@ -150,26 +160,28 @@ async def test_token_revoked_matches_the_refresh_token_by_its_identifier(
 
 
 async def test_token_revoked_accepts_the_base64url_spelling_of_the_hash(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: Keeper, emulator: Any
 ) -> None:
     standard = token_identifier(ALICE_RT, "hash_base64_sha512_sha512")
     urlsafe = standard.replace("+", "-").replace("/", "_").rstrip("=")
-    await receiver.receive(_set(emulator, "token-revoked", token_identifier=urlsafe))
+    await receiver.receive_security_event(_set(emulator, "token-revoked", token_identifier=urlsafe))
     assert (await _grant(store, ALICE)).status == GrantStatus.REVOKED
 
 
 async def test_token_revoked_for_an_unknown_token_changes_nothing(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: Keeper, emulator: Any
 ) -> None:
     before = await _snapshot(store)
-    receipt = await receiver.receive(_set(emulator, "token-revoked", token="1//0gSomeoneElse"))
+    receipt = await receiver.receive_security_event(
+        _set(emulator, "token-revoked", token="1//0gSomeoneElse")
+    )
     assert receipt.events[0].outcome == "no_match"
     assert await _snapshot(store) == before
 
 
 async def test_token_revoked_spares_a_refresh_token_that_replaced_it_meanwhile(
     store: GrantStore,
-    receiver: RiscReceiver,
+    receiver: Keeper,
     emulator: Any,
     receiver_clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -184,7 +196,7 @@ async def test_token_revoked_spares_a_refresh_token_that_replaced_it_meanwhile(
         return found
 
     monkeypatch.setattr(store, "find_grants_by_refresh_token", find_then_sign_in)
-    receipt = await receiver.receive(_set(emulator, "token-revoked", token=BOB_RT))
+    receipt = await receiver.receive_security_event(_set(emulator, "token-revoked", token=BOB_RT))
     assert receipt.events[0].outcome == "no_match"
     bob = await _grant(store, BOB)
     assert bob.status == GrantStatus.ACTIVE
@@ -201,12 +213,14 @@ async def test_token_revoked_spares_a_refresh_token_that_replaced_it_meanwhile(
 )
 async def test_account_disabled_then_enabled(
     store: GrantStore,
-    receiver: RiscReceiver,
+    receiver: Keeper,
     emulator: Any,
     reason: str | None,
     status_reason: str,
 ) -> None:
-    await receiver.receive(_set(emulator, "account-disabled", sub=ALICE, reason=reason))
+    await receiver.receive_security_event(
+        _set(emulator, "account-disabled", sub=ALICE, reason=reason)
+    )
     alice = await _grant(store, ALICE)
     assert (alice.status, alice.status_reason) == (GrantStatus.DISABLED, status_reason)
     # Disabled, not destroyed: the refresh token stays (encrypted) for when Google re-enables.
@@ -215,21 +229,23 @@ async def test_account_disabled_then_enabled(
     assert not alice.offline
     assert (await _grant(store, BOB)).status == GrantStatus.ACTIVE
 
-    await receiver.receive(_set(emulator, "account-enabled", sub=ALICE))
+    await receiver.receive_security_event(_set(emulator, "account-enabled", sub=ALICE))
     alice = await _grant(store, ALICE)
     assert (alice.status, alice.status_reason) == (GrantStatus.ACTIVE, "risc:account-enabled")
     assert alice.offline
 
 
 async def test_account_enabled_does_not_revive_a_grant_revoked_for_another_reason(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: Keeper, emulator: Any
 ) -> None:
     await store.mark_revoked(ALICE, SERVER, "invalid_grant")
-    await receiver.receive(_set(emulator, "account-enabled", sub=ALICE))
+    await receiver.receive_security_event(_set(emulator, "account-enabled", sub=ALICE))
     assert (await _grant(store, ALICE)).status == GrantStatus.REVOKED
     # account-disabled only disables active grants, so enabling cannot revive this one either.
-    await receiver.receive(_set(emulator, "account-disabled", sub=ALICE, reason="hijacking"))
-    await receiver.receive(_set(emulator, "account-enabled", sub=ALICE))
+    await receiver.receive_security_event(
+        _set(emulator, "account-disabled", sub=ALICE, reason="hijacking")
+    )
+    await receiver.receive_security_event(_set(emulator, "account-enabled", sub=ALICE))
     assert (await _grant(store, ALICE)).status == GrantStatus.REVOKED
 
 
@@ -237,11 +253,11 @@ async def test_account_enabled_does_not_revive_a_grant_revoked_for_another_reaso
     "event", ["sessions-revoked", "account-credential-change-required", "verification"]
 )
 async def test_flagging_events_leave_the_grants_alone_and_are_audited(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, event: str
+    store: GrantStore, receiver: Keeper, emulator: Any, event: str
 ) -> None:
     before = await _snapshot(store)
     fields: dict[str, Any] = {"state": "setup-check-42"} if event == "verification" else {}
-    receipt = await receiver.receive(_set(emulator, event, sub=ALICE, **fields))
+    receipt = await receiver.receive_security_event(_set(emulator, event, sub=ALICE, **fields))
     assert await _snapshot(store) == before
     expected = "logged" if event == "verification" else "flagged"
     assert receipt.events[0].outcome == expected
@@ -254,7 +270,7 @@ async def test_flagging_events_leave_the_grants_alone_and_are_audited(
 
 
 async def test_every_event_is_audited_with_its_jti_and_never_a_token(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, caplog: pytest.LogCaptureFixture
+    store: GrantStore, receiver: Keeper, emulator: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="grantkeeper")
     jtis = []
@@ -263,7 +279,7 @@ async def test_every_event_is_audited_with_its_jti_and_never_a_token(
         _set(emulator, "token-revoked", token=BOB_RT),
         _set(emulator, "sessions-revoked", sub=ALICE),
     ):
-        jtis.append((await receiver.receive(token)).jti)
+        jtis.append((await receiver.receive_security_event(token)).jti)
     audit = await store.list_audit(kind="risc")
     assert sorted(e.detail["jti"] for e in audit) == sorted(jtis)
     dump = json.dumps([e.detail for e in await store.list_audit(limit=1000)]) + caplog.text
@@ -364,12 +380,12 @@ def _tamper(token: str) -> str:
 
 
 async def test_forged_or_misaddressed_events_are_refused_and_change_nothing(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, other_key: RSAKey
+    store: GrantStore, receiver: Keeper, emulator: Any, other_key: RSAKey
 ) -> None:
     before = await _snapshot(store)
     for name, (token, err) in _forgeries(emulator, other_key).items():
         with pytest.raises(InvalidSecurityEvent) as caught:
-            await receiver.receive(token)
+            await receiver.receive_security_event(token)
         assert caught.value.extra["err"] == err, name
         assert caught.value.status == 400
     assert await _snapshot(store) == before
@@ -377,42 +393,44 @@ async def test_forged_or_misaddressed_events_are_refused_and_change_nothing(
 
 
 async def test_an_event_whose_processing_died_is_applied_on_redelivery(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, receiver_clock: ManualClock
+    store: GrantStore, receiver: Keeper, emulator: Any, receiver_clock: ManualClock
 ) -> None:
     jti = secrets.token_hex(16)
     token = _set(emulator, "account-disabled", sub=ALICE, reason="hijacking", jti=jti)
     issuer = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["iss"]
     # A delivery claimed the event, then its process died before applying it.
     assert await store.claim_security_event(issuer=issuer, jti=jti, at=receiver_clock.now())
-    soon = await receiver.receive(token)
+    soon = await receiver.receive_security_event(token)
     assert soon.duplicate  # maybe still in progress elsewhere
     assert (await _grant(store, ALICE)).status == GrantStatus.ACTIVE
     receiver_clock.advance(31)
-    later = await receiver.receive(token)
+    later = await receiver.receive_security_event(token)
     assert not later.duplicate
     assert (await _grant(store, ALICE)).status == GrantStatus.DISABLED
     # Once applied, it is a plain duplicate however late it comes back.
     receiver_clock.advance(3600)
-    assert (await receiver.receive(token)).duplicate
+    assert (await receiver.receive_security_event(token)).duplicate
 
 
 async def test_a_replayed_event_changes_nothing(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any
+    store: GrantStore, receiver: Keeper, emulator: Any
 ) -> None:
     jti = secrets.token_hex(16)
-    first = await receiver.receive(
+    first = await receiver.receive_security_event(
         _set(emulator, "account-disabled", sub=ALICE, reason="hijacking", jti=jti)
     )
     assert not first.duplicate
     await store.set_status(ALICE, SERVER, GrantStatus.ACTIVE, "support re-enabled")
     before = await _snapshot(store)
-    again = await receiver.receive(
+    again = await receiver.receive_security_event(
         _set(emulator, "account-disabled", sub=ALICE, reason="hijacking", jti=jti)
     )
     assert again.duplicate
     assert again.events == []
     # Same jti, different content: still a redelivery as far as the receiver is concerned.
-    other = await receiver.receive(_set(emulator, "tokens-revoked", sub=BOB, jti=jti))
+    other = await receiver.receive_security_event(
+        _set(emulator, "tokens-revoked", sub=BOB, jti=jti)
+    )
     assert other.duplicate
     assert await _snapshot(store) == before
     outcomes = [e.outcome for e in await store.list_audit(kind="risc")]
@@ -420,15 +438,15 @@ async def test_a_replayed_event_changes_nothing(
 
 
 async def test_a_key_published_after_the_first_fetch_is_found(
-    store: GrantStore, receiver: RiscReceiver, emulator: Any, receiver_clock: ManualClock
+    store: GrantStore, receiver: Keeper, emulator: Any, receiver_clock: ManualClock
 ) -> None:
-    await receiver.receive(_set(emulator, "verification", state="warm the cache"))
+    await receiver.receive_security_event(_set(emulator, "verification", state="warm the cache"))
     _state(emulator).keys.rotate(overlap_seconds=3600)
     rotated = _set(emulator, "tokens-revoked", sub=BOB)
     # Right after a fetch an unknown kid is refused (re-fetches are rate-limited) ...
     with pytest.raises(InvalidSecurityEvent):
-        await receiver.receive(rotated)
+        await receiver.receive_security_event(rotated)
     # ... and once the interval has passed, one re-fetch finds the new key.
     receiver_clock.advance(31)
-    await receiver.receive(rotated)
+    await receiver.receive_security_event(rotated)
     assert (await _grant(store, BOB)).status == GrantStatus.REVOKED

@@ -11,11 +11,12 @@ import pytest
 from standardwebhooks import Webhook
 
 from grantkeeper import metrics
-from grantkeeper.keeper import Keeper
-from grantkeeper.keeper.sweep import GrantHealth, SweepOptions, classify, sweep
+from grantkeeper.keeper import GrantEvent, GrantHealth, Keeper, SweepOptions
+from grantkeeper.keeper.sweep import classify
 from grantkeeper.store import GrantStatus, UserProfile
 from grantkeeper.webhooks import WebhookSender, generate_secret
 
+from ..app_world import provider_of, store_of
 from .conftest import DRIVE_APPDATA, OPENID, World, quick_provider
 from .webhook_sink import webhook_sink
 
@@ -26,7 +27,7 @@ DAY = 24 * 3600
 
 async def _seed_other(keeper: Keeper, sub: str, **changes: Any) -> None:
     now = keeper.clock.now()
-    await keeper.store.record_sign_in(
+    await store_of(keeper).record_sign_in(
         UserProfile(sub=sub),
         keeper.client_id,
         set(OPENID),
@@ -42,10 +43,10 @@ async def test_states_are_reported_and_idle_grants_kept_alive(keeper: Keeper, wo
     now = keeper.clock.now()
     await _seed_other(keeper, "200", refresh_token_expires_at=now + timedelta(days=1))
     await _seed_other(keeper, "300")
-    await keeper.store.mark_revoked("300", keeper.client_id, "invalid_grant")
+    await store_of(keeper).mark_revoked("300", keeper.client_id, "invalid_grant")
     await _seed_other(keeper, "400", refresh_token_expires_at=now + timedelta(days=200))
 
-    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    report = await keeper.sweep()
     states = {g.sub: g.state for g in report.grants}
     assert states == {
         ada: GrantHealth.HEALTHY,
@@ -59,23 +60,18 @@ async def test_states_are_reported_and_idle_grants_kept_alive(keeper: Keeper, wo
 
     # 100 days later Ada's grant is idle (Google drops it at six months): keep it alive.
     world.emulator.control.advance_clock(100 * DAY)
-    report = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    report = await keeper.sweep()
     assert {g.sub: g.state for g in report.grants}[ada] == GrantHealth.IDLE
     assert {g.sub: g.state for g in report.grants}["200"] == GrantHealth.EXPIRED
     refreshes = world.stats()["token"]["refresh_token"]
-    kept = await sweep(
-        keeper.store,
-        now=keeper.clock.now(),
-        keeper=keeper,
-        options=SweepOptions(keep_alive=True),
-    )
+    kept = await keeper.sweep(SweepOptions(keep_alive=True))
     by_sub = {g.sub: g for g in kept.grants}
     assert by_sub[ada].action == "kept_alive"
     assert by_sub[ada].state == GrantHealth.HEALTHY
     # The seeded grants' tokens are unknown to the emulator: their keep-alive fails, visibly.
     assert by_sub["400"].action == "keep_alive_failed"
     assert world.stats()["token"]["refresh_token"] > refreshes
-    grant = await keeper.store.get_grant(ada)
+    grant = await store_of(keeper).get_grant(ada)
     assert grant is not None
     assert classify(grant, keeper.clock.now(), SweepOptions()) == GrantHealth.HEALTHY
 
@@ -85,28 +81,28 @@ async def test_a_pending_revocation_is_completed_by_the_sweep(keeper: Keeper, wo
     world.emulator.control.add_fault("revoke", status=503, count=None)
     outcome = await keeper.disconnect(sub)
     assert outcome.pending
-    grant = await keeper.store.get_grant(sub)
+    grant = await store_of(keeper).get_grant(sub)
     assert grant is not None
     assert grant.status == GrantStatus.PENDING_REVOCATION
 
-    still = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    still = await keeper.sweep()
     assert [(g.state, g.action) for g in still.grants] == [
         (GrantHealth.PENDING, "revocation_still_pending")
     ]
     assert world.stats()["live_refresh_tokens_per_user"].get(sub) == 1
 
     world.emulator.control.clear_faults()
-    done = await sweep(keeper.store, now=keeper.clock.now(), keeper=keeper)
+    done = await keeper.sweep()
     assert [(g.state, g.action) for g in done.grants] == [
         (GrantHealth.DISCONNECTED, "revocation_completed")
     ]
     assert world.stats()["live_refresh_tokens_per_user"].get(sub, 0) == 0
-    grant = await keeper.store.get_grant(sub)
+    grant = await store_of(keeper).get_grant(sub)
     assert grant is not None
     assert grant.status == GrantStatus.DISCONNECTED
     assert grant.refresh_token is None
     assert grant.access_token is None
-    outcomes = [e.outcome for e in await keeper.store.list_audit(sub, kind="disconnect")]
+    outcomes = [e.outcome for e in await store_of(keeper).list_audit(sub, kind="disconnect")]
     assert outcomes == ["revoked", "revocation_pending", "revocation_pending"]
 
 
@@ -135,21 +131,21 @@ async def test_sweeps_on_several_hosts_revoke_once(
 
         async def run(store: Any, other: Keeper) -> None:
             async with other:
-                results.append(await sweep(store, now=clock.now(), keeper=other))
+                results.append(await other.sweep())
 
         async with anyio.create_task_group() as group:
             for store, other in hosts:
                 group.start_soon(run, store, other)
     finally:
         for store, other in hosts:
-            await other.provider.aclose()
+            await provider_of(other).aclose()
             await store.close()
 
     completed = [g.sub for r in results for g in r.grants if g.action == "revocation_completed"]
     assert sorted(completed) == sorted(subs)
     assert world.stats()["revoke"] - revokes_before == len(subs)
     for sub in subs:
-        grant = await keeper.store.get_grant(sub)
+        grant = await store_of(keeper).get_grant(sub)
         assert grant is not None
         assert grant.status == GrantStatus.DISCONNECTED
 
@@ -161,7 +157,11 @@ async def test_expiring_grants_are_announced_by_webhook(keeper: Keeper) -> None:
     secret = generate_secret()
     with webhook_sink() as sink:
         sender = WebhookSender(sink.url, secret)
-        report = await sweep(keeper.store, now=keeper.clock.now(), webhooks=sender)
+        notifying = Keeper(
+            keeper.settings, clock=keeper.clock, store=store_of(keeper), webhooks=sender
+        )
+        async with notifying:
+            report = await notifying.sweep()
         await sender.drain()
         (received,) = sink.wait_for(1)
     assert report.grants[0].action == "notified"
@@ -187,9 +187,7 @@ async def test_a_grant_sealed_with_a_lost_key_is_reported_and_the_rest_still_swe
     finally:
         await other.close()
     progress: list[int] = []
-    report = await sweep(
-        keeper.store, now=keeper.clock.now(), keeper=keeper, on_progress=progress.append
-    )
+    report = await keeper.sweep(on_progress=progress.append)
     assert sum(progress) == 3
     states = {g.sub: g.state for g in report.grants}
     assert states == {
@@ -209,3 +207,41 @@ async def _seed_other_with(store: Any, client_id: str, sub: str, now: Any) -> No
         f"ya29.other-{sub}",
         now + timedelta(hours=1),
     )
+
+
+async def test_a_revocation_the_sweep_completes_is_announced_like_a_disconnect(
+    keeper: Keeper, world: World
+) -> None:
+    """One revocation path: the sweep finishing a pending revocation emits ``disconnected``
+    and so the app gets its ``grant.revoked`` webhook, as if the provider had answered at once."""
+    sub = (await keeper.sign_in(world.code())).sub
+    secret = generate_secret()
+    with webhook_sink() as sink:
+        sender = WebhookSender(sink.url, secret)
+        heard: list[GrantEvent] = []
+        notifying = Keeper(
+            keeper.settings,
+            clock=keeper.clock,
+            store=store_of(keeper),
+            provider=provider_of(keeper),
+            webhooks=sender,
+        )
+        notifying.add_listener(heard.append)
+        async with notifying:
+            world.emulator.control.add_fault("revoke", status=503, count=None)
+            try:
+                assert (await notifying.disconnect(sub)).pending
+            finally:
+                world.emulator.control.clear_faults()
+            assert [e.kind for e in heard] == []
+            report = await notifying.sweep()
+        await sender.drain()
+        (received,) = sink.wait_for(1)
+    assert report.actions == {"revocation_completed": 1}
+    assert [(e.kind, e.sub, e.detail) for e in heard] == [
+        ("disconnected", sub, {"forget": False, "by": "sweep"})
+    ]
+    payload = Webhook(secret).verify(received.body, received.headers)
+    assert payload["type"] == "grant.revoked"
+    assert payload["data"]["sub"] == sub
+    assert payload["data"]["source"] == "disconnect"

@@ -17,6 +17,8 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.oauth.token_endpoint import is_web_redirect_uri, redirect_uri_for
 from grantkeeper.settings import Settings
 
+from ..app_world import store_of
+
 PAGE = "http://127.0.0.1:8765/"
 
 
@@ -120,7 +122,7 @@ async def test_a_redirect_flow_code_is_redeemed_with_the_page_url(
         with pytest.raises(GrantkeeperError) as refused:
             await keeper.sign_in(browser_code(emulator, client_id, "page@example.com"), "web")
         assert "redirect" in refused.value.message.lower()
-        assert await keeper.store.list_users() == []
+        assert await store_of(keeper).list_users() == []
     configured = base.model_copy(update={"web_redirect_uri": PAGE})
     async with Keeper(configured, clock=clock) as keeper:
         # Another account: consenting again would (rightly) bring no second refresh token.

@@ -105,6 +105,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_db_cli_upgrade_and_current(empty_database: tuple[str, str | None]) -> None:
     url, schema = empty_database
     where = ["--database-url", url] + (["--schema", schema] if schema else [])
@@ -123,6 +124,7 @@ def test_db_cli_upgrade_and_current(empty_database: tuple[str, str | None]) -> N
     assert f"revision {head_revision()}; newest {head_revision()}" in after.stdout
 
 
+@pytest.mark.slow
 def test_db_cli_reads_the_settings(tmp_path: Path) -> None:
     result = run_cli("upgrade", env={"GRANTKEEPER_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 0, result.stderr
@@ -131,6 +133,7 @@ def test_db_cli_reads_the_settings(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "encryption.key").exists()
 
 
+@pytest.mark.slow
 def test_db_cli_unreachable_database_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -194,6 +194,7 @@ async def _refused_with_suggestion(url: str, schema: str, tmp_path: Path) -> Non
     assert found == []  # no new, empty schema was made
 
 
+@pytest.mark.slow
 def test_db_upgrade_explains_a_collision_in_one_line(tmp_path: Path) -> None:
     db = tmp_path / "app.sqlite3"
     with sqlite3.connect(db) as conn:

@@ -10,13 +10,13 @@ import pytest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World, emulator, keeper, world  # noqa: F401
+from ..app_world import World
 
 SERVICE_KEY = "svc-key-for-tests-0123456789"
 
 
 @pytest.fixture
-async def api(keeper: Keeper, world: World) -> AsyncIterator[httpx.AsyncClient]:  # noqa: F811
+async def api(keeper: Keeper, world: World) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTPS client for the keeper app (the ASGI app itself, no socket)."""
     keeper.settings = keeper.settings.model_copy(update={"service_api_keys": [SERVICE_KEY]})
     app = create_app(keeper)

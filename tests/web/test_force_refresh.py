@@ -13,7 +13,7 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.sync import SyncKeeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World
+from ..app_world import World, store_of
 from .conftest import SERVICE_KEY
 from .test_signin_api import problem
 from .test_token_api import AUTH, signed_in
@@ -75,7 +75,7 @@ async def test_twenty_workers_rejecting_one_token_cause_one_refresh(
     assert world.refreshes() == 1
     assert google_accepts(world, fresh)
     assert all(a.headers["cache-control"].startswith("no-store") for a in answers)
-    stored = await keeper.store.get_grant(sub)
+    stored = await store_of(keeper).get_grant(sub)
     assert stored is not None
     assert stored.access_token == fresh
 

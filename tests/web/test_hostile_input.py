@@ -12,7 +12,7 @@ from grantkeeper.errors import InvalidRequest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World
+from ..app_world import World, provider_of, store_of
 from .conftest import SERVICE_KEY
 from .test_signin_api import problem
 
@@ -123,8 +123,10 @@ async def test_store_down_names_no_infrastructure(
         ("postgresql://gkuser@127.0.0.1:1/gkdatabase", ("gkuser", "127.0.0.1", "gkdatabase")),
         (f"sqlite:///{empty}", ("private-dir", "no-tables")),
     ):
-        dead = GrantStore(create_engine(normalize_url(url)), keeper.store.keyring, keeper.clock)
-        broken = Keeper(keeper.settings, clock=keeper.clock, store=dead, provider=keeper.provider)
+        dead = GrantStore(create_engine(normalize_url(url)), store_of(keeper).keyring, keeper.clock)
+        broken = Keeper(
+            keeper.settings, clock=keeper.clock, store=dead, provider=provider_of(keeper)
+        )
         await broken.open()
         app = create_app(broken)
         async with httpx.AsyncClient(
@@ -163,10 +165,10 @@ async def test_over_long_profile_claims_sign_in_on_both_stores(
     assert user["name"].endswith("\u2026")
     assert len(user["given_name"]) == 255
     assert user["locale"] is None
-    stored = await keeper.store.get_user(user["sub"])
+    stored = await store_of(keeper).get_user(user["sub"])
     assert stored is not None
     assert stored.name == user["name"]
-    grant = await keeper.store.get_grant(user["sub"])
+    grant = await store_of(keeper).get_grant(user["sub"])
     assert grant is not None
     assert grant.refresh_token  # the answer (the grant) was not lost
 

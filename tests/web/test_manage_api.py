@@ -13,7 +13,7 @@ import pytest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World
+from ..app_world import World
 from .test_openapi_contract import conforms
 from .test_signin_api import XRW, problem
 

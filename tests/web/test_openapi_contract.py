@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 from grantkeeper.keeper import Keeper
 
-from ..keeper.conftest import DRIVE_APPDATA, World
+from ..app_world import DRIVE_APPDATA, World
 from .conftest import SERVICE_KEY
 from .test_signin_api import XRW
 

@@ -20,7 +20,7 @@ from grantkeeper.service_keys import ServiceKeyRing, parse_keys, split_setting
 from grantkeeper.settings import Settings
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import DRIVE_APPDATA, OPENID, World
+from ..app_world import DRIVE_APPDATA, OPENID, World, store_of
 from .test_signin_api import XRW, problem
 
 pytestmark = pytest.mark.anyio
@@ -117,7 +117,7 @@ async def test_hand_outs_and_refreshes_are_audited_with_the_key_name(
         headers=bearer(DRIVE_WORKER),
     )
     await limited.delete(f"/v1/users/{sub}/grant", headers=bearer(LEGACY))
-    events = await keeper.store.list_audit(sub)
+    events = await store_of(keeper).list_audit(sub)
     hand_outs = [(e.outcome, e.detail) for e in events if e.kind == "token"]
     assert hand_outs == [
         ("refreshed", {"caller": "drive-worker", "scopes": [], "forced": True}),
@@ -169,6 +169,7 @@ def test_settings_refuse_a_bad_entry_without_echoing_it() -> None:
     assert "tiny" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_the_cli_lists_keys_without_secrets(tmp_path: Any) -> None:
     env = {
         **os.environ,

@@ -11,7 +11,7 @@ import pytest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World
+from ..app_world import World, provider_of, store_of
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ async def test_sign_in_with_json(api: httpx.AsyncClient, world: World, keeper: K
     assert body["user"]["sub"] == world.sub
     assert body["user"]["email"] == world.email
     assert body["grant"]["offline"] is True
-    grant = await keeper.store.get_grant(world.sub)
+    grant = await store_of(keeper).get_grant(world.sub)
     assert grant is not None
     assert grant.refresh_token
     assert grant.access_token
@@ -153,7 +153,7 @@ async def test_provider_config_problem_is_502(
 async def test_provider_timeout_on_the_exchange_says_sign_in_again(
     keeper: Keeper, world: World
 ) -> None:
-    keeper.provider._http.timeout = httpx.Timeout(0.3)
+    provider_of(keeper)._http.timeout = httpx.Timeout(0.3)
     world.emulator.control.add_fault("token", delay_ms=1500, count=1)
     app = create_app(keeper)
     transport = httpx.ASGITransport(app=app)
@@ -192,10 +192,10 @@ async def test_store_unavailable_is_503(keeper: Keeper, world: World) -> None:
 
     dead = GrantStore(
         create_engine(normalize_url("postgresql://postgres@127.0.0.1:1/none")),
-        keeper.store.keyring,
+        store_of(keeper).keyring,
         keeper.clock,
     )
-    broken = Keeper(keeper.settings, clock=keeper.clock, store=dead, provider=keeper.provider)
+    broken = Keeper(keeper.settings, clock=keeper.clock, store=dead, provider=provider_of(keeper))
     await broken.open()
     app = create_app(broken)
     async with httpx.AsyncClient(

@@ -7,7 +7,7 @@ import pytest
 
 from grantkeeper.keeper import Keeper
 
-from ..keeper.conftest import DRIVE_APPDATA, World
+from ..app_world import DRIVE_APPDATA, World
 from .conftest import SERVICE_KEY
 from .test_signin_api import XRW, problem
 

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from grantkeeper._cli.runner import table
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.keeper import Keeper, reads
+from grantkeeper.extras import require_extra
+from grantkeeper.keeper import MAX_PAGE, Keeper
 from grantkeeper.logsafety import redact_access_log
 from grantkeeper.settings import Settings
-from grantkeeper.store import GrantStore
 
 T = TypeVar("T")
 
@@ -81,6 +80,13 @@ def serve(
             "dev mode keeps the emulator in this process, so it serves with one worker.",
             param_hint="--workers",
         )
+    try:
+        if emulator:
+            require_extra("demo", "grantkeeper serve --emulator")
+        else:
+            require_extra("server", "grantkeeper serve")
+    except GrantkeeperError as error:
+        raise fail(error) from None
     if not emulator:
         try:
             settings = Settings(**overrides)
@@ -120,6 +126,8 @@ def serve(
         except GrantkeeperError as error:
             raise fail(error) from None
         return
+    import uvicorn
+
     from grantkeeper.demo.page import install_page
     from grantkeeper.devmode import dev_world
     from grantkeeper.web import create_app
@@ -147,9 +155,9 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
 
 
-async def _open_store() -> GrantStore:
+def _reading_keeper() -> Keeper:
     # Reading commands never migrate the schema: that is 'grantkeeper db upgrade' (or serve).
-    return await GrantStore.open_from_settings(Settings(), migrate=False)
+    return Keeper(Settings(), migrate=False)
 
 
 @users_app.command("list")
@@ -162,13 +170,11 @@ def users_list(
     """Every user with the state of their grant (the management API's listing)."""
 
     async def work() -> list[dict[str, Any]]:
-        async with await _open_store() as store:
+        async with _reading_keeper() as keeper:
             rows: list[dict[str, Any]] = []
             after: str | None = None
             while True:
-                page = await reads.users_page(
-                    store, status=status, after=after, limit=reads.MAX_PAGE
-                )
+                page = await keeper.users_page(status=status, after=after, limit=MAX_PAGE)
                 rows.extend(page.items)
                 if page.next is None:
                     return rows
@@ -204,8 +210,8 @@ def users_show(sub: str = typer.Argument(..., help="The user's Google subject id
     audit history."""
 
     async def work() -> dict[str, Any]:
-        async with await _open_store() as store:
-            return await reads.user_detail(store, sub)
+        async with _reading_keeper() as keeper:
+            return await keeper.user_detail(sub)
 
     typer.echo(json.dumps(run(work), indent=2))
 

@@ -35,15 +35,8 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[str, str | None]:
     # Imported here: SQLAlchemy and Alembic would slow every other command's start.
     from grantkeeper.store import migrate
-    from grantkeeper.store.engine import create_engine, display_url, normalize_url
 
-    engine = create_engine(normalize_url(url), schema=schema)
-    try:
-        if upgrade:
-            await migrate.upgrade(engine, schema=schema)
-        return display_url(engine.url), await migrate.current_revision(engine, schema)
-    finally:
-        await engine.dispose()
+    return await migrate.database_revision(url, schema, upgrade_first=upgrade)
 
 
 @app.command()

@@ -9,7 +9,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from grantkeeper.demo.story import FAULTS, run_demo
+from grantkeeper.demo.faults import FAULTS
+from grantkeeper.errors import GrantkeeperError
+from grantkeeper.extras import require_extra
 
 
 def demo(
@@ -32,6 +34,13 @@ def demo(
     """
     if inject_fault is not None and inject_fault not in FAULTS:
         raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--inject-fault")
+    try:
+        require_extra("demo", "grantkeeper demo")
+    except GrantkeeperError as error:
+        typer.echo(f"{error.code}: {error.message}", err=True)
+        raise typer.Exit(1) from None
+    from grantkeeper.demo.story import run_demo
+
     where = data_dir or Path(tempfile.mkdtemp(prefix="grantkeeper-demo-"))
     # Logs and CI capture read better a little wider than rich's 80-column default.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)

@@ -92,7 +92,15 @@ def emulator(
     ),
 ) -> None:
     # Imported here: the emulator pulls in FastAPI and uvicorn, which `grantkeeper --help`
-    # and the other commands should not pay for.
+    # and the other commands should not pay for (nor a core install without the extra).
+    from grantkeeper.errors import GrantkeeperError
+    from grantkeeper.extras import require_extra
+
+    try:
+        require_extra("emulator", "grantkeeper emulator")
+    except GrantkeeperError as error:
+        typer.echo(f"{error.code}: {error.message}", err=True)
+        raise typer.Exit(1) from None
     from grantkeeper.emulator import EmulatorConfig, EmulatorSettings
     from grantkeeper.emulator.persistence import StateFileError
     from grantkeeper.emulator.server import serve

@@ -1,8 +1,8 @@
 """``grantkeeper keys|sweep|audit|revoke``: the grant life cycle from the command line.
 
-Each command opens the store (and, when it must talk to Google, the :class:`Keeper`) from the
-``GRANTKEEPER_*`` settings, does one thing, and exits non-zero with the error's code and
-advice when it cannot.
+Each command opens the :class:`Keeper` from the ``GRANTKEEPER_*`` settings (its provider client
+only when it must talk to Google, so reading commands need no client secrets), does one thing,
+and exits non-zero with the error's code and advice when it cannot.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -20,13 +19,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grantkeeper._cli import runner
-from grantkeeper.clock import SYSTEM_CLOCK
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.keeper import keys as key_ops
-from grantkeeper.keeper import reads
-from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.keeper import (
+    MAX_PAGE,
+    Keeper,
+    KeyStatus,
+    RotationReport,
+    SweepOptions,
+    SweepReport,
+    generate_key,
+)
 from grantkeeper.settings import Settings
-from grantkeeper.store import GrantStore
 from grantkeeper.webhooks import generate_secret
 
 T = TypeVar("T")
@@ -49,10 +52,6 @@ def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-async def _open_store(settings: Settings) -> GrantStore:
-    return await GrantStore.open_from_settings(settings, SYSTEM_CLOCK)
-
-
 # -- keys ----------------------------------------------------------------------------------------
 
 
@@ -65,7 +64,7 @@ def keys_generate(
 ) -> None:
     """Print a new key for GRANTKEEPER_ENCRYPTION_KEYS (put it first to make it primary)."""
     try:
-        typer.echo(generate_secret() if webhook_secret else key_ops.generate(kid))
+        typer.echo(generate_secret() if webhook_secret else generate_key(kid))
     except GrantkeeperError as error:
         err.print(f"{error.code}: {error.message}", markup=False)
         raise typer.Exit(2) from None
@@ -75,9 +74,9 @@ def keys_generate(
 def keys_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
     """Count stored tokens per key id, so you know when an old key can leave the ring."""
 
-    async def work() -> key_ops.KeyStatus:
-        async with await _open_store(Settings()) as store:
-            return await key_ops.status(store)
+    async def work() -> KeyStatus:
+        async with Keeper(Settings()) as keeper:
+            return await keeper.key_status()
 
     found = _run(work())
     if as_json:
@@ -110,9 +109,9 @@ def keys_rotate(
 ) -> None:
     """Re-encrypt every stored token under the primary key; safe to interrupt and re-run."""
 
-    async def work() -> key_ops.RotationReport:
-        async with await _open_store(Settings()) as store:
-            before = await key_ops.status(store)
+    async def work() -> RotationReport:
+        async with Keeper(Settings()) as keeper:
+            before = await keeper.key_status()
             with Progress(
                 TextColumn("re-encrypting under [bold]{task.fields[primary]}[/]"),
                 BarColumn(),
@@ -122,8 +121,7 @@ def keys_rotate(
                 transient=False,
             ) as progress:
                 task = progress.add_task("rotate", total=before.stale, primary=before.primary)
-                return await key_ops.rotate(
-                    store,
+                return await keeper.rotate_keys(
                     batch_size=batch_size,
                     pause=pause,
                     on_progress=lambda done: progress.advance(task, done),
@@ -157,17 +155,12 @@ def sweep_command(
         keep_alive=keep_alive,
     )
 
-    async def work() -> tuple[SweepReport, bool]:
-        async with AsyncExitStack() as stack:
-            if settings.client_secrets_file is None:
-                # No OAuth client configured: report only (nothing can be sent to Google).
-                store = await stack.enter_async_context(await _open_store(settings))
-                return await sweep(store, now=SYSTEM_CLOCK.now(), options=options), False
-            from grantkeeper.keeper import Keeper
+    # No OAuth client configured: report only (nothing can be sent to Google).
+    with_provider = settings.client_secrets_file is not None
 
-            keeper = await stack.enter_async_context(Keeper(settings))
-            webhooks = keeper.webhooks
-            total = sum((await keeper.store.count_by_status()).values())
+    async def work() -> SweepReport:
+        async with Keeper(settings) as keeper:
+            total = sum((await keeper.grant_counts()).values())
             with Progress(
                 TextColumn("sweeping grants"),
                 BarColumn(),
@@ -177,23 +170,13 @@ def sweep_command(
                 transient=True,
             ) as progress:
                 task = progress.add_task("sweep", total=total)
-                report = await sweep(
-                    keeper.store,
-                    now=keeper.clock.now(),
-                    options=options,
-                    keeper=keeper,
-                    webhooks=webhooks,
+                return await keeper.sweep(
+                    options,
+                    report_only=not with_provider,
                     on_progress=lambda done: progress.advance(task, done),
                 )
-            if webhooks is not None:
-                try:
-                    async with asyncio.timeout(60):
-                        await webhooks.drain()
-                except TimeoutError:
-                    err.print("Some webhooks were still being retried when the sweep ended.")
-            return report, True
 
-    report, with_provider = _run(work())
+    report = _run(work())
     if as_json:
         _echo_json(report.to_json())
         return
@@ -233,16 +216,12 @@ def audit_command(
     events, key rotations (the management API's listing)."""
 
     async def work() -> list[dict[str, Any]]:
-        async with await _open_store(Settings()) as store:
+        async with Keeper(Settings(), migrate=False) as keeper:
             found: list[dict[str, Any]] = []
             before: int | None = None
             while len(found) < limit:
-                page = await reads.audit_page(
-                    store,
-                    sub=sub,
-                    kind=kind,
-                    before=before,
-                    limit=min(limit - len(found), reads.MAX_PAGE),
+                page = await keeper.audit_page(
+                    sub=sub, kind=kind, before=before, limit=min(limit - len(found), MAX_PAGE)
                 )
                 found.extend(page.items)
                 if page.next is None:
@@ -273,7 +252,6 @@ def revoke_command(
     forget: bool = typer.Option(False, "--forget", help="Also erase the user's profile."),
 ) -> None:
     """Disconnect a user: revoke the grant at Google, erase the tokens, keep an audit record."""
-    from grantkeeper.keeper import Keeper
 
     async def work() -> dict[str, Any]:
         async with Keeper(Settings()) as keeper:

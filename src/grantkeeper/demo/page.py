@@ -45,9 +45,7 @@ from grantkeeper.demo.picker import (
     seconds,
 )
 from grantkeeper.devmode import DevWorld
-from grantkeeper.errors import UnknownUser
 from grantkeeper.keeper import Keeper
-from grantkeeper.keeper.results import grant_json, user_json
 from grantkeeper.web.guards import require_requested_with
 from grantkeeper.web.problems import PROBLEM_JSON
 
@@ -154,13 +152,9 @@ def install_page(app: FastAPI, world: DevWorld) -> None:
     @router.get("/dev/users/{sub}")
     async def user_state(sub: str, request: Request) -> JSONResponse:
         keeper = keeper_of(request)
-        user = await keeper.store.get_user(_sub(sub))
-        if user is None:
-            raise UnknownUser(f"No user {sub} is stored.")
-        grants = await keeper.store.list_grants(sub=sub)
+        found = await keeper.user(_sub(sub))
         body = {
-            "user": user_json(user),
-            "grants": [grant_json(g) for g in grants],
+            **found.to_json(),
             "now": keeper.clock.now().isoformat().replace("+00:00", "Z"),
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})

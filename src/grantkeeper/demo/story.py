@@ -27,6 +27,7 @@ from googleapiclient.http import MediaIoBaseUpload
 from rich.console import Console
 
 from grantkeeper import SyncKeeper
+from grantkeeper.demo.faults import FAULTS
 from grantkeeper.demo.narration import Narrator, Step, StepFailed, check
 from grantkeeper.demo.photo_steps import PICKED, PhotoSteps
 from grantkeeper.demo.serving import serve_in_thread
@@ -56,22 +57,6 @@ PROFILE_CLAIMS = (
 )
 #: The iOS app's CSRF header value: any value will do; its presence is what counts.
 REQUESTED_WITH = "com.example.photos"
-#: Injected failures for testing the demo itself: ``name -> (step title, emulator fault)``.
-FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "refresh": (
-        "The offline job enhances the pictures",
-        {
-            "endpoint": "token",
-            "status": 400,
-            "body": {"error": "invalid_grant", "error_description": "Token has been revoked."},
-            "count": None,
-        },
-    ),
-    "photos": (
-        "The offline job enhances the pictures",
-        {"endpoint": "photos", "status": 503, "count": None},
-    ),
-}
 
 
 class DemoStory:
@@ -132,10 +117,10 @@ class DemoStory:
         return asyncio.run_coroutine_threadsafe(work, loop).result(60)
 
     def grant(self) -> Grant:
-        found = self.on_worker(self.worker.keeper.store.get_grant(self.sub))
-        if found is None:
+        found = self.on_worker(self.worker.keeper.user(self.sub))
+        if not found.grants:
             raise StepFailed(f"the store holds no grant for user {self.sub}")
-        return found
+        return found.grants[0]
 
     def refreshes(self) -> int:
         return int(self.emulator.control.stats()["token"]["refresh_token"])

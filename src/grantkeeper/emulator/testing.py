@@ -15,16 +15,21 @@ Both yield an :class:`~grantkeeper.emulator.EmulatorHandle` (``base_url``, ``sta
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from grantkeeper.emulator.config import EmulatorConfig
-from grantkeeper.emulator.server import EmulatorHandle, run_emulator
+if TYPE_CHECKING:
+    # Imported by the fixtures, not here: pytest loads this plugin wherever grantkeeper is
+    # installed, also without the 'emulator' extra.
+    from grantkeeper.emulator.server import EmulatorHandle
 
 
 @pytest.fixture(scope="session")
 def emulator_session() -> Iterator[EmulatorHandle]:
     """One emulator on a free port for the whole session (state shared between tests)."""
+    from grantkeeper.emulator.server import run_emulator
+
     with run_emulator() as handle:
         yield handle
 
@@ -39,6 +44,9 @@ def emulator(emulator_session: EmulatorHandle) -> EmulatorHandle:
 @pytest.fixture(scope="session")
 def emulator_https_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
     """One HTTPS emulator for the whole session; its CA lives in a temporary directory."""
+    from grantkeeper.emulator.config import EmulatorConfig
+    from grantkeeper.emulator.server import run_emulator
+
     config = EmulatorConfig(https=True, data_dir=tmp_path_factory.mktemp("emulator-tls"))
     with run_emulator(config) as handle:
         yield handle

@@ -9,12 +9,27 @@ the store, the provider, the clock and the event bus (never the keeper itself).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from grantkeeper._lazy import lazy_exports
 from grantkeeper.keeper.core import Keeper
 from grantkeeper.keeper.events import GrantEvent, Listener
-from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
+from grantkeeper.keeper.keys import KeyStatus, RotationReport, generate
+from grantkeeper.keeper.reads import MAX_PAGE, Page
+from grantkeeper.keeper.results import (
+    AccessToken,
+    AuditEntry,
+    DisconnectOutcome,
+    EventOutcome,
+    Receipt,
+    SignInResult,
+    UserGrants,
+)
 from grantkeeper.keeper.sign_in_decision import SignInCandidate
+from grantkeeper.keeper.sweep import GrantHealth, GrantReport, SweepOptions, SweepReport
+
+generate_key = generate
+"""A new ``GRANTKEEPER_ENCRYPTION_KEYS`` entry ``<kid>:<base64url 32 random bytes>``."""
 
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials
@@ -27,25 +42,30 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grantkeeper.keeper' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("grantkeeper.keeper", globals(), _LAZY)
 
 
 __all__ = [
+    "MAX_PAGE",
     "AccessToken",
+    "AuditEntry",
     "DisconnectOutcome",
+    "EventOutcome",
     "GrantEvent",
+    "GrantHealth",
+    "GrantReport",
     "Keeper",
     "KeeperCredentials",
+    "KeyStatus",
     "Listener",
+    "Page",
+    "Receipt",
+    "RotationReport",
     "SignInCandidate",
     "SignInResult",
+    "SweepOptions",
+    "SweepReport",
     "SyncKeeper",
+    "UserGrants",
+    "generate_key",
 ]

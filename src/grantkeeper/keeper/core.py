@@ -1,70 +1,57 @@
-"""The grant life cycle: sign in with a server auth code, hand out fresh access tokens,
-disconnect. The CLI, the HTTP API and the library all call this one class.
+"""The keeper: the whole application API. The CLI, the HTTP API and the library call this one
+class; its parts (sign-in, offline access, revocation, the sweep, security events, keys) each
+get the store, the provider, the clock and the event bus, never the keeper.
 
-Fresh tokens and the single-flight refresh live in :mod:`grantkeeper.keeper.offline`.
+The store opens with the keeper; the provider client is built the first time something needs
+Google (a sign-in, a refresh, a revocation), so read-only work (``users``, ``audit``, key
+status, a report-only sweep) runs without client secrets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
-from grantkeeper.errors import (
-    GrantkeeperError,
-    InvalidCode,
-    InvalidRequest,
-    SignInIncomplete,
-    StoreUnavailable,
-    UnknownUser,
-)
-from grantkeeper.keeper import sign_in_decision as decision
-from grantkeeper.keeper.decisions import (
-    DISCONNECT_REVOKE_TIMEOUT,
-    FORGET_AFTER_REVOCATION,
-    PLATFORMS,
-    access_token_expiry,
-    check_code,
-)
-from grantkeeper.keeper.events import EventBus, GrantEvent, Listener
-from grantkeeper.keeper.keys import key_ring_problems
+from grantkeeper.errors import GrantkeeperError, UnknownUser
+from grantkeeper.keeper import keys, reads
+from grantkeeper.keeper.events import EventBus, Listener
 from grantkeeper.keeper.listeners import attach
 from grantkeeper.keeper.offline import OfflineAccess
-from grantkeeper.keeper.results import AccessToken, DisconnectOutcome, SignInResult
-from grantkeeper.metrics import TimedTransport
-from grantkeeper.oauth import OAuthProvider, TokenResponse, VerifiedIdentity
-from grantkeeper.settings import Settings
-from grantkeeper.store import (
-    GrantStatus,
-    GrantStore,
-    UserProfile,
-    idempotency_key_hash,
-    signin_code_hash,
+from grantkeeper.keeper.parts import Parts, Sleep
+from grantkeeper.keeper.results import (
+    AccessToken,
+    AuditEntry,
+    DisconnectOutcome,
+    Receipt,
+    SignInResult,
+    UserGrants,
 )
-from grantkeeper.store.codec import PROFILE_FIELDS
-from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
+from grantkeeper.keeper.revocation import Revocations
+from grantkeeper.keeper.signin import SignIns
+from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.metrics import TimedTransport
+from grantkeeper.oauth import OAuthProvider
+from grantkeeper.settings import Settings
+from grantkeeper.store import GrantStore
 
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials
+    from grantkeeper.keeper.security_events import SecurityEvents
+    from grantkeeper.keeper.sign_in_decision import Decide
     from grantkeeper.webhooks import WebhookSender
 
 log = logging.getLogger("grantkeeper.keeper")
 
-#: How long a retried POST of the same code gets the same answer (issue 3).
-REPLAY_TTL = timedelta(minutes=10)
 #: How long closing the keeper waits for webhook deliveries still being retried.
 WEBHOOK_DRAIN_SECONDS = 30.0
-#: How long a claim on a code protects its exchange if the claiming instance dies.
-SIGN_IN_CLAIM_TTL = timedelta(seconds=60)
 
 
 class Keeper:
@@ -79,9 +66,14 @@ class Keeper:
     Args:
         settings: the ``GRANTKEEPER_*`` configuration.
         clock: the time source of every expiry rule.
-        store: an open :class:`GrantStore`; by default opened (and migrated) from the settings.
-        provider: an :class:`OAuthProvider`; by default built from the settings.
+        store: an open :class:`GrantStore`; by default opened from the settings.
+        provider: an :class:`OAuthProvider`; by default built from the settings on first need.
         transport: an httpx transport for the default provider (tests mount an ASGI app).
+        migrate: run the store's migrations when opening it from the settings (reading
+            commands pass False: migrating is ``grantkeeper db upgrade``'s job).
+        webhooks: the webhook sender; by default the one ``GRANTKEEPER_WEBHOOK_URL`` names.
+        sleep: how the keeper waits between polls of the store and between store retries
+            (tests pass one that returns at once).
     """
 
     def __init__(
@@ -92,6 +84,9 @@ class Keeper:
         store: GrantStore | None = None,
         provider: OAuthProvider | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        migrate: bool = True,
+        webhooks: WebhookSender | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings or Settings()
         self.clock = clock
@@ -100,32 +95,68 @@ class Keeper:
         self._provider = provider
         self._owns_provider = provider is None
         self._transport = transport
+        self._migrate = migrate
+        self._sleep = sleep
         self._owner = f"keeper-{secrets.token_hex(6)}"
+        self._parts: Parts | None = None
+        self._signins: SignIns | None = None
         self._offline: OfflineAccess | None = None
+        self._revocations: Revocations | None = None
+        self._security_events: SecurityEvents | None = None
         self._key_problems: list[str] | None = None
-        self._signin_locks: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.events = EventBus()
+        self._events = EventBus()
         # Metrics always; Standard Webhooks when GRANTKEEPER_WEBHOOK_URL is set. Attached here so
         # a worker (SyncKeeper, the CLI) notifies the app as the web service does.
-        self.webhooks: WebhookSender | None = attach(self.events, self.settings, self.clock)
+        self.webhooks: WebhookSender | None = attach(
+            self._events, self.settings, self.clock, webhooks
+        )
 
     # -- life ----------------------------------------------------------------------------------
 
     async def open(self) -> Self:
-        """Open the store (running migrations) and the provider client. Idempotent."""
+        """Open the store (running migrations unless told not to). Idempotent."""
         self._loop = asyncio.get_running_loop()
+        if self._store is None:
+            self._store = await GrantStore.open_from_settings(
+                self.settings, self.clock, migrate=self._migrate
+            )
+        if self._parts is None:
+            parts = Parts(
+                store=self._store,
+                provider=self._get_provider,
+                clock=self.clock,
+                events=self._events,
+                settings=self.settings,
+                owner=self._owner,
+                sleep=self._sleep,
+            )
+            self._parts = parts
+            self._signins = SignIns(parts)
+            self._offline = OfflineAccess(parts)
+            self._revocations = Revocations(parts)
+        return self
+
+    def _get_provider(self) -> OAuthProvider:
+        """The provider client, built on first need (raises ``ConfigurationError`` without
+        client secrets)."""
         if self._provider is None:
             self._provider = OAuthProvider(
                 self.settings, clock=self.clock, transport=TimedTransport(self._transport)
             )
-        if self._store is None:
-            self._store = await GrantStore.open_from_settings(self.settings, self.clock)
-        return self
+        return self._provider
+
+    def _open_parts(self) -> Parts:
+        if self._parts is None:
+            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
+        return self._parts
 
     async def close(self) -> None:
         """Close the provider client and the store; wait (30 s at most) for webhooks in flight."""
-        self._offline = None
+        self._parts = self._signins = self._offline = self._revocations = None
+        if self._security_events is not None:
+            await self._security_events.keys.aclose()
+            self._security_events = None
         if self.webhooks is not None:
             try:
                 async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
@@ -151,26 +182,9 @@ class Keeper:
         await self.close()
 
     @property
-    def store(self) -> GrantStore:
-        if self._store is None:
-            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
-        return self._store
-
-    @property
-    def provider(self) -> OAuthProvider:
-        if self._provider is None:
-            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
-        return self._provider
-
-    @property
     def client_id(self) -> str:
         """The server (web) client id: the grant's holder and the ID token's ``aud``."""
-        return self.provider.client_secrets.client_id
-
-    @property
-    def transport(self) -> httpx.AsyncBaseTransport | None:
-        """The httpx transport given for the provider (tests mount an ASGI emulator)."""
-        return self._transport
+        return self._get_provider().client_secrets.client_id
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -179,26 +193,27 @@ class Keeper:
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener`` with every :class:`GrantEvent`; its failures are only logged."""
-        self.events.add(listener)
+        self._events.add(listener)
 
     async def readiness(self) -> list[str]:
         """What keeps the service from serving (empty when ready)."""
+        store = self._open_parts().store
         try:
-            await self.store.ping()
+            await store.ping()
             if self._key_problems is None:
-                self._key_problems = await key_ring_problems(self.store)
+                self._key_problems = await keys.key_ring_problems(store)
         except GrantkeeperError as error:
             # The answer is public (/readyz): where the store lives goes to the log only.
             log.warning("not ready: %s: %s", error.code, error.message)
             return [f"{error.code}: {error.public_message}"]
         try:
-            await self.provider.discover()  # cached (Cache-Control): not a call per probe
+            await self._get_provider().discover()  # cached (Cache-Control): not a call per probe
         except GrantkeeperError as error:  # a wrong GRANTKEEPER_ISSUER, or the issuer down
             log.warning("not ready: issuer %s: %s", self.settings.issuer, error)
             return [f"issuer_unreachable: OpenID discovery failed ({error.code})"]
         return list(self._key_problems)
 
-    # -- sign-in -------------------------------------------------------------------------------
+    # -- sign-in and offline access ------------------------------------------------------------
 
     async def sign_in(
         self,
@@ -207,7 +222,7 @@ class Keeper:
         *,
         nonce: str | None = None,
         idempotency_key: str | None = None,
-        decide: decision.Decide | None = None,
+        decide: Decide | None = None,
     ) -> SignInResult:
         """Redeem a one-time server auth code: exchange it, verify the ID token, keep the grant.
 
@@ -231,161 +246,18 @@ class Keeper:
             UntrustedIdToken, SignInRefused: the ID token failed a check, or ``decide`` refused.
             ProviderError, ProviderUnavailable, ProviderTimeout, StoreUnavailable.
         """
-        try:
-            problem = check_code(code)
-            if problem:
-                raise InvalidRequest(problem)
-            if platform not in PLATFORMS:
-                raise InvalidRequest("platform must be one of ios, android, web.")
-            if nonce is None and self.settings.require_nonce:
-                raise InvalidRequest(
-                    "The field 'nonce' is required (GRANTKEEPER_REQUIRE_NONCE): send the nonce "
-                    "the app gave Google Sign-In with the code."
-                )
-        except GrantkeeperError as error:
-            await self._sign_in_failed(error)  # refused before the provider: counted too
-            raise
-        code_hash = signin_code_hash(code)
-        key_hash = idempotency_key_hash(idempotency_key) if idempotency_key else None
-        lock = self._signin_locks.setdefault(code_hash, asyncio.Lock())
-        try:
-            async with lock:
-                # Claim the code in the store so that a retry reaching another instance waits
-                # for this answer instead of spending (and failing) a second exchange.
-                while True:
-                    answer = await self._settled_answer(code_hash, key_hash)
-                    if answer is not None:
-                        return answer
-                    if await self.store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
-                        break
-                try:
-                    return await self._sign_in(code, code_hash, platform, nonce, key_hash, decide)
-                except BaseException:
-                    await asyncio.shield(self.store.release_signin_claim(code_hash))
-                    raise
-        except GrantkeeperError as error:
-            await self._sign_in_failed(error)
-            raise
-        finally:
-            if not lock.locked():
-                self._signin_locks.pop(code_hash, None)
-
-    async def _sign_in_failed(self, error: GrantkeeperError) -> None:
-        await self.events.emit(
-            GrantEvent("sign_in_failed", "", self.client_id, self.clock.now(), {"code": error.code})
+        self._open_parts()
+        assert self._signins is not None
+        return await self._signins.sign_in(
+            code, platform, nonce=nonce, idempotency_key=idempotency_key, decide=decide
         )
 
     async def sign_in_refused(self, error: GrantkeeperError) -> None:
         """Count a sign-in the HTTP API refused before calling :meth:`sign_in` (no HTTPS, no
         ``X-Requested-With``, a malformed body, a rate limit): metrics see every refusal."""
-        await self._sign_in_failed(error)
-
-    async def _settled_answer(self, code_hash: str, key_hash: str | None) -> SignInResult | None:
-        """The stored answer for this code if this caller may have it (same idempotency key);
-        while another instance holds the claim, wait for its answer (or for the claim to be
-        released or to lapse: then None).
-
-        Raises:
-            InvalidCode: the code was spent by a sign-in with another key or none.
-        """
-        poll = 0.02
-        while True:
-            cached = await self.store.recall_signin_response(code_hash)
-            if cached is None:
-                return None
-            if cached != PENDING_SIGN_IN:
-                answer, bound_to = SignInResult.loads_bound(cached)
-                if (
-                    bound_to is None
-                    or key_hash is None
-                    or not hmac.compare_digest(bound_to, key_hash)
-                ):
-                    raise InvalidCode(
-                        "This server auth code was already used. A retry gets the first answer "
-                        "only with the Idempotency-Key header of the first POST."
-                    )
-                return answer
-            await asyncio.sleep(poll)
-            poll = min(poll * 1.5, 0.25)
-
-    async def _sign_in(
-        self,
-        code: str,
-        code_hash: str,
-        platform: str,
-        nonce: str | None,
-        key_hash: str | None,
-        decide: decision.Decide | None,
-    ) -> SignInResult:
-        tokens = await self.provider.exchange_for_sign_in(code, platform)  # type: ignore[arg-type]
-        # From here on Google has issued tokens: a sign-in that does not end gives them back.
-        async with decision.given_back_unless_kept(
-            self.provider, self.store, self.client_id, tokens
-        ) as attempt:
-            identity = await self.provider.verify_sign_in(tokens, nonce=nonce)
-            attempt.sub = identity.sub
-            if decide is not None:
-                await decision.decide_on(decide, self.store, identity, tokens, platform)
-            return await self._keep_sign_in(identity, tokens, code_hash, platform, key_hash)
-
-    async def _keep_sign_in(
-        self,
-        identity: VerifiedIdentity,
-        tokens: TokenResponse,
-        code_hash: str,
-        platform: str,
-        key_hash: str | None,
-    ) -> SignInResult:
-        profile = UserProfile(
-            sub=identity.sub, **{name: getattr(identity, name) for name in PROFILE_FIELDS}
-        )
-        expires_at = access_token_expiry(tokens.expires_at, self.clock.now())
-        # The tokens exist only in memory now: a store hiccup must not lose them.
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(StoreUnavailable),
-                stop=stop_after_attempt(4),
-                wait=wait_exponential(multiplier=0.2, max=2),
-                reraise=True,
-            ):
-                with attempt:
-                    record = await self.store.record_sign_in(
-                        profile,
-                        self.client_id,
-                        set(tokens.scopes or ()),
-                        tokens.refresh_token,
-                        tokens.access_token,
-                        expires_at,
-                        tokens.refresh_token_expires_at,
-                        audit_detail={"azp": identity.azp, "platform": platform},
-                    )
-        except StoreUnavailable as error:
-            # The code is spent: "retry later" would be untrue, the same code cannot succeed.
-            raise SignInIncomplete(
-                f"The code was redeemed but the grant store could not keep the result "
-                f"({error.message}).",
-                public_detail="The code was redeemed but the grant store could not keep the "
-                "result.",
-            ) from None
-        result = SignInResult.from_record(record, platform)
-        await self.store.remember_signin_response(
-            code_hash, result.dumps(key_hash), REPLAY_TTL, sub=identity.sub
-        )
-        log.info(
-            "sign-in sub=%s new_user=%s offline=%s added_scopes=%d",
-            identity.sub,
-            record.new_user,
-            record.grant.offline,
-            len(record.added_scopes),
-        )
-        now = self.clock.now()
-        detail = {"added_scopes": sorted(record.added_scopes), "offline": record.grant.offline}
-        await self.events.emit(GrantEvent("signed_in", identity.sub, self.client_id, now, detail))
-        if record.reactivated:
-            await self.events.emit(GrantEvent("recovered", identity.sub, self.client_id, now))
-        return result
-
-    # -- offline access ------------------------------------------------------------------------
+        self._open_parts()
+        assert self._signins is not None
+        await self._signins.failed(error)
 
     async def access_token(
         self,
@@ -408,9 +280,9 @@ class Keeper:
             GrantRevoked: the grant is dead (stored with its reason); the user must sign in.
             ProviderUnavailable, ProviderTimeout: transient; the grant is unchanged.
         """
-        return await self._offline_access().access_token(
-            sub, scopes, rejected=rejected, caller=caller
-        )
+        self._open_parts()
+        assert self._offline is not None
+        return await self._offline.access_token(sub, scopes, rejected=rejected, caller=caller)
 
     async def refresh(
         self, sub: str, *, rejected: str | None = None, caller: str | None = None
@@ -425,19 +297,9 @@ class Keeper:
         Raises:
             The errors of :meth:`access_token`.
         """
-        return await self._offline_access().refresh(sub, rejected=rejected, caller=caller)
-
-    def _offline_access(self) -> OfflineAccess:
-        if self._offline is None:
-            self._offline = OfflineAccess(
-                store=self.store,
-                provider=self.provider,
-                settings=self.settings,
-                clock=self.clock,
-                events=self.events,
-                owner=self._owner,
-            )
-        return self._offline
+        self._open_parts()
+        assert self._offline is not None
+        return await self._offline.refresh(sub, rejected=rejected, caller=caller)
 
     async def credentials(
         self, sub: str, scopes: Iterable[str] | str | None = None
@@ -455,7 +317,7 @@ class Keeper:
 
         return KeeperCredentials(fetch, self._loop, token, scopes=sorted(token.scopes))
 
-    # -- disconnect ----------------------------------------------------------------------------
+    # -- the end of a grant --------------------------------------------------------------------
 
     async def disconnect(
         self, sub: str, *, forget: bool = False, caller: str | None = None
@@ -465,51 +327,138 @@ class Keeper:
         the profile. Idempotent.
 
         The provider gets one short attempt: if it cannot be reached the revocation is recorded
-        as pending (``grantkeeper sweep`` retries it, and forgets the user afterwards when asked
-        to) and the call still succeeds, so the app's answer never waits on Google.
+        as pending (:meth:`sweep` retries it, and forgets the user afterwards when asked to)
+        and the call still succeeds, so the app's answer never waits on Google. Either way the
+        ``disconnected`` event is announced once the provider has confirmed.
         """
-        user = await self.store.get_user(sub)
-        grants = await self.store.list_grants(sub=sub)
-        if user is None and not grants:
-            if forget:
-                return DisconnectOutcome(sub, False, False, False, 0)
+        self._open_parts()
+        assert self._revocations is not None
+        return await self._revocations.disconnect(sub, forget=forget, caller=caller)
+
+    async def receive_security_event(self, token: str) -> Receipt:
+        """Process one Cross-Account Protection delivery (a Security Event Token): verify it,
+        drop a redelivery, apply each event's plan to the grants, audit, announce.
+
+        Raises:
+            InvalidSecurityEvent: the token is malformed, forged or not for us (answer 400).
+            ProviderUnavailable: the issuer's keys cannot be fetched (answer 503; Google
+                retries).
+            StoreUnavailable: the database is down (answer 503).
+        """
+        parts = self._open_parts()
+        if self._security_events is None:
+            from grantkeeper.keeper.security_events import SecurityEvents
+            from grantkeeper.risc import RiscKeySource
+
+            source = RiscKeySource(
+                self.settings.issuer,
+                clock=self.clock,
+                transport=self._transport,
+                timeout=self.settings.http_timeout_seconds,
+            )
+            audiences = {self.client_id, *self.settings.allowed_client_ids}
+            self._security_events = SecurityEvents(parts, source, audiences=audiences)
+        return await self._security_events.receive(token)
+
+    async def sweep(
+        self,
+        options: SweepOptions | None = None,
+        *,
+        report_only: bool | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> SweepReport:
+        """Every grant's health; retries pending revocations, announces expiring grants and,
+        with ``options.keep_alive``, refreshes idle grants. ``report_only`` (by default: when
+        no client secrets are configured) only reports. Safe on several hosts at once."""
+        parts = self._open_parts()
+        if report_only is None:
+            report_only = self._provider is None and self.settings.client_secrets_file is None
+        return await sweep(
+            parts,
+            options=options,
+            revocations=None if report_only else self._revocations,
+            offline=None if report_only else self._offline,
+            on_progress=on_progress,
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def users(self) -> list[UserGrants]:
+        """Every user with their grants (never a token)."""
+        store = self._open_parts().store
+        found = []
+        for user in await store.list_users():
+            found.append(UserGrants(user, await store.list_grants(sub=user.sub)))
+        return found
+
+    async def user(self, sub: str) -> UserGrants:
+        """One user's profile and grants. Raises :class:`UnknownUser`."""
+        store = self._open_parts().store
+        profile = await store.get_user(sub)
+        if profile is None:
             raise UnknownUser(f"No user {sub} is stored.")
-        revoked = pending = False
-        by = {"caller": caller} if caller else {}
-        for grant in grants:
-            token = grant.refresh_token or grant.access_token
-            if token is None:
-                continue
-            try:
-                await self.provider.revoke(token, retry=False, time_limit=DISCONNECT_REVOKE_TIMEOUT)
-            except GrantkeeperError as error:
-                if not error.retryable:
-                    raise
-                pending = True
-                reason = FORGET_AFTER_REVOCATION if forget else "disconnect"
-                await self.store.mark_pending_revocation(sub, grant.client_id, reason)
-                await self.store.append_audit(
-                    "disconnect",
-                    sub=sub,
-                    client_id=grant.client_id,
-                    outcome="revocation_pending",
-                    detail={"error": error.code, "forget": forget, **by},
-                )
-                continue
-            revoked = True
-            await self.store.erase_tokens(
-                sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
-            )
-            await self.store.append_audit(
-                "disconnect", sub=sub, client_id=grant.client_id, outcome="revoked", detail=by
-            )
-            await self.events.emit(
-                GrantEvent(
-                    "disconnected", sub, grant.client_id, self.clock.now(), {"forget": forget}
-                )
-            )
-        forgotten = False
-        if forget and not pending:
-            forgotten = await self.store.forget_user(sub)
-            await self.store.append_audit("forget", sub=sub, outcome="ok", detail=by)
-        return DisconnectOutcome(sub, revoked, pending, forgotten, len(grants))
+        return UserGrants(profile, await store.list_grants(sub=sub))
+
+    async def audit(
+        self, sub: str | None = None, *, kind: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """The audit log, newest first: sign-ins, failed refreshes, revocations, RISC events,
+        sweeps, key rotations."""
+        store = self._open_parts().store
+        return [AuditEntry(e) for e in await store.list_audit(sub, kind=kind, limit=limit)]
+
+    async def users_page(
+        self, *, status: str | None = None, after: str | None = None, limit: int = 50
+    ) -> reads.Page:
+        """Users with their grants, ordered by ``sub``, a page at a time (``after``: the
+        previous page's ``next``); ``status`` keeps users with a grant in that state."""
+        store = self._open_parts().store
+        return await reads.users_page(store, status=status, after=after, limit=limit)
+
+    async def user_detail(self, sub: str, *, history: int = 50) -> dict[str, Any]:
+        """One user's profile, grants and newest ``history`` audit events (never a token)."""
+        return await reads.user_detail(self._open_parts().store, sub, history=history)
+
+    async def audit_page(
+        self,
+        *,
+        sub: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> reads.Page:
+        """Audit events, newest first, a page at a time (``before``: the previous ``next``)."""
+        return await reads.audit_page(
+            self._open_parts().store,
+            sub=sub,
+            kind=kind,
+            since=since,
+            until=until,
+            before=before,
+            limit=limit,
+        )
+
+    async def grant_counts(self) -> dict[str, int]:
+        """How many grants are in each state (``active``, ``revoked``, …)."""
+        return dict(await self._open_parts().store.count_by_status())
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    async def key_status(self) -> keys.KeyStatus:
+        """Stored tokens per encryption key id: when an old key can leave the ring."""
+        return await keys.status(self._open_parts().store)
+
+    async def rotate_keys(
+        self,
+        *,
+        batch_size: int = 500,
+        pause: float = 0.0,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> keys.RotationReport:
+        """Re-encrypt every stored token under the primary key, in short batches; safe to
+        interrupt and run again."""
+        return await keys.rotate(
+            self._open_parts().store, batch_size=batch_size, pause=pause, on_progress=on_progress
+        )

@@ -14,8 +14,17 @@ log = logging.getLogger("grantkeeper.events")
 
 @dataclass(frozen=True, slots=True)
 class GrantEvent:
-    """``kind`` is one of ``signed_in``, ``sign_in_failed`` (``sub`` empty, ``detail.code``),
-    ``recovered``, ``refreshed``, ``refresh_failed``, ``revoked``, ``disconnected``."""
+    """One change to a grant (or a failed sign-in); never carries a token. ``kind``:
+
+    ``signed_in`` (``detail``: ``added_scopes``, ``offline``), ``sign_in_failed`` (``sub``
+    empty; ``code``), ``recovered`` (a sign-in revived a dead grant), ``refreshed``,
+    ``refresh_failed`` (``code``), ``revoked`` (the provider refused the refresh token;
+    ``reason``), ``disconnected`` (the revocation is done, by a disconnect or by the sweep that
+    completed a pending one; ``forget``, ``by``), ``expiring`` (a time-limited grant ends soon;
+    ``expires_at``), ``status_changed`` (a security event moved the grant; ``status``,
+    ``reason``, ``source``), ``security_event`` (Google asks the app to act; ``event``,
+    ``action``, ``reason``).
+    """
 
     kind: str
     sub: str

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from grantkeeper.crypto import generate_key
 from grantkeeper.store import GrantStore
 
-__all__ = ["KeyStatus", "RotationReport", "generate", "rotate", "status"]
+__all__ = ["KeyStatus", "RotationReport", "generate", "key_ring_problems", "rotate", "status"]
+
+log = logging.getLogger("grantkeeper.keeper")
 
 AUDIT_KIND = "key_rotation"
 
@@ -145,5 +147,5 @@ async def key_ring_problems(store: GrantStore) -> list[str]:
         for kid, count in sorted(missing.items())
     ]
     for problem in problems:
-        logging.getLogger("grantkeeper.keeper").error("%s", problem)
+        log.error("%s", problem)
     return problems

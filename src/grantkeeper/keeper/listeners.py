@@ -1,7 +1,7 @@
 """Connect the keeper's life-cycle events to webhooks and metrics.
 
-The keeper announces :class:`~grantkeeper.keeper.events.GrantEvent` values (``signed_in``,
-``recovered``, ``refreshed``, ``refresh_failed``, ``revoked``, ``disconnected``); these
+The keeper announces every change to a grant as a
+:class:`~grantkeeper.keeper.events.GrantEvent` on one bus (see its ``kind`` list); these
 listeners turn them into Prometheus counts and Standard Webhooks notifications. A listener's
 failure is only logged by the keeper's event bus, and a webhook is only scheduled here, so
 neither can fail or slow down the operation that caused it.
@@ -33,14 +33,17 @@ def metrics_listener(event: GrantEvent) -> None:
 
 
 def webhook_listener(sender: WebhookSender) -> Listener:
-    """Notify the app when a grant is revoked (by the provider or a disconnect) or recovers."""
+    """Tell the app when a grant is revoked (by the provider, a disconnect or a security event),
+    disabled or active again, about to expire, or when Google reports what it must do."""
 
     def listen(event: GrantEvent) -> None:
         base = {"sub": event.sub, "client_id": event.client_id, "at": event.at.isoformat()}
+        detail = event.detail
         if event.kind == "revoked":
-            reason = event.detail.get("reason", "revoked")
+            reason = detail.get("reason", "revoked")
             sender.notify(WebhookEvent.GRANT_REVOKED, **base, reason=reason, source="provider")
         elif event.kind == "disconnected":
+            # Whether the provider took the revocation at once or the sweep finished it later.
             sender.notify(
                 WebhookEvent.GRANT_REVOKED, **base, reason="disconnect", source="disconnect"
             )
@@ -52,6 +55,35 @@ def webhook_listener(sender: WebhookSender) -> Listener:
                 **base,
                 consecutive_failures=event.detail.get("consecutive_failures"),
                 code=event.detail.get("code"),
+            )
+        elif event.kind == "expiring":
+            sender.notify(
+                WebhookEvent.GRANT_EXPIRING,
+                sub=event.sub,
+                client_id=event.client_id,
+                expires_at=detail["expires_at"],
+            )
+        elif event.kind == "status_changed":
+            kind = (
+                WebhookEvent.GRANT_RECOVERED
+                if detail["status"] == "active"
+                else WebhookEvent.GRANT_REVOKED
+            )
+            sender.notify(
+                kind,
+                sub=event.sub,
+                client_id=event.client_id,
+                status=detail["status"],
+                reason=detail["reason"],
+                source=detail["source"],
+            )
+        elif event.kind == "security_event":
+            sender.notify(
+                WebhookEvent.SECURITY_EVENT,
+                sub=event.sub,
+                event=detail["event"],
+                action=detail["action"],
+                reason=detail["reason"],
             )
 
     return listen

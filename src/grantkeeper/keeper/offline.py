@@ -17,7 +17,6 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from grantkeeper.clock import Clock
 from grantkeeper.errors import GrantkeeperError, GrantRevoked, MissingScopes, UnknownUser
 from grantkeeper.keeper.cooldown import RefreshCooldown
 from grantkeeper.keeper.decisions import (
@@ -26,12 +25,12 @@ from grantkeeper.keeper.decisions import (
     missing_scopes,
     revocation_reason,
 )
-from grantkeeper.keeper.events import EventBus, GrantEvent
+from grantkeeper.keeper.events import GrantEvent
+from grantkeeper.keeper.parts import Parts
 from grantkeeper.keeper.reconsent import reconsent
 from grantkeeper.keeper.results import AccessToken
-from grantkeeper.oauth import OAuthProvider, RefreshTokenRejected, normalize_scopes
-from grantkeeper.settings import Settings
-from grantkeeper.store import Grant, GrantStatus, GrantStore
+from grantkeeper.oauth import RefreshTokenRejected, normalize_scopes
+from grantkeeper.store import Grant, GrantStatus
 
 log = logging.getLogger("grantkeeper.keeper")
 
@@ -50,27 +49,19 @@ class _Flight:
 
 
 class OfflineAccess:
-    """The access-token side of a :class:`~grantkeeper.keeper.Keeper` (one per open keeper)."""
+    """The access-token side of the keeper (one per open keeper)."""
 
-    def __init__(
-        self,
-        *,
-        store: GrantStore,
-        provider: OAuthProvider,
-        settings: Settings,
-        clock: Clock,
-        events: EventBus,
-        owner: str,
-    ) -> None:
-        self._store = store
-        self._provider = provider
-        self.settings = settings
-        self.clock = clock
-        self.events = events
-        self._owner = owner
-        self._client_id = provider.client_secrets.client_id
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self.settings = parts.settings
+        self.clock = parts.clock
+        self.events = parts.events
+        self._owner = parts.owner
         self._flights: dict[tuple[str, str], _Flight] = {}
-        self._cooldown = RefreshCooldown(store=store, settings=settings, clock=clock, events=events)
+        self._cooldown = RefreshCooldown(
+            store=parts.store, settings=parts.settings, clock=parts.clock, events=parts.events
+        )
 
     async def access_token(
         self,
@@ -92,7 +83,7 @@ class OfflineAccess:
             await self._store.append_audit(
                 "token",
                 sub=token.sub,
-                client_id=self._client_id,
+                client_id=self._parts.client_id,
                 outcome="refreshed" if token.refreshed else "ok",
                 detail={
                     "caller": caller,
@@ -107,8 +98,9 @@ class OfflineAccess:
         if "reconsent" in error.extra:
             return  # callers queued behind one refresh share its error
         try:
-            grant = await self._store.get_grant(sub, self._client_id)
-            metadata = await self._provider.discover()
+            client_id = self._parts.client_id
+            grant = await self._store.get_grant(sub, client_id)
+            metadata = await self._parts.provider().discover()
         except GrantkeeperError:
             return  # the problem stands on its own without the recipe
         if isinstance(error, MissingScopes):
@@ -120,7 +112,7 @@ class OfflineAccess:
             scopes=scopes,
             needs_refresh_token=needs_refresh_token,
             authorization_endpoint=metadata.authorization_endpoint,
-            client_id=self._client_id,
+            client_id=client_id,
             web_redirect_uri=self.settings.web_redirect_uri,
         )
 
@@ -181,7 +173,7 @@ class OfflineAccess:
         )
 
     async def _usable_grant(self, sub: str, client_id: str | None = None) -> Grant:
-        grant = await self._store.get_grant(sub, client_id or self._client_id)
+        grant = await self._store.get_grant(sub, client_id or self._parts.client_id)
         if grant is None:
             raise UnknownUser(f"No grant is stored for user {sub}.")
         if grant.status != GrantStatus.ACTIVE:
@@ -220,7 +212,7 @@ class OfflineAccess:
             leased = await self._store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
             if leased is None:
                 # Another process holds the lease: wait for its write (or for the lease to lapse).
-                await asyncio.sleep(poll)
+                await self._parts.sleep(poll)
                 poll = min(poll * 1.5, 0.5)
                 continue
             heartbeat = asyncio.create_task(self._hold_lease(sub, client_id, lease_ttl))
@@ -251,7 +243,7 @@ class OfflineAccess:
         """Refresh under the lease; None means "the grant moved on, re-read it"."""
         assert grant.refresh_token is not None
         try:
-            tokens = await self._provider.refresh(grant.refresh_token)
+            tokens = await self._parts.provider().refresh(grant.refresh_token)
         except RefreshTokenRejected as error:
             await self._on_rejected(grant, error)
             return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from grantkeeper.store.records import Grant, SignInRecord, User
+from grantkeeper.store.records import AuditEvent, Grant, SignInRecord, User
 
 #: What each platform's app must do to get a refresh token again.
 OFFLINE_ADVICE = {
@@ -160,3 +160,64 @@ def grant_json(grant: Grant) -> dict[str, Any]:
         "last_refreshed_at": _iso(grant.last_refreshed_at),
         "version": grant.version,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    event: str
+    outcome: str
+    sub: str | None
+    grants_changed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What one delivery did (the route answers 202 with it)."""
+
+    jti: str
+    duplicate: bool
+    events: list[EventOutcome] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jti": self.jti,
+            "duplicate": self.duplicate,
+            "events": [
+                {"event": e.event, "outcome": e.outcome, "grants_changed": e.grants_changed}
+                for e in self.events
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UserGrants:
+    """A user's profile and grants, as ``users list|show`` and the demo page show them."""
+
+    user: User
+    grants: list[Grant]
+
+    @property
+    def sub(self) -> str:
+        return self.user.sub
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": user_json(self.user), "grants": [grant_json(g) for g in self.grants]}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit log (never a token)."""
+
+    event: AuditEvent
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "kind": e.kind,
+            "sub": e.sub,
+            "client_id": e.client_id,
+            "outcome": e.outcome,
+            "detail": e.detail,
+        }

@@ -18,29 +18,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from grantkeeper import metrics
-from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import InvalidSecurityEvent
+from grantkeeper.keeper.parts import Parts
+from grantkeeper.keeper.results import EventOutcome, Receipt
+from grantkeeper.risc.delivery import read_delivery
 from grantkeeper.risc.discovery import RiscKeySource
-from grantkeeper.risc.events import (
-    MalformedEvent,
-    Plan,
-    SecurityEvent,
-    TokenSubject,
-    Transition,
-    applies_to,
-    parse_events,
-    plan,
-)
-from grantkeeper.risc.verify import VerifiedSet, read_kid, verify_set
-from grantkeeper.store import GrantStatus, GrantStore
+from grantkeeper.risc.events import Plan, SecurityEvent, TokenSubject, Transition, plan
+from grantkeeper.risc.verify import VerifiedSet
+from grantkeeper.store import GrantStatus
 from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_sha512x2
-from grantkeeper.webhooks import WebhookEvent, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -48,95 +37,28 @@ AUDIT_KIND = "risc"
 _CAS_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class EventOutcome:
-    event: str
-    outcome: str
-    sub: str | None
-    grants_changed: int
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """What one delivery did (the route answers 202 with it)."""
-
-    jti: str
-    duplicate: bool
-    events: list[EventOutcome] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "jti": self.jti,
-            "duplicate": self.duplicate,
-            "events": [
-                {"event": e.event, "outcome": e.outcome, "grants_changed": e.grants_changed}
-                for e in self.events
-            ],
-        }
-
-
-class RiscReceiver:
-    """Receives security event tokens for our client ids.
+class SecurityEvents:
+    """The keeper's receiver of security event tokens for our client ids.
 
     Args:
-        store: the grant store (grants, audit log, seen ``jti`` values).
+        parts: the store (grants, audit log, claimed ``jti`` values), clock and event bus.
         keys: the RISC issuer's configuration and keys.
         audiences: our client ids: the server client id and the allowed app client ids.
-        clock: stamps the seen-events table.
-        webhooks: notifies the app, if configured.
     """
 
-    def __init__(
-        self,
-        store: GrantStore,
-        keys: RiscKeySource,
-        *,
-        audiences: Collection[str],
-        clock: Clock = SYSTEM_CLOCK,
-        webhooks: WebhookSender | None = None,
-    ) -> None:
+    def __init__(self, parts: Parts, keys: RiscKeySource, *, audiences: Collection[str]) -> None:
         if not audiences:
             raise ValueError("a RISC receiver needs at least one client id")
-        self.store = store
+        self._parts = parts
+        self.store = parts.store
         self.keys = keys
         self.audiences = frozenset(audiences)
-        self._clock = clock
-        self._webhooks = webhooks
-
-    @classmethod
-    def create(
-        cls,
-        store: GrantStore,
-        *,
-        issuer: str,
-        audiences: Collection[str],
-        clock: Clock = SYSTEM_CLOCK,
-        webhooks: WebhookSender | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 10.0,
-    ) -> RiscReceiver:
-        """A receiver fetching the RISC configuration under ``issuer`` (``GRANTKEEPER_ISSUER``)."""
-        keys = RiscKeySource(issuer, clock=clock, transport=transport, timeout=timeout)
-        return cls(store, keys, audiences=audiences, clock=clock, webhooks=webhooks)
-
-    async def aclose(self) -> None:
-        await self.keys.aclose()
+        self._clock = parts.clock
 
     async def receive(self, token: str) -> Receipt:
-        """Process one delivery.
-
-        Raises:
-            InvalidSecurityEvent: the token is malformed, forged or not for us (answer 400).
-            ProviderUnavailable: the issuer's keys cannot be fetched (answer 503; Google
-                retries).
-            StoreUnavailable: the database is down (answer 503).
-        """
+        """See :meth:`Keeper.receive_security_event`."""
         try:
-            verified = await self._verify(token.strip())
-            events = parse_events(verified.claims)
-        except MalformedEvent as error:
-            metrics.RISC_EVENTS.labels(event="unknown", outcome="rejected").inc()
-            raise InvalidSecurityEvent("invalid_request", f"Malformed events: {error}") from None
+            verified, events = await read_delivery(token, self.keys, audiences=self.audiences)
         except InvalidSecurityEvent as error:
             metrics.RISC_EVENTS.labels(event="unknown", outcome="rejected").inc()
             log.info("security event token rejected: %s (%s)", error.extra.get("err"), error)
@@ -156,11 +78,6 @@ class RiscReceiver:
             issuer=verified.issuer, jti=verified.jti, at=self._clock.now()
         )
         return Receipt(jti=verified.jti, duplicate=False, events=outcomes)
-
-    async def _verify(self, token: str) -> VerifiedSet:
-        kid = read_kid(token)
-        config, key = await self.keys.key(kid)
-        return verify_set(token, key, issuer=config.issuer, audiences=self.audiences)
 
     async def _duplicate(self, verified: VerifiedSet, events: list[SecurityEvent]) -> Receipt:
         for event in events:
@@ -203,7 +120,7 @@ class RiscReceiver:
         )
         metrics.RISC_EVENTS.labels(event=event.name, outcome=outcome).inc()
         log.info("RISC %s for %s: %s (%d grants)", event.name, sub, outcome, len(changed))
-        self._notify(what, sub, changed)
+        await self._announce(what, sub, verified.audience, changed)
         return EventOutcome(event=event.name, outcome=outcome, sub=sub, grants_changed=len(changed))
 
     async def _transition(
@@ -240,11 +157,12 @@ class RiscReceiver:
                 return False
             if token is not None and not _holds(grant.refresh_token, token):
                 return False
-            if transition.erase_tokens:
+            to_status = _TO_STATUS[transition.effect]
+            if transition.effect == "revoke":
                 changed = await self.store.erase_tokens(
                     sub,
                     client_id,
-                    status=transition.to_status,
+                    status=to_status,
                     reason=transition.reason,
                     expected_version=grant.version,
                 )
@@ -252,7 +170,7 @@ class RiscReceiver:
                 changed = await self.store.set_status(
                     sub,
                     client_id,
-                    transition.to_status,
+                    to_status,
                     transition.reason,
                     expected_version=grant.version,
                 )
@@ -261,29 +179,25 @@ class RiscReceiver:
         log.warning("RISC transition of a grant of %s lost %d races", sub, _CAS_ATTEMPTS)
         return False
 
-    def _notify(self, what: Plan, sub: str | None, changed: list[tuple[str, str]]) -> None:
-        if self._webhooks is None:
-            return
+    async def _announce(
+        self, what: Plan, sub: str | None, audience: str, changed: list[tuple[str, str]]
+    ) -> None:
         transition = what.transition
         for grant_sub, client_id in changed:
             assert transition is not None
-            kind = (
-                WebhookEvent.GRANT_RECOVERED
-                if transition.to_status == GrantStatus.ACTIVE
-                else WebhookEvent.GRANT_REVOKED
-            )
-            self._webhooks.notify(
-                kind,
-                sub=grant_sub,
-                client_id=client_id,
-                status=str(transition.to_status),
+            await self._parts.emit(
+                "status_changed",
+                grant_sub,
+                client_id,
+                status=str(_TO_STATUS[transition.effect]),
                 reason=transition.reason,
                 source="risc",
             )
         if what.app_action and sub:
-            self._webhooks.notify(
-                WebhookEvent.SECURITY_EVENT,
-                sub=sub,
+            await self._parts.emit(
+                "security_event",
+                sub,
+                audience,
                 event=what.event.name,
                 action=what.app_action,
                 reason=what.event.reason,
@@ -303,3 +217,25 @@ def _holds(refresh_token: str | None, token: TokenSubject) -> bool:
     if token.algorithm == "prefix":
         return refresh_token[:16] == token.identifier
     return refresh_token_sha512x2(refresh_token) == normalize_sha512x2(token.identifier)
+
+
+#: What each effect of a RISC plan makes of a grant, and from which states it may do so.
+_TO_STATUS = {
+    "revoke": GrantStatus.REVOKED,
+    "disable": GrantStatus.DISABLED,
+    "enable": GrantStatus.ACTIVE,
+}
+_FROM_STATUSES: dict[str, frozenset[str] | None] = {
+    "revoke": None,
+    "disable": frozenset({GrantStatus.ACTIVE.value}),
+    "enable": frozenset({GrantStatus.DISABLED.value}),
+}
+
+
+def applies_to(transition: Transition, status: str, status_reason: str | None) -> bool:
+    """Whether a grant in ``status`` (with ``status_reason``) is moved by ``transition``."""
+    allowed = _FROM_STATUSES[transition.effect]
+    if allowed is not None and status not in allowed:
+        return False
+    prefix = transition.only_reason_prefix
+    return prefix is None or (status_reason or "").startswith(prefix)

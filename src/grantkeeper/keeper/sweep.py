@@ -2,7 +2,7 @@
 
 Run from cron, on one host or several at once::
 
-    grantkeeper sweep [--json] [--keep-alive]
+    grantkeeper sweep [--json] [--keep-alive]      # or: await keeper.sweep(options)
 
 For each grant it decides (:func:`classify`, pure) one state:
 
@@ -19,9 +19,10 @@ For each grant it decides (:func:`classify`, pure) one state:
 ==================  ==========================================================================
 
 Several hosts may sweep at once: a pending revocation is retried only under the grant's store
-lease (compare-and-swap, expiring by itself), and a keep-alive refresh goes through
-:meth:`Keeper.access_token`, which is single-flight across processes. The worst a race can
-cause is a second ``grant.expiring`` notification.
+lease (compare-and-swap, expiring by itself) along the same path as a disconnect (so its
+completion announces ``disconnected`` and the ``grant.revoked`` webhook fires), and a
+keep-alive refresh is the keeper's single-flight refresh. The worst a race can cause is a
+second ``grant.expiring`` notification.
 """
 
 from __future__ import annotations
@@ -33,16 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grantkeeper import metrics
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.keeper.decisions import FORGET_AFTER_REVOCATION
-from grantkeeper.store import Grant, GrantRef, GrantStatus, GrantStore
-from grantkeeper.webhooks import WebhookEvent, WebhookSender
-
-if TYPE_CHECKING:
-    from grantkeeper.keeper.core import Keeper
+from grantkeeper.keeper.offline import OfflineAccess
+from grantkeeper.keeper.parts import Parts
+from grantkeeper.keeper.revocation import Revocations
+from grantkeeper.store import Grant, GrantRef, GrantStatus
 
 __all__ = [
     "GrantHealth",
@@ -164,22 +163,22 @@ def classify(grant: Grant, now: datetime, options: SweepOptions) -> GrantHealth:
 
 
 async def sweep(
-    store: GrantStore,
+    parts: Parts,
     *,
-    now: datetime,
     options: SweepOptions | None = None,
-    keeper: Keeper | None = None,
-    webhooks: WebhookSender | None = None,
+    revocations: Revocations | None = None,
+    offline: OfflineAccess | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SweepReport:
-    """Classify every grant; retry pending revocations and (with ``keep_alive``) refresh idle
-    grants through ``keeper``; notify about expiring grants. Without a keeper (no client
-    secrets configured) only the report is made. ``on_progress`` hears how many grants each
-    page held, once the page is done."""
+    """Classify every grant; retry pending revocations (``revocations``) and, with
+    ``keep_alive``, refresh idle grants (``offline``); announce expiring grants. Without
+    ``revocations`` (no client secrets configured) only the report is made. ``on_progress``
+    hears how many grants each page held, once the page is done."""
     options = options or SweepOptions()
     owner = f"sweep-{secrets.token_hex(6)}"
+    now = parts.clock.now()
     reports: list[GrantReport] = []
-    async for page in store.iter_grants():
+    async for page in parts.store.iter_grants():
         for grant in page:
             if isinstance(grant, GrantRef):
                 reports.append(
@@ -191,103 +190,57 @@ async def sweep(
                     )
                 )
             else:
-                reports.append(
-                    await _sweep_one(store, grant, now, options, keeper, webhooks, owner)
-                )
+                chores = _Chores(parts, options, revocations, offline, owner)
+                reports.append(await chores.sweep_one(grant, now))
         if on_progress is not None:
             on_progress(len(page))
     report = SweepReport(at=now, grants=reports)
-    metrics.set_grant_counts(await store.count_by_status())
-    await store.append_audit(
+    metrics.set_grant_counts(await parts.store.count_by_status())
+    await parts.store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )
     return report
 
 
-async def _sweep_one(
-    store: GrantStore,
-    grant: Grant,
-    now: datetime,
-    options: SweepOptions,
-    keeper: Keeper | None,
-    webhooks: WebhookSender | None,
-    owner: str,
-) -> GrantReport:
-    state = classify(grant, now, options)
-    action: str | None = None
-    if state is GrantHealth.PENDING and keeper is not None:
-        action = await _retry_revocation(store, keeper, grant, owner, options.lease)
-        if action == "revocation_completed":
-            state = GrantHealth.DISCONNECTED
-    elif state is GrantHealth.IDLE and options.keep_alive and keeper is not None:
-        action = await _keep_alive(keeper, grant)
-        if action == "kept_alive":
-            state = GrantHealth.HEALTHY
-    elif state is GrantHealth.EXPIRING and webhooks is not None:
-        webhooks.notify(
-            WebhookEvent.GRANT_EXPIRING,
+@dataclass(frozen=True, slots=True)
+class _Chores:
+    parts: Parts
+    options: SweepOptions
+    revocations: Revocations | None
+    offline: OfflineAccess | None
+    owner: str
+
+    async def sweep_one(self, grant: Grant, now: datetime) -> GrantReport:
+        state = classify(grant, now, self.options)
+        action: str | None = None
+        if state is GrantHealth.PENDING and self.revocations is not None:
+            action = await self.revocations.retry_pending(grant, self.owner, self.options.lease)
+            if action == "revocation_completed":
+                state = GrantHealth.DISCONNECTED
+        elif state is GrantHealth.IDLE and self.options.keep_alive and self.offline is not None:
+            action = await _keep_alive(self.offline, grant)
+            if action == "kept_alive":
+                state = GrantHealth.HEALTHY
+        elif state is GrantHealth.EXPIRING and self.revocations is not None:
+            expires_at = grant.refresh_token_expires_at
+            assert expires_at is not None
+            await self.parts.emit("expiring", grant.sub, grant.client_id, expires_at=expires_at)
+            action = "notified"
+        return GrantReport(
             sub=grant.sub,
             client_id=grant.client_id,
-            expires_at=grant.refresh_token_expires_at,
+            state=state,
+            reason=grant.status_reason,
+            last_active=last_active(grant),
+            refresh_token_expires_at=grant.refresh_token_expires_at,
+            action=action,
         )
-        action = "notified"
-    return GrantReport(
-        sub=grant.sub,
-        client_id=grant.client_id,
-        state=state,
-        reason=grant.status_reason,
-        last_active=last_active(grant),
-        refresh_token_expires_at=grant.refresh_token_expires_at,
-        action=action,
-    )
 
 
-async def _retry_revocation(
-    store: GrantStore, keeper: Keeper, grant: Grant, owner: str, lease: timedelta
-) -> str | None:
-    leased = await store.try_acquire_lease(grant.sub, grant.client_id, owner, lease)
-    if leased is None:
-        return None  # another host is on it
-    try:
-        if leased.status != GrantStatus.PENDING_REVOCATION:
-            return None
-        token = leased.refresh_token or leased.access_token
-        if token is not None:
-            try:
-                await keeper.provider.revoke(token)
-            except GrantkeeperError as error:
-                log.info("revocation for %s still pending: %s", grant.sub, error.code)
-                await store.append_audit(
-                    "disconnect",
-                    sub=grant.sub,
-                    client_id=grant.client_id,
-                    outcome="revocation_pending",
-                    detail={"error": error.code, "by": "sweep"},
-                )
-                return "revocation_still_pending"
-        # erase_tokens clears the lease too.
-        await store.erase_tokens(
-            grant.sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
-        )
-        await store.append_audit(
-            "disconnect",
-            sub=grant.sub,
-            client_id=grant.client_id,
-            outcome="revoked",
-            detail={"by": "sweep"},
-        )
-        if leased.status_reason == FORGET_AFTER_REVOCATION:
-            await store.forget_user(grant.sub)
-            await store.append_audit("forget", sub=grant.sub, outcome="ok", detail={"by": "sweep"})
-        return "revocation_completed"
-    finally:
-        await store.release_lease(grant.sub, grant.client_id, owner)
-
-
-async def _keep_alive(keeper: Keeper, grant: Grant) -> str:
+async def _keep_alive(offline: OfflineAccess, grant: Grant) -> str:
     try:
         # A token that is stale after months idle: this is a refresh at the provider.
-        await keeper.access_token(grant.sub)
+        await offline.access_token(grant.sub)
     except GrantkeeperError as error:
         log.info("keep-alive of %s failed: %s", grant.sub, error.code)
         return "keep_alive_failed"

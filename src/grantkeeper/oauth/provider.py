@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from joserfc.jwk import RSAKey
@@ -72,7 +72,10 @@ from grantkeeper.oauth.token_endpoint import (
     refresh_token_form,
     revoke_error,
 )
-from grantkeeper.settings import Settings
+
+if TYPE_CHECKING:
+    # Only the type: settings load client secrets through this package (no import cycle).
+    from grantkeeper.settings import Settings
 
 logger = logging.getLogger("grantkeeper.oauth")
 

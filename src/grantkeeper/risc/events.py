@@ -24,7 +24,8 @@ table; seen in the wild)
 verification                          logged with its ``state``
 ====================================  ==========================================================
 
-Every event, acted on or not, is written to the audit log by the receiver.
+Every event, acted on or not, is written to the audit log by the keeper
+(:mod:`grantkeeper.keeper.security_events`), which applies these plans to the grants.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from grantkeeper.store.records import GrantStatus
 
 RISC = "https://schemas.openid.net/secevent/risc/event-type/"
 OAUTH = "https://schemas.openid.net/secevent/oauth/event-type/"
@@ -152,19 +151,25 @@ Target = Literal["user", "token"]
 AppAction = Literal["end_sessions", "review_activity", "watch_activity"]
 
 
+Effect = Literal["revoke", "disable", "enable"]
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """Move the targeted grants from one of ``from_statuses`` to ``to_status``."""
+    """What an event does to the grants it targets, in this module's own words; the keeper
+    decides which grant states that moves and how."""
 
     target: Target
     """``user``: every grant of the subject; ``token``: the grants holding the token."""
-    to_status: str
+    effect: Effect
+    """``revoke``: the grant is dead and its tokens erased; ``disable``: an active grant
+    hands out no tokens until ``enable``; ``enable``: a grant a ``disable`` stopped is active
+    again."""
     reason: str
-    from_statuses: frozenset[str] | None = None
-    """Only grants in one of these states move; ``None`` moves every grant."""
+    """The grant's recorded reason; always starts with :data:`REASON_PREFIX`."""
     only_reason_prefix: str | None = None
-    """Only grants whose current ``status_reason`` starts with this move."""
-    erase_tokens: bool = False
+    """Only grants whose current reason starts with this move (``enable`` revives only what
+    ``account-disabled`` disabled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,6 @@ class Plan:
     app_action: AppAction | None = None
 
 
-_ACTIVE = frozenset({GrantStatus.ACTIVE.value})
 _DISABLE_ACTIONS: dict[str, AppAction] = {
     "hijacking": "end_sessions",
     "bulk-account": "review_activity",
@@ -193,22 +197,18 @@ def plan(event: SecurityEvent) -> Plan:
     if name == "sessions-revoked":
         return Plan(event, "flagged", app_action="end_sessions")
     if name in ("tokens-revoked", "account-purged"):
-        revoke = Transition("user", GrantStatus.REVOKED, reason, erase_tokens=True)
+        revoke = Transition("user", "revoke", reason)
         return Plan(event, "revoked", revoke, app_action="end_sessions")
     if name == "token-revoked":
-        revoke = Transition("token", GrantStatus.REVOKED, reason, erase_tokens=True)
+        revoke = Transition("token", "revoke", reason)
         return Plan(event, "revoked", revoke)
     if name == "account-disabled":
         why = event.reason if event.reason in DISABLE_REASONS else "none"
-        disable = Transition("user", GrantStatus.DISABLED, f"{reason}:{why}", from_statuses=_ACTIVE)
+        disable = Transition("user", "disable", f"{reason}:{why}")
         return Plan(event, "disabled", disable, app_action=_DISABLE_ACTIONS.get(why))
     if name == "account-enabled":
         enable = Transition(
-            "user",
-            GrantStatus.ACTIVE,
-            reason,
-            from_statuses=frozenset({GrantStatus.DISABLED.value}),
-            only_reason_prefix=f"{REASON_PREFIX}account-disabled",
+            "user", "enable", reason, only_reason_prefix=f"{REASON_PREFIX}account-disabled"
         )
         return Plan(event, "enabled", enable)
     if name == "account-credential-change-required":
@@ -216,11 +216,3 @@ def plan(event: SecurityEvent) -> Plan:
     if name == "verification":
         return Plan(event, "logged")
     return Plan(event, "ignored")
-
-
-def applies_to(transition: Transition, status: str, status_reason: str | None) -> bool:
-    """Whether a grant in ``status`` (with ``status_reason``) is moved by ``transition``."""
-    if transition.from_statuses is not None and status not in transition.from_statuses:
-        return False
-    prefix = transition.only_reason_prefix
-    return prefix is None or (status_reason or "").startswith(prefix)

@@ -69,6 +69,13 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         configure_sqlite_connections(engine.sync_engine)
         return engine
+    try:
+        import psycopg  # noqa: F401  # the driver of postgresql+psycopg URLs
+    except ImportError:
+        raise ConfigurationError(
+            "A PostgreSQL database needs the optional 'postgres' part of grantkeeper (psycopg "
+            "is not installed): pip install 'grantkeeper[postgres]'."
+        ) from None
     if schema is not None:
         # libpq applies this to every new connection, including those Alembic uses.
         connect_args["options"] = f"-c search_path={check_schema_name(schema)}"

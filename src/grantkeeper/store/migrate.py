@@ -22,7 +22,13 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from grantkeeper.errors import ConfigurationError
-from grantkeeper.store.engine import check_schema_name, display_url, transaction
+from grantkeeper.store.engine import (
+    check_schema_name,
+    create_engine,
+    display_url,
+    normalize_url,
+    transaction,
+)
 
 log = logging.getLogger("grantkeeper.store")
 
@@ -178,3 +184,17 @@ def _adopt_legacy_version_table(
         VERSION_TABLE,
         revision,
     )
+
+
+async def database_revision(
+    url: str, schema: str | None = None, *, upgrade_first: bool = False
+) -> tuple[str, str | None]:
+    """Connect to ``url`` (``schema`` on PostgreSQL), migrate it to the head first if asked,
+    and return its printable URL (no password) and revision (``grantkeeper db``)."""
+    engine = create_engine(normalize_url(url), schema=schema)
+    try:
+        if upgrade_first:
+            await upgrade(engine, schema=schema)
+        return display_url(engine.url), await current_revision(engine, schema)
+    finally:
+        await engine.dispose()

@@ -65,8 +65,6 @@ def create_app(
     app.include_router(risc_routes.router)
     app.include_router(manage_routes.router)
     app.include_router(ops_routes.router)
-    # The keeper sends its events to metrics and webhooks; the RISC receiver uses its sender.
-    app.state.webhooks = keeper.webhooks
     if extend is not None:
         extend(app)
     # Inside the proxy-header middleware, so a trusted proxy's X-Forwarded-Proto counts.

@@ -1,5 +1,5 @@
 """The management API: users and grants by state, one user's grant and history, the audit log.
-Behind a service key allowed ``manage``; answers from :mod:`grantkeeper.keeper.reads`, as the
+Behind a service key allowed ``manage``; answers from the keeper's read queries, as the
 CLI's ``users`` and ``audit`` commands do. Never a token."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from grantkeeper.keeper import reads
+from grantkeeper.keeper import MAX_PAGE, Keeper
 from grantkeeper.web.auth import ManageKey
 from grantkeeper.web.openapi import problems
 from grantkeeper.web.schemas import AuditPage, ServiceKeyLimitProblem, UserDetail, UsersPage
@@ -34,11 +34,10 @@ async def list_users(
         str | None, Query(description="Only users with a grant in this state")
     ] = None,
     after: Annotated[str | None, Query(description="The cursor: the previous page's next")] = None,
-    limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> JSONResponse:
-    page = await reads.users_page(
-        request.app.state.keeper.store, status=status, after=after, limit=limit
-    )
+    keeper: Keeper = request.app.state.keeper
+    page = await keeper.users_page(status=status, after=after, limit=limit)
     return JSONResponse(page.to_json("users"), headers=NO_STORE)
 
 
@@ -52,9 +51,10 @@ async def show_user(
     request: Request,
     sub: str,
     _: ManageKey,
-    history: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 50,
+    history: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> JSONResponse:
-    detail = await reads.user_detail(request.app.state.keeper.store, sub, history=history)
+    keeper: Keeper = request.app.state.keeper
+    detail = await keeper.user_detail(sub, history=history)
     return JSONResponse(detail, headers=NO_STORE)
 
 
@@ -72,10 +72,10 @@ async def audit_log(
     since: Annotated[datetime | None, Query(description="At or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Before (ISO 8601)")] = None,
     before: Annotated[int | None, Query(description="The cursor: the previous page's next")] = None,
-    limit: Annotated[int, Query(ge=1, le=reads.MAX_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> JSONResponse:
-    page = await reads.audit_page(
-        request.app.state.keeper.store,
+    keeper: Keeper = request.app.state.keeper
+    page = await keeper.audit_page(
         sub=sub,
         kind=kind,
         since=_aware(since),

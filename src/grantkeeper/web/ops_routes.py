@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from grantkeeper import metrics
 from grantkeeper.errors import GrantkeeperError
+from grantkeeper.keeper import Keeper
 
 router = APIRouter()
 log = logging.getLogger("grantkeeper.web")
@@ -22,9 +23,9 @@ log = logging.getLogger("grantkeeper.web")
 )
 async def prometheus_metrics(request: Request) -> Response:
     """Sign-ins and refreshes by outcome, provider latency, grants by state (counted now)."""
-    keeper = request.app.state.keeper
+    keeper: Keeper = request.app.state.keeper
     try:
-        metrics.set_grant_counts(await keeper.store.count_by_status())
+        metrics.set_grant_counts(await keeper.grant_counts())
     except GrantkeeperError as error:
         # A scrape must still answer when the store is down; the gauge keeps its last value.
         log.warning("metrics: grants by state not refreshed (%s)", error.code)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import InvalidSecurityEvent, PayloadTooLarge
-from grantkeeper.keeper.security_events import RiscReceiver
+from grantkeeper.keeper import Keeper
 from grantkeeper.web.guards import require_https
 from grantkeeper.web.openapi import problems
 from grantkeeper.web.schemas import RiscReceipt, SecurityEventProblem
@@ -16,26 +14,6 @@ from grantkeeper.web.schemas import RiscReceipt, SecurityEventProblem
 router = APIRouter()
 
 MAX_SET_BYTES = 64 * 1024
-
-
-def risc_receiver(request: Request) -> RiscReceiver:
-    """The app's receiver (``app.state.risc_receiver``), made from the keeper on first use."""
-    state = request.app.state
-    receiver: RiscReceiver | None = getattr(state, "risc_receiver", None)
-    if receiver is None:
-        keeper: Any = state.keeper
-        receiver = RiscReceiver.create(
-            keeper.store,
-            issuer=keeper.settings.issuer,
-            audiences={keeper.client_id, *keeper.settings.allowed_client_ids},
-            clock=keeper.clock,
-            webhooks=getattr(state, "webhooks", None),
-            # The keeper's provider transport (an ASGI emulator in tests), if it has one.
-            transport=getattr(keeper, "transport", None),
-            timeout=keeper.settings.http_timeout_seconds,
-        )
-        state.risc_receiver = receiver
-    return receiver
 
 
 @router.post(
@@ -65,5 +43,6 @@ async def receive_security_event(request: Request) -> JSONResponse:
         token = body.decode("ascii")
     except UnicodeDecodeError:
         raise InvalidSecurityEvent("invalid_request", "The body is not a compact JWT.") from None
-    receipt = await risc_receiver(request).receive(token)
+    keeper: Keeper = request.app.state.keeper
+    receipt = await keeper.receive_security_event(token)
     return JSONResponse(receipt.to_json(), status_code=202)
