@@ -1,4 +1,4 @@
-"""A signed-in user with a real access token, made the way the seed's app and backend do it.
+"""A signed-in user with a real access token, made as the app and backend of Google's guide do.
 
 GIDSignIn hands the iOS app a server auth code; the backend redeems it with the web client's
 secret at the emulator's ``POST /token`` (``redirect_uri`` empty). The token carries exactly

@@ -70,7 +70,7 @@ def api(
     return httpx.request(method, server.base_url + path, headers=headers, **kwargs)
 
 
-# -- the seed's calls through google-api-python-client ------------------------------------------
+# -- the calls of Google's guide through google-api-python-client ------------------------------
 
 
 def test_files_get_appfolder_as_the_seed_does(

@@ -106,7 +106,7 @@ def http() -> Iterator[httplib2.Http]:
 def test_seed_python_fragment_with_oauth2client(
     api: OAuthApi, tmp_path: Path, http: httplib2.Http
 ) -> None:
-    """The seed's sample as written: the client secrets file, the code, id_token['sub']."""
+    """The sample of Google's guide as written: client secrets file, code, id_token['sub']."""
     secrets_file = tmp_path / "client_secret.json"
     secrets_file.write_text(json.dumps({"web": api.web}))
     auth_code = api.code("erin@example.com")

@@ -90,7 +90,7 @@ def download(url: str) -> Image.Image:
 
 
 def test_the_offline_enhance_job(server: EmulatorHandle) -> None:
-    """The seed's story: read the pictures of "Inbox", enhance them, put them in "Enhanced"."""
+    """Google's guide's story: read the pictures of "Inbox", enhance them, save to "Enhanced"."""
     grant = sign_in(server, ALL_2025)
     seed(server, grant, count=3)
     with photos_client(server, grant) as service:

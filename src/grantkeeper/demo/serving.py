@@ -1,7 +1,7 @@
 """Serve an ASGI app with uvicorn on 127.0.0.1 and a free port, in a background thread.
 
 The demo runs the keeper's real HTTP API this way, beside the emulator, so the "app" talks to
-its backend over HTTP exactly as the seed describes.
+its backend over HTTP exactly as Google's guide describes.
 """
 
 from __future__ import annotations

@@ -57,8 +57,9 @@ class EmulatorSettings(BaseModel):
 
     server_auth_code_redirect_uris: list[str] = Field(default_factory=lambda: ["", "postmessage"])
     """``redirect_uri`` values a mobile server auth code may be redeemed with. Issue 2 (and the
-    seed's two samples) accept both; Google answers ``redirect_uri_mismatch`` to ``postmessage``
-    for an iOS/Android code [O], so set ``[""]`` to test a keeper as strictly as Google does."""
+    two samples of Google's guide) accept both; Google answers ``redirect_uri_mismatch`` to
+    ``postmessage`` for an iOS/Android code [O], so set ``[""]`` to test a keeper as strictly as
+    Google does."""
 
     rotate_refresh_tokens: bool = False
     """Answer every refresh with a new refresh token (Google does not). As rotating providers do

@@ -1,4 +1,4 @@
-"""Drive API v3, enough for the seed: the hidden ``appDataFolder`` of each (user, app).
+"""Drive API v3, enough for Google's guide: the hidden ``appDataFolder`` of each (user, app).
 
 Paths are Google's: ``/drive/v3/files…`` for metadata and downloads, ``/upload/drive/v3/files…``
 for uploads (``uploadType=multipart`` as google-api-python-client builds it, ``media``, and
