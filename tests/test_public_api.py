@@ -14,6 +14,7 @@ PUBLIC_CLASSES = {
     "KeeperCredentials",
     "Listener",
     "Settings",
+    "SignInCandidate",
     "SignInResult",
     "SyncKeeper",
 }

@@ -12,7 +12,7 @@ import typer
 from grantkeeper._cli.runner import echo_json, out
 
 if TYPE_CHECKING:
-    from grantkeeper.risc.registration import RiscStream
+    from grantkeeper.keeper import RiscStream
 
 app = typer.Typer(
     help="Register the RISC (Cross-Account Protection) receiver with Google.", no_args_is_help=True
@@ -29,7 +29,7 @@ _KEY = typer.Option(
 
 
 def _stream(key: Path) -> RiscStream:
-    from grantkeeper.risc.registration import RiscStream, service_account_jwt
+    from grantkeeper.keeper import RiscStream, service_account_jwt
     from grantkeeper.settings import Settings
 
     return RiscStream(Settings().issuer, service_account_jwt(key))
@@ -46,7 +46,7 @@ def register(
     ),
 ) -> None:
     """Point Google's security events for this project at URL (stream:update)."""
-    from grantkeeper.risc.registration import DEFAULT_EVENTS
+    from grantkeeper.keeper import DEFAULT_EVENTS
 
     stream = _stream(service_account)
     try:

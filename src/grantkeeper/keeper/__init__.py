@@ -34,9 +34,14 @@ generate_key = generate
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials
     from grantkeeper.keeper.sync import SyncKeeper
+    from grantkeeper.risc.registration import DEFAULT_EVENTS, RiscStream, service_account_jwt
 
 # google-auth's credentials and anyio's portal load when first asked for.
 _LAZY = {
+    # Registering the RISC receiver with Google's stream API (``grantkeeper risc``).
+    "DEFAULT_EVENTS": "grantkeeper.risc.registration",
+    "RiscStream": "grantkeeper.risc.registration",
+    "service_account_jwt": "grantkeeper.risc.registration",
     "KeeperCredentials": "grantkeeper.keeper.credentials",
     "SyncKeeper": "grantkeeper.keeper.sync",
 }
@@ -46,6 +51,7 @@ __getattr__ = lazy_exports("grantkeeper.keeper", globals(), _LAZY)
 
 
 __all__ = [
+    "DEFAULT_EVENTS",
     "MAX_PAGE",
     "AccessToken",
     "AuditEntry",
@@ -60,6 +66,7 @@ __all__ = [
     "Listener",
     "Page",
     "Receipt",
+    "RiscStream",
     "RotationReport",
     "SignInCandidate",
     "SignInResult",
@@ -68,4 +75,5 @@ __all__ = [
     "SyncKeeper",
     "UserGrants",
     "generate_key",
+    "service_account_jwt",
 ]
