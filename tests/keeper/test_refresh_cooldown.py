@@ -10,6 +10,7 @@ from grantkeeper.errors import ProviderUnavailable
 from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.events import GrantEvent
 
+from ..app_world import store_of
 from .conftest import World
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +53,7 @@ async def test_a_failing_grant_cools_down_for_every_caller_and_instance(
         with pytest.raises(ProviderUnavailable) as again:
             await keeper.access_token(world.sub)
         assert 30 < again.value.extra["retry_after"] <= 60
-        cooldown = await keeper.store.get_cooldown(world.sub, world.web_client_id)
+        cooldown = await store_of(keeper).get_cooldown(world.sub, world.web_client_id)
         assert cooldown is not None
         assert cooldown.failures == 2
     finally:
@@ -62,7 +63,7 @@ async def test_a_failing_grant_cools_down_for_every_caller_and_instance(
     world.emulator.control.advance_clock(61)
     token = await keeper.access_token(world.sub)
     assert token.refreshed
-    assert await keeper.store.get_cooldown(world.sub, world.web_client_id) is None
+    assert await store_of(keeper).get_cooldown(world.sub, world.web_client_id) is None
     assert [e.kind for e in events].count("refresh_failing") == 0  # 2 failures < 3
 
 

@@ -121,6 +121,22 @@ class Keeper:
             self._store = await GrantStore.open_from_settings(
                 self.settings, self.clock, migrate=self._migrate
             )
+        return self
+
+    def _get_provider(self) -> OAuthProvider:
+        """The provider client, built on first need (raises ``ConfigurationError`` without
+        client secrets)."""
+        if self._provider is None:
+            self._provider = OAuthProvider(
+                self.settings, clock=self.clock, transport=TimedTransport(self._transport)
+            )
+        return self._provider
+
+    def _open_parts(self) -> Parts:
+        """The parts, made on first use after :meth:`open` (so they see the settings as they
+        are then)."""
+        if self._store is None:
+            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
         if self._parts is None:
             parts = Parts(
                 store=self._store,
@@ -135,20 +151,6 @@ class Keeper:
             self._signins = SignIns(parts)
             self._offline = OfflineAccess(parts)
             self._revocations = Revocations(parts)
-        return self
-
-    def _get_provider(self) -> OAuthProvider:
-        """The provider client, built on first need (raises ``ConfigurationError`` without
-        client secrets)."""
-        if self._provider is None:
-            self._provider = OAuthProvider(
-                self.settings, clock=self.clock, transport=TimedTransport(self._transport)
-            )
-        return self._provider
-
-    def _open_parts(self) -> Parts:
-        if self._parts is None:
-            raise RuntimeError("Keeper is not open: use 'async with Keeper(...)' or await open()")
         return self._parts
 
     async def close(self) -> None:
