@@ -8,7 +8,7 @@ import pytest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
-from ..keeper.conftest import World
+from ..app_world import World, store_of
 from .test_signin_api import XRW, problem
 
 pytestmark = pytest.mark.anyio
@@ -36,7 +36,7 @@ async def test_the_nonce_given_to_google_sign_in_must_come_back(
         assert "session-nonce" not in response.text
         assert world.sub not in response.text
         assert body["advice"]
-    assert await keeper.store.list_users() == []  # nothing stored
+    assert await store_of(keeper).list_users() == []  # nothing stored
 
 
 async def test_a_setting_requires_the_nonce_before_the_code_is_spent(
