@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 _SECRET_PARAMS = re.compile(
     r"((?:access_token|id_token|refresh_token|token|code|code_verifier|client_secret|state"
@@ -43,3 +44,38 @@ def redact_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactQueryFilter) for f in access.filters):
         access.addFilter(RedactQueryFilter())
+
+
+def uvicorn_log_config(log_format: str) -> dict[str, Any]:
+    """uvicorn's ``log_config`` for ``GRANTKEEPER_LOG_FORMAT``: its own for ``text``; for
+    ``json`` one JSON object per line (python-json-logger) for every logger, the access log
+    redacted as always."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    if log_format != "json":
+        return LOGGING_CONFIG
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "grantkeeper.logsafety.RedactQueryFilter"}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["json"], "level": "INFO"},
+        "loggers": {
+            name: {"handlers": [], "level": "INFO", "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

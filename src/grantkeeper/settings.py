@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     refresh_failing_after: int = Field(default=3, ge=1, le=1000)
     """Consecutive transient refresh failures after which a ``refresh_failing`` event (webhook
     ``grant.refresh_failing``) is sent once."""
+
+    log_format: Literal["text", "json"] = "text"
+    """``json``: every log line (grantkeeper's and uvicorn's) is one JSON object with ``time``,
+    ``level``, ``logger`` and ``message``, for a log pipeline; ``text``: uvicorn's usual lines."""
 
     webhook_url: str | None = None
     """Where grant life-cycle notifications are POSTed (Standard Webhooks)."""

@@ -15,7 +15,7 @@ from grantkeeper._cli.runner import table
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.extras import require_extra
 from grantkeeper.keeper import MAX_PAGE, Keeper
-from grantkeeper.logsafety import redact_access_log
+from grantkeeper.logsafety import redact_access_log, uvicorn_log_config
 from grantkeeper.settings import Settings
 
 T = TypeVar("T")
@@ -152,7 +152,14 @@ def serve(
         typer.echo(f"service key for the token API: {world.service_key}")
         typer.echo(f"data       {base}")
         redact_access_log()
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=uvicorn_log_config(world.settings.log_format),
+            proxy_headers=False,
+        )
 
 
 def _reading_keeper() -> Keeper:

@@ -31,6 +31,7 @@ from grantkeeper.keeper.reconsent import reconsent
 from grantkeeper.keeper.results import AccessToken
 from grantkeeper.oauth import RefreshTokenRejected, normalize_scopes
 from grantkeeper.store import Grant, GrantStatus
+from grantkeeper.tracing import span
 
 log = logging.getLogger("grantkeeper.keeper")
 
@@ -243,7 +244,8 @@ class OfflineAccess:
         """Refresh under the lease; None means "the grant moved on, re-read it"."""
         assert grant.refresh_token is not None
         try:
-            tokens = await self._parts.provider().refresh(grant.refresh_token)
+            with span("grantkeeper.refresh", sub=grant.sub, caller=caller):
+                tokens = await self._parts.provider().refresh(grant.refresh_token)
         except RefreshTokenRejected as error:
             await self._on_rejected(grant, error)
             return None

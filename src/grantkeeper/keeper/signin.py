@@ -29,6 +29,7 @@ from grantkeeper.oauth import TokenResponse, VerifiedIdentity
 from grantkeeper.store import UserProfile, idempotency_key_hash, signin_code_hash
 from grantkeeper.store.codec import PROFILE_FIELDS
 from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
+from grantkeeper.tracing import span
 
 log = logging.getLogger("grantkeeper.keeper")
 
@@ -80,7 +81,10 @@ class SignIns:
                     if await store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
                         break
                 try:
-                    return await self._sign_in(code, code_hash, platform, nonce, key_hash, decide)
+                    with span("grantkeeper.sign_in", platform=platform):
+                        return await self._sign_in(
+                            code, code_hash, platform, nonce, key_hash, decide
+                        )
                 except BaseException:
                     await asyncio.shield(store.release_signin_claim(code_hash))
                     raise

@@ -72,6 +72,7 @@ from grantkeeper.oauth.token_endpoint import (
     refresh_token_form,
     revoke_error,
 )
+from grantkeeper.tracing import span
 
 if TYPE_CHECKING:
     # Only the type: settings load client secrets through this package (no import cycle).
@@ -476,11 +477,13 @@ class OAuthProvider:
             nonlocal attempt
             attempt += 1
             started = time.perf_counter()
-            try:
-                response = await request()
-            except httpx.TransportError as error:
-                _log_call(name, attempt, started, type(error).__name__)
-                raise
+            with span(f"grantkeeper.provider.{name}", attempt=attempt) as current:
+                try:
+                    response = await request()
+                except httpx.TransportError as error:
+                    _log_call(name, attempt, started, type(error).__name__)
+                    raise
+                current.set_attribute("http.response.status_code", response.status_code)
             _log_call(name, attempt, started, f"HTTP {response.status_code}")
             return response
 

@@ -3,7 +3,8 @@ and clock, short read and write transactions, and the grant-row queries."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from grantkeeper.store.codec import GrantCodec
 from grantkeeper.store.engine import transaction
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
+from grantkeeper.tracing import span
 
 
 class StoreCore:
@@ -47,10 +49,16 @@ class StoreCore:
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._transaction(write=True)
 
-    def _transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
-        if self._inline is not None:
-            return self._inline.transaction(write=write)
-        return transaction(self._engine, write=write)
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        with span("grantkeeper.store.transaction", db_system=self.dialect, write=write):
+            inner = (
+                self._inline.transaction(write=write)
+                if self._inline is not None
+                else transaction(self._engine, write=write)
+            )
+            async with inner as conn:
+                yield conn
 
     def _insert(self, table: sa.Table) -> Any:
         # Both dialects spell upserts as INSERT … ON CONFLICT; the Insert classes differ.

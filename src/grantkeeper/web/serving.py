@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from grantkeeper.keeper import Keeper
-from grantkeeper.logsafety import redact_access_log
+from grantkeeper.logsafety import redact_access_log, uvicorn_log_config
 from grantkeeper.settings import Settings
 
 __all__ = ["app_from_environment", "default_workers", "serve"]
@@ -60,7 +60,14 @@ def serve(
         from grantkeeper.web.app import create_app
 
         app = create_app(Keeper(settings), owns_keeper=True)
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=uvicorn_log_config(settings.log_format),
+            proxy_headers=False,
+        )
         return
     for name, value in overrides.items():
         os.environ[_OVERRIDES[name]] = str(value)
@@ -72,6 +79,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        log_config=uvicorn_log_config(settings.log_format),
         # Only GRANTKEEPER_TRUSTED_PROXIES decides whom X-Forwarded-* is believed from (the
         # app's own middleware); uvicorn's would trust FORWARDED_ALLOW_IPS (127.0.0.1) first.
         proxy_headers=False,
