@@ -45,6 +45,7 @@ class NotInstalled(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NotInstalled())
 
+from google.auth.exceptions import RefreshError  # noqa: E402
 from googleapiclient.discovery import build  # noqa: E402
 
 from grantkeeper.client import TokenClient  # noqa: E402
@@ -88,6 +89,7 @@ def main() -> None:
             drive.files().get(fileId="appfolder", fields="id").execute()
         except GrantRevoked as error:
             report(
+                also_refresh_error=isinstance(error, RefreshError),
                 step="revoked",
                 type=type(error).__name__,
                 code=error.code,
@@ -109,6 +111,7 @@ def main() -> None:
                 "grantkeeper.errors",
                 "grantkeeper._version",
                 "grantkeeper._lazy",
+                "grantkeeper.refresh_errors",
             )
         )
         report(step="modules", grantkeeper_beyond_client=loaded)

@@ -66,6 +66,7 @@ def drive_worker(served: Served, sub: str, worker: subprocess.Popen[str]) -> Non
         go("removed")
         revoked = step()
         assert revoked == {
+            "also_refresh_error": True,
             "step": "revoked",
             "type": "GrantRevoked",
             "code": "grant_revoked",

@@ -130,3 +130,36 @@ def test_a_revocation_inside_googleapiclient_is_both_grant_revoked_and_refresh_e
         with pytest.raises(RefreshError):
             request.execute()
         service.close()
+
+
+def test_threads_meeting_one_401_share_one_refresh(world: World, store_target: Any) -> None:
+    import threading
+
+    settings = world.settings.model_copy(
+        update={
+            "database_url": store_target.url,
+            "database_schema": store_target.schema,
+            "encryption_keys": [generate_key()],
+        }
+    )
+    with SyncKeeper(settings, clock=world.emulator.state.clock) as keeper:
+        result = keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+        credentials = keeper.credentials(result.sub)
+        world.emulator.control.advance_clock(2 * HOUR)  # Google refuses the token now
+        failures: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                service = drive(world, credentials)
+                service.files().get(fileId="appfolder").execute()
+                service.close()
+            except BaseException as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == []
+        assert world.refreshes() == 1

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.oauth2 import credentials as google_credentials
 
+from grantkeeper.errors import GrantkeeperError
+from grantkeeper.refresh_errors import as_refresh_error
+
 if TYPE_CHECKING:
     from grantkeeper.client._wire import Token
 
@@ -58,10 +61,15 @@ class RemoteCredentials(google_credentials.Credentials):
         without another call.
 
         Raises:
-            grantkeeper.GrantkeeperError: a subclass naming why (``GrantRevoked``, …).
+            grantkeeper.GrantkeeperError: a subclass naming why (``GrantRevoked``, …) that is
+                also google-auth's ``RefreshError``, so either ``except`` clause catches it.
         """
         refused = getattr(self._applied, "token", None) or self.token
         with self._lock:
             if self.token != refused and self.valid:
                 return  # another thread already replaced the refused token
-            self._set(self._fetch(refused))
+            try:
+                token = self._fetch(refused)
+            except GrantkeeperError as error:
+                raise as_refresh_error(error) from None
+            self._set(token)

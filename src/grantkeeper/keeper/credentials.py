@@ -13,13 +13,14 @@ import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
-from typing import Any, cast
+from typing import Any
 
 from google.auth import exceptions as google_exceptions
 from google.oauth2 import credentials as google_credentials
 
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper.results import AccessToken
+from grantkeeper.refresh_errors import as_refresh_error
 
 #: Asks the keeper for a fresh token, never the one named (it was just refused).
 TokenFetch = Callable[[str | None], Awaitable[AccessToken]]
@@ -47,11 +48,16 @@ class KeeperCredentials(google_credentials.Credentials):
         self.sub = token.sub
         self._set(token)
         self._lock = threading.Lock()
+        self._applied = threading.local()
 
     def _set(self, token: AccessToken) -> None:
         self.token = token.token
         # google-auth compares naive UTC datetimes.
         self.expiry = token.expires_at.astimezone(UTC).replace(tzinfo=None)
+
+    def apply(self, headers: Any, token: str | None = None) -> None:
+        super().apply(headers, token=token)
+        self._applied.token = token or self.token
 
     def refresh(self, request: Any) -> None:
         """Get a fresh token from the keeper (``request`` is unused: the keeper talks to the
@@ -65,8 +71,12 @@ class KeeperCredentials(google_credentials.Credentials):
                 "googleapiclient from a worker thread (asyncio.to_thread) instead of blocking "
                 "the loop."
             )
+        # The token this thread's request carried: threads that met the same 401 queue on the
+        # lock, and the first one's new token serves the others without another call.
+        rejected = getattr(self._applied, "token", None) or self.token
         with self._lock:
-            rejected = self.token
+            if self.token != rejected and self.valid:
+                return
             future = asyncio.run_coroutine_threadsafe(_awaited(self._fetch(rejected)), loop)
             try:
                 token = future.result(_WAIT_SECONDS)
@@ -78,35 +88,6 @@ class KeeperCredentials(google_credentials.Credentials):
                     "The keeper did not produce a token in time.", retryable=True
                 ) from error
             self._set(token)
-
-
-#: grantkeeper error class -> its twin that is also a google-auth RefreshError.
-_TWINS: dict[type[GrantkeeperError], type[Any]] = {}
-
-
-def as_refresh_error(error: GrantkeeperError) -> GrantkeeperError:
-    """The same error as an instance of a class that is both its own class and google-auth's
-    ``RefreshError``.
-
-    google-auth and googleapiclient expect ``refresh`` to raise ``RefreshError`` (and pass it
-    up unchanged); the job wants the typed error (``GrantRevoked``, ``MissingScopes`` …). The
-    twin satisfies both ``except`` clauses and keeps ``code``, ``reason``, ``advice`` and
-    ``retryable``.
-    """
-    kind = type(error)
-    twin_class = _TWINS.get(kind)
-    if twin_class is None:
-        twin_class = type(
-            kind.__name__,
-            (kind, google_exceptions.RefreshError),
-            {"__module__": kind.__module__, "__qualname__": kind.__qualname__},
-        )
-        _TWINS[kind] = twin_class
-    twin = cast(GrantkeeperError, Exception.__new__(twin_class))
-    twin.__dict__.update(error.__dict__)
-    twin.args = error.args
-    twin.__dict__["_retryable"] = error.retryable  # what google-auth's retry logic reads
-    return twin
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
