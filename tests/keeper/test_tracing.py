@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from grantkeeper.keeper import Keeper
 
+from ..app_world import store_of
 from .conftest import DRIVE_APPDATA, OPENID, World
 
 _EXPORTER = InMemorySpanExporter()
@@ -51,7 +52,7 @@ async def test_sign_in_refresh_provider_and_store_spans(
     world.emulator.control.advance_clock(2 * 3600)
     second = await keeper.access_token(result.sub)
     assert second.refreshed
-    grant = await keeper.store.get_grant(result.sub)
+    grant = await store_of(keeper).get_grant(result.sub)
     assert grant is not None
     finished = spans.get_finished_spans()
     names = [s.name for s in finished]
