@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-quick lint typecheck install clean bench docs
+.PHONY: demo test test-quick coverage coverage-floors lint typecheck install clean bench docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,28 @@ test: $(STAMP) lint
 # The quick loop while working: everything that starts no process.
 test-quick: $(STAMP)
 	$(BIN)/pytest -m "not slow" -q
+
+# The whole suite under coverage.py (branch coverage, subprocesses included: pyproject's
+# [tool.coverage.run]), then the floors: the run fails below any of them.
+coverage: $(STAMP)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(MAKE) --no-print-directory coverage-floors
+
+# part:floor (percent of branch coverage, of the last `make coverage`); "total" is the package.
+COVERAGE_FLOORS := total:90 keeper/:95 oauth/:95 crypto.py:95 store/:95
+
+coverage-floors: $(STAMP)
+	@$(BIN)/coverage report --skip-covered --sort=cover | tail -n 30
+	@for floor in $(COVERAGE_FLOORS); do \
+	  part=$${floor%%:*}; least=$${floor##*:}; \
+	  if [ "$$part" = total ]; then include="*/grantkeeper/*"; else include="*/grantkeeper/$$part*"; fi; \
+	  total=$$($(BIN)/coverage report --include="$$include" --format=total); \
+	  echo "branch coverage of $$part: $$total% (floor $$least%)"; \
+	  awk -v t="$$total" -v l="$$least" 'BEGIN { exit !(t + 0 >= l + 0) }' \
+	    || { echo "below the floor: $$part"; exit 1; }; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
