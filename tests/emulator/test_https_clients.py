@@ -152,9 +152,10 @@ def test_requests_and_google_auth(emu: EmulatorHandle, web: dict[str, Any], ca: 
     )
     creds.refresh(request)
     assert creds.valid
-    authed = AuthorizedSession(creds)
-    authed.verify = ca
-    profile = authed.get(emu.base_url + "/oauth2/v2/userinfo")
+    with AuthorizedSession(creds) as authed:
+        authed.verify = ca
+        profile = authed.get(emu.base_url + "/oauth2/v2/userinfo")
+    session.close()
     assert profile.status_code == 200
     assert profile.json()["email"] == "alice@example.com"
 
