@@ -189,7 +189,7 @@ async def test_callers_queued_behind_a_failed_refresh_share_its_failure(
     world.emulator.control.advance_clock(2 * HOUR)
     # Slow answers: the retries do not sleep here, so the failing refresh must last long enough
     # for all twenty callers to queue behind it.
-    world.emulator.control.add_fault("token", status=503, count=None, delay_ms=100)
+    world.emulator.control.add_fault("token", status=503, count=None, delay_ms=400)
     failures: list[str] = []
 
     async def ask() -> None:
