@@ -71,9 +71,12 @@ def one_line(errors: Iterable[Mapping[str, Any]], secret_fields: frozenset[str])
 
 
 def is_loopback(host: str | None) -> bool:
+    """Loopback, ``localhost``, or an RFC 6761 special-use name that never leaves the machine or
+    the test (``*.localhost``, ``*.test``: an in-process emulator's made-up host)."""
     if not host:
         return False
-    if host.lower() in _LOOPBACK_NAMES:
+    name = host.lower().rstrip(".")
+    if name in _LOOPBACK_NAMES or name.endswith((".localhost", ".test")):
         return True
     try:
         return ip_address(host).is_loopback
