@@ -17,6 +17,7 @@ from grantkeeper.errors import ConfigurationError, StoreUnavailable
 from grantkeeper.store import GrantStatus, GrantStore, refresh_token_sha512x2, signin_code_hash
 from grantkeeper.store.engine import normalize_url
 from grantkeeper.store.migrate import head_revision
+from grantkeeper.store.signin_replay_cache import PENDING
 
 from .helpers import CLIENT, OTHER_CLIENT, OpensStores, sign_in
 
@@ -43,15 +44,26 @@ async def test_replay_cache_answers_for_ten_minutes_then_forgets(
     assert await store.purge_expired_signin_responses() == 0
 
 
-async def test_remembering_purges_expired_entries_and_may_overwrite(
+async def test_remembering_purges_expired_entries_once_a_minute_and_may_overwrite(
     store: GrantStore, store_clock: ManualClock
 ) -> None:
     await store.remember_signin_response("a" * 64, "{}", timedelta(seconds=5))
-    store_clock.advance(6)
+    store_clock.advance(61)
     await store.remember_signin_response("b" * 64, '{"b": 1}')
     await store.remember_signin_response("b" * 64, '{"b": 2}')
     assert await store.purge_expired_signin_responses() == 0  # "a" went already
     assert await store.recall_signin_response("b" * 64) == '{"b": 2}'
+
+
+async def test_a_claim_takes_over_an_expired_entry_of_its_code(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    await store.remember_signin_response("c" * 64, '{"c": 1}', timedelta(seconds=5))
+    assert not await store.claim_signin("c" * 64, timedelta(seconds=60))
+    store_clock.advance(6)
+    assert await store.claim_signin("c" * 64, timedelta(seconds=60))
+    assert await store.recall_signin_response("c" * 64) == PENDING
+    assert not await store.claim_signin("c" * 64, timedelta(seconds=60))
 
 
 async def test_pending_revocation_keeps_the_refresh_token_for_the_sweep(

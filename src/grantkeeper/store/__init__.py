@@ -24,6 +24,7 @@ from grantkeeper.store.records import (
     User,
     UserProfile,
 )
+from grantkeeper.store.signin_replay_cache import ReplayEntry
 
 __all__ = [
     "AuditEvent",
@@ -32,6 +33,7 @@ __all__ = [
     "GrantRef",
     "GrantStatus",
     "GrantStore",
+    "ReplayEntry",
     "SignInRecord",
     "User",
     "UserProfile",

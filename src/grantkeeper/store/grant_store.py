@@ -40,7 +40,7 @@ from grantkeeper.store.records import (
 )
 from grantkeeper.store.rotation_batches import KeyRotationBatches
 from grantkeeper.store.security_event_claims import SecurityEventClaims
-from grantkeeper.store.signin_replay_cache import SignInReplayCache
+from grantkeeper.store.signin_replay_cache import ReplayEntry, SignInReplayCache
 from grantkeeper.store.tables import grants, users
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ class GrantStore(
         refresh_token_expires_at: datetime | None = None,
         *,
         audit_detail: Mapping[str, Any] | None = None,
+        replay: ReplayEntry | None = None,
     ) -> SignInRecord:
         """Store a completed sign-in in one transaction.
 
@@ -195,7 +196,8 @@ class GrantStore(
         become the union with ``granted_scopes``; a ``None`` refresh token keeps the stored
         one, a new one replaces it and reactivates a grant that was not active; the version
         is bumped and a ``sign_in`` audit event written. Concurrent sign-ins of one user
-        serialize on the grant row, so the result is one consistent grant.
+        serialize on the grant row, so the result is one consistent grant. With ``replay``, the
+        answer to a retry of the code is written in the same transaction.
         """
         now = self._clock.now()
         profile, shortened = fit_profile(profile)
@@ -261,14 +263,18 @@ class GrantStore(
             user = self._codec.user(
                 (await conn.execute(users.select().where(users.c.sub == sub))).one()
             )
-        return SignInRecord(
-            user=user,
-            grant=grant,
-            added_scopes=frozenset(added),
-            new_user=new_user,
-            refresh_token_stored=refresh_token is not None,
-            reactivated=reactivated,
-        )
+            record = SignInRecord(
+                user=user,
+                grant=grant,
+                added_scopes=frozenset(added),
+                new_user=new_user,
+                refresh_token_stored=refresh_token is not None,
+                reactivated=reactivated,
+            )
+            if replay is not None:
+                answer = replay.answer(record)
+                await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
+        return record
 
     async def _upsert_user(
         self, conn: AsyncConnection, profile: UserProfile, now: datetime

@@ -3,11 +3,13 @@ if its holder dies), and the refresh's result written with a compare-and-swap on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grants
@@ -71,6 +73,8 @@ class GrantLeases(StoreCore):
         owner: str | None = None,
         *,
         refresh_token_expires_at: datetime | None = None,
+        last_used_at: datetime | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
     ) -> bool:
         """Write a refresh's result if the grant is still at ``expected_version``.
 
@@ -78,6 +82,9 @@ class GrantLeases(StoreCore):
         sent one) and ``last_refreshed_at``, bumps the version and clears ``owner``'s lease.
         Returns ``False`` and changes nothing (the lease included) when the version moved on:
         someone else refreshed, signed in or revoked meanwhile; re-read the grant.
+        ``last_used_at``: the refresh is for a caller, who uses the token now.
+        ``audit_detail``: a written refresh also appends a ``refresh`` audit event (outcome
+        ``ok``) in the same transaction.
         """
         now = self._clock.now()
         values: dict[str, Any] = {
@@ -90,6 +97,8 @@ class GrantLeases(StoreCore):
             values.update(self._codec.refresh_columns(sub, client_id, refresh_token))
         if refresh_token_expires_at is not None:
             values["refresh_token_expires_at"] = refresh_token_expires_at
+        if last_used_at is not None:
+            values["last_used_at"] = last_used_at
         if owner is not None:
             mine = grants.c.lease_owner == owner
             values["lease_owner"] = sa.case((mine, None), else_=grants.c.lease_owner)
@@ -104,4 +113,15 @@ class GrantLeases(StoreCore):
                 )
                 .values(**values)
             )
-        return result.rowcount == 1
+            saved: bool = result.rowcount == 1
+            if saved and audit_detail is not None:
+                await AuditLog._audit(
+                    conn,
+                    now,
+                    "refresh",
+                    sub=sub,
+                    client_id=client_id,
+                    outcome="ok",
+                    detail=audit_detail,
+                )
+        return saved

@@ -3,41 +3,78 @@ retried POST gets it again without a second exchange of the one-time code."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grantkeeper.store.records import SignInRecord
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import signin_replays
 
 #: The answer stored while a sign-in is still being worked on (see ``claim_signin``).
 PENDING = ""
+#: How often a store deletes expired answers as a side effect of a sign-in.
+PURGE_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayEntry:
+    """The answer to keep under a sign-in's code, written in the sign-in's own transaction
+    (``GrantStore.record_sign_in``): the grant and the answer to a retry land together."""
+
+    code_hash: str
+    ttl: timedelta
+    answer: Callable[[SignInRecord], str]
+    """Builds the answer's JSON from the stored record (pure; runs inside the transaction)."""
 
 
 class SignInReplayCache(StoreCore):
     """Cached sign-in answers by code hash, expiring after a TTL."""
 
+    _replays_purged_at: datetime | None = None
+
     async def claim_signin(self, code_hash: str, ttl: timedelta) -> bool:
         """Claim the exchange of this code for this instance: ``True`` if no instance is
         working on it or has answered it. The claim (answer :data:`PENDING`) lapses after
-        ``ttl`` if its holder dies; :meth:`remember_signin_response` replaces it."""
+        ``ttl`` if its holder dies; :meth:`remember_signin_response` replaces it.
+
+        One statement: an expired entry for the code is taken over in place, so expired
+        entries need not be purged first (:meth:`purge_expired_signin_responses` does that
+        now and then)."""
         now = self._clock.now()
-        statement = (
-            self._insert(signin_replays)
-            .values(
-                code_hash=code_hash,
-                sub=None,
-                response_json=PENDING,
-                created_at=now,
-                expires_at=now + ttl,
-            )
-            .on_conflict_do_nothing(index_elements=["code_hash"])
-            # RETURNING, not rowcount: psycopg reports -1 for this statement.
-            .returning(signin_replays.c.code_hash)
+        statement = self._insert(signin_replays).values(
+            code_hash=code_hash,
+            sub=None,
+            response_json=PENDING,
+            created_at=now,
+            expires_at=now + ttl,
         )
+        statement = statement.on_conflict_do_update(
+            index_elements=["code_hash"],
+            set_={
+                "sub": None,
+                "response_json": PENDING,
+                "created_at": statement.excluded.created_at,
+                "expires_at": statement.excluded.expires_at,
+            },
+            where=signin_replays.c.expires_at <= now,
+            # RETURNING, not rowcount: psycopg reports -1 for this statement.
+        ).returning(signin_replays.c.code_hash)
         async with self._write() as conn:
-            await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
-            return (await conn.execute(statement)).first() is not None
+            claimed = (await conn.execute(statement)).first() is not None
+            await self._purge_now_and_then(conn, now)
+        return claimed
+
+    async def _purge_now_and_then(self, conn: AsyncConnection, now: datetime) -> None:
+        # Expired answers are dead weight, not a hazard (reads filter on expires_at and claims
+        # take them over): delete them once a minute per store, not on every sign-in.
+        if self._replays_purged_at is not None and now - self._replays_purged_at < PURGE_EVERY:
+            return
+        self._replays_purged_at = now
+        await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
 
     async def release_signin_claim(self, code_hash: str) -> None:
         """Drop this code's claim if no answer replaced it (the sign-in failed)."""
@@ -49,17 +86,15 @@ class SignInReplayCache(StoreCore):
                 )
             )
 
-    async def remember_signin_response(
+    async def _remember(
         self,
+        conn: AsyncConnection,
+        now: datetime,
         code_hash: str,
         response_json: str,
-        ttl: timedelta = timedelta(minutes=10),
-        *,
-        sub: str | None = None,
+        ttl: timedelta,
+        sub: str | None,
     ) -> None:
-        """Cache the answer to a sign-in under the code's hash (see ``signin_code_hash``) so a
-        retried POST gets it again without a second exchange. Also purges expired entries."""
-        now = self._clock.now()
         statement = self._insert(signin_replays).values(
             code_hash=code_hash,
             sub=sub,
@@ -76,9 +111,23 @@ class SignInReplayCache(StoreCore):
                 "expires_at": statement.excluded.expires_at,
             },
         )
+        await conn.execute(statement)
+
+    async def remember_signin_response(
+        self,
+        code_hash: str,
+        response_json: str,
+        ttl: timedelta = timedelta(minutes=10),
+        *,
+        sub: str | None = None,
+    ) -> None:
+        """Cache the answer to a sign-in under the code's hash (see ``signin_code_hash``) so a
+        retried POST gets it again without a second exchange. Also purges expired entries
+        (now and then)."""
+        now = self._clock.now()
         async with self._write() as conn:
-            await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
-            await conn.execute(statement)
+            await self._remember(conn, now, code_hash, response_json, ttl, sub)
+            await self._purge_now_and_then(conn, now)
 
     async def recall_signin_response(self, code_hash: str) -> str | None:
         """The cached answer for this code hash, unless it has expired; :data:`PENDING` while
