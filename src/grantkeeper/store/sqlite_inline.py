@@ -20,10 +20,12 @@ statements, PRAGMAs and error mapping as the async engine); durability is unchan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -80,6 +82,8 @@ class SqliteInline:
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
+        self._batch: _Batch | None = None
+        self._committing: set[asyncio.Future[None]] = set()
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -113,16 +117,8 @@ class SqliteInline:
     async def transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
         try:
             if write:
-                async with self._write_lock():
-                    with self.engine.connect() as conn:
-                        conn = conn.execution_options(grantkeeper_write=True)
-                        transaction = await self._on_writer(conn.begin)
-                        try:
-                            yield _as_async(conn)
-                        except BaseException:
-                            transaction.rollback()
-                            raise
-                        await self._on_writer(transaction.commit)
+                async with self._write() as writing:
+                    yield writing
             else:
                 with self.engine.connect() as conn, conn.begin():
                     yield _as_async(conn)
@@ -134,6 +130,75 @@ class SqliteInline:
             if error.connection_invalidated:
                 raise unavailable(self.url, error) from error
             raise
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction in a group commit. Writers that queue while one is being
+        written join its batch: each runs its statements inside its own SAVEPOINT (so a
+        failure rolls back only its own), and the batch commits once, on the writer thread.
+        Nobody returns before the commit that holds their writes is on disk, so a returned
+        write is as durable as before; one fsync serves many writers."""
+        lock = self._write_lock()
+        await lock.acquire()
+        try:
+            batch = self._batch
+            if batch is None:
+                conn = self.engine.connect().execution_options(grantkeeper_write=True)
+                try:
+                    transaction = await self._on_writer(conn.begin)
+                except BaseException:
+                    conn.close()
+                    raise
+                batch = self._batch = _Batch(
+                    conn, transaction, asyncio.get_running_loop().create_future()
+                )
+                # The commit runs as its own task: a cancelled first writer cannot strand
+                # the writers that joined its batch.
+                committing = asyncio.ensure_future(self._commit(batch, lock))
+                self._committing.add(committing)
+                committing.add_done_callback(self._committing.discard)
+            savepoint = batch.conn.begin_nested()
+        except BaseException:
+            lock.release()
+            raise
+        failure: BaseException | None = None
+        try:
+            yield _as_async(batch.conn)
+        except BaseException as error:
+            savepoint.rollback()
+            failure = error
+        else:
+            savepoint.commit()
+        finally:
+            lock.release()
+        if failure is not None:
+            raise failure
+        await asyncio.shield(batch.committed)
+
+    async def _commit(self, batch: _Batch, lock: asyncio.Lock) -> None:
+        try:
+            # Let the writers already waiting for the lock add their statements, then close
+            # the batch to newcomers (they start the next one) and commit.
+            await asyncio.sleep(0)
+            async with lock:
+                self._batch = None
+            await self._on_writer(batch.transaction.commit)
+        except BaseException as error:
+            with contextlib.suppress(Exception):
+                batch.transaction.rollback()
+            batch.committed.set_exception(error)
+            batch.committed.exception()  # retrieved: a batch with no waiter left is no error
+        else:
+            batch.committed.set_result(None)
+        finally:
+            batch.conn.close()
+
+
+@dataclass
+class _Batch:
+    conn: sa.Connection
+    transaction: sa.RootTransaction
+    committed: asyncio.Future[None]
 
 
 def _as_async(conn: sa.Connection) -> AsyncConnection:

@@ -1,0 +1,78 @@
+"""SQLite write transactions in a group commit: writers that queue behind one share its commit,
+each inside its own savepoint, and none returns before its writes are committed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from grantkeeper.clock import ManualClock
+from grantkeeper.crypto import KeyRing, generate_key
+from grantkeeper.store import GrantStore
+from grantkeeper.store.tables import audit_events
+
+pytestmark = pytest.mark.anyio
+
+
+async def open_store(path: Path, key: str) -> GrantStore:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    return await GrantStore.open(
+        f"sqlite:///{path}", KeyRing.from_strings([key]), clock, migrate=True
+    )
+
+
+async def test_queued_writers_share_a_commit_and_a_failure_rolls_back_only_its_own(
+    tmp_path: Path,
+) -> None:
+    key = generate_key("g")
+    path = tmp_path / "group.sqlite3"
+    store = await open_store(path, key)
+    other = await open_store(path, key)  # a second connection pool, as another process has
+    commits = 0
+    assert store._inline is not None
+    original = store._inline._commit
+
+    async def counting(*args: object) -> None:
+        nonlocal commits
+        commits += 1
+        await original(*args)  # type: ignore[arg-type]
+
+    store._inline._commit = counting  # type: ignore[method-assign]
+
+    async def write(i: int) -> None:
+        await store.append_audit("group", outcome=f"ok-{i}")
+
+    async def failing_writer() -> None:
+        async with store._write() as conn:
+            await conn.execute(
+                audit_events.insert().values(
+                    at=datetime(2026, 1, 1, tzinfo=UTC), kind="group", outcome="lost", detail={}
+                )
+            )
+            raise RuntimeError("this writer fails")
+
+    async def fail() -> None:
+        with pytest.raises(RuntimeError):
+            await failing_writer()
+
+    async def elsewhere(i: int) -> None:
+        await other.append_audit("group", outcome=f"other-{i}")
+
+    try:
+        await asyncio.gather(
+            *(write(i) for i in range(40)),
+            fail(),
+            *(elsewhere(i) for i in range(20)),
+            *(write(i) for i in range(40, 80)),
+        )
+        outcomes = [e.outcome for e in await other.list_audit(kind="group", limit=1000)]
+    finally:
+        await store.close()
+        await other.close()
+    assert sorted(outcomes) == sorted(
+        [f"ok-{i}" for i in range(80)] + [f"other-{i}" for i in range(20)]
+    )
+    assert 1 <= commits < 80  # 80 writers, fewer commits
