@@ -86,6 +86,8 @@ EVENT_MEANINGS: Mapping[str, str] = {
     "in again, the account was re-enabled).",
     WebhookEvent.GRANT_EXPIRING: "A time-limited grant (refresh_token_expires_in) ends soon: ask "
     "the user to sign in again.",
+    WebhookEvent.REFRESH_FAILING: "The grant's refreshes keep failing (the provider or the "
+    "network) and the keeper is backing off: tell the user or an operator if it lasts.",
     WebhookEvent.SECURITY_EVENT: "Google reported a security event the app must act on (e.g. "
     "end the user's sessions).",
 }
