@@ -90,7 +90,7 @@ def load_seed(path: Path) -> Seed:
 
 
 def apply_seed(state: EmulatorState, seed: Seed) -> None:
-    """Create the seed's clients and users that do not exist yet (by client id and email)."""
+    """Create the seed file's clients and users that do not exist yet (by client id and email)."""
     from grantkeeper.emulator.oauth import accounts
 
     for client in seed.clients:
@@ -100,7 +100,8 @@ def apply_seed(state: EmulatorState, seed: Seed) -> None:
         if state.user_by_email(user.email) is None:
             if user.sub is not None and user.sub in state.users:
                 raise StateFileError(
-                    f"The seed's user {user.email} has the sub of {state.users[user.sub].email}."
+                    f"The seed file's user {user.email} has the sub of "
+                    f"{state.users[user.sub].email}."
                 )
             accounts.create_user(state, **user.model_dump())
 
