@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from grantkeeper.emulator.oauth.models import Client, ClientType, User
+from grantkeeper.emulator.oauth.account_input import ClientIn, UserIn
+from grantkeeper.emulator.oauth.models import Client, User
 
 if TYPE_CHECKING:
     from grantkeeper.emulator.state import EmulatorState
@@ -40,30 +41,9 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SeedClient(_Entry):
-    type: ClientType = "web"
-    client_id: str | None = None
-    client_secret: str | None = None
-    redirect_uris: list[str] | None = None
-    javascript_origins: list[str] | None = None
-    project_id: str = "grantkeeper-emulator"
-
-
-class SeedUser(_Entry):
-    email: str
-    sub: str | None = Field(None, pattern=r"^\d{1,255}$")
-    name: str | None = None
-    given_name: str | None = None
-    family_name: str | None = None
-    picture: str | None = None
-    locale: str = "en"
-    hd: str | None = None
-    email_verified: bool = True
-
-
 class Seed(_Entry):
-    clients: list[SeedClient] = Field(default_factory=list)
-    users: list[SeedUser] = Field(default_factory=list)
+    clients: list[ClientIn] = Field(default_factory=list)
+    users: list[UserIn] = Field(default_factory=list)
 
 
 def _read_json(path: Path, what: str) -> Any:

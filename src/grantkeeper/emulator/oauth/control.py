@@ -14,35 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from grantkeeper.emulator.errors import ControlError
 from grantkeeper.emulator.oauth import grants
+from grantkeeper.emulator.oauth.account_input import ClientIn, UserIn
 from grantkeeper.emulator.oauth.grants import ConsentRequest
-from grantkeeper.emulator.oauth.models import ClientType
 from grantkeeper.emulator.oauth.rules import invalid_scope_message, normalize_scopes, split_scope
 from grantkeeper.emulator.state import EmulatorState
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ClientIn(_Body):
-    type: ClientType = "web"
-    client_id: str | None = None
-    client_secret: str | None = None
-    redirect_uris: list[str] | None = None
-    javascript_origins: list[str] | None = None
-    project_id: str = "grantkeeper-emulator"
-
-
-class UserIn(_Body):
-    email: str
-    sub: str | None = Field(None, pattern=r"^\d{1,255}$")
-    name: str | None = None
-    given_name: str | None = None
-    family_name: str | None = None
-    picture: str | None = None
-    locale: str = "en"
-    hd: str | None = None
-    email_verified: bool = True
 
 
 class ServerAuthCodeIn(_Body):
