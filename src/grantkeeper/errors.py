@@ -276,6 +276,23 @@ class UnknownUser(GrantkeeperError):
     advice = "The user has never signed in with this backend (or was forgotten); sign in first."
 
 
+class UnknownWebhook(GrantkeeperError):
+    code = "unknown_webhook"
+    status = 404
+    title = "Unknown webhook notification"
+    advice = (
+        "Use an id from `grantkeeper webhooks list` (or GET /v1/manage/webhooks): the msg_… "
+        "value the app received as webhook-id."
+    )
+
+    def __init__(self, unknown: list[str]) -> None:
+        self.unknown = sorted(unknown)
+        super().__init__(
+            "No stored webhook notification has the id " + ", ".join(self.unknown) + ".",
+            unknown_ids=self.unknown,
+        )
+
+
 class MissingScopes(GrantkeeperError):
     code = "insufficient_scope"
     status = 403

@@ -10,8 +10,9 @@ are names, states are grant statuses), never from users, so cardinality stays bo
 - ``grantkeeper_provider_request_seconds{endpoint}``: time to the provider's answer, measured
   by :class:`TimedTransport` around the httpx transport that talks to Google.
 - ``grantkeeper_grants{state}``: grants per state, set on every scrape and by the sweep.
-- ``grantkeeper_risc_events_total{event,outcome}`` and
-  ``grantkeeper_webhook_deliveries_total{outcome}``.
+- ``grantkeeper_risc_events_total{event,outcome}``,
+  ``grantkeeper_webhook_deliveries_total{outcome}`` (``delivered``, ``retried``, ``failed``) and
+  ``grantkeeper_webhook_outbox_pending`` (notifications waiting, counted on every scrape).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "RISC_EVENTS",
     "SIGN_INS",
     "WEBHOOK_DELIVERIES",
+    "WEBHOOK_OUTBOX_PENDING",
     "TimedTransport",
     "provider_endpoint",
     "record_refresh",
@@ -83,8 +85,14 @@ RISC_EVENTS = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "grantkeeper_webhook_deliveries",
-    "Webhook notifications, by outcome (delivered, or failed after every retry).",
+    "Webhook delivery attempts, by outcome: delivered, retried (failed, tried again later), "
+    "failed (gave up after every attempt).",
     ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_OUTBOX_PENDING = Gauge(
+    "grantkeeper_webhook_outbox_pending",
+    "Webhook notifications waiting in the outbox for delivery (counted on every scrape).",
     registry=REGISTRY,
 )
 

@@ -12,10 +12,12 @@ with the three Standard Webhooks headers (https://www.standardwebhooks.com/): ``
 id.timestamp.body>`` keyed with the ``whsec_`` secret). The signature is computed by the
 ``standardwebhooks`` reference library, so any of its verifiers accept it.
 
-Delivery runs in the background with retries and exponential backoff (tenacity). A webhook never
-blocks or fails the operation that caused it: :meth:`WebhookSender.notify` only schedules, and
-every failure ends in a log line and a metric, never an exception to the caller. No token is
-ever part of a payload.
+The keeper does not send from memory: each notification is written to the store's outbox in
+the transaction of the grant change that causes it, and a deliverer
+(:mod:`grantkeeper.keeper.webhook_delivery`) sends it from there with :meth:`WebhookSender.post`,
+at least once, across restarts and instances. :meth:`WebhookSender.notify` remains for sending
+a one-off notification from memory (retried with tenacity, lost if the process dies). A webhook
+never blocks or fails the operation that caused it. No token is ever part of a payload.
 """
 
 from __future__ import annotations
@@ -276,6 +278,29 @@ class WebhookSender:
             return False
         metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
         return True
+
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client for :meth:`post` (no redirects: a 3xx is not an acceptance)."""
+        return httpx.AsyncClient(
+            timeout=self._timeout, transport=self._transport, follow_redirects=False
+        )
+
+    async def post(self, client: httpx.AsyncClient, message_id: str, body: str) -> str | None:
+        """One signed delivery attempt; ``None`` when the app accepted it (2xx), else a short
+        reason (``HTTP 500``, ``ConnectError: …``) that names no secret."""
+        headers = signed_headers(
+            self._signer,
+            WebhookMessage(message_id, "", body, datetime.now(UTC)),
+            at=datetime.now(UTC),
+        )
+        try:
+            response = await client.post(self.url, content=body.encode(), headers=headers)
+        except httpx.HTTPError as error:
+            # The URL may carry a credential of the app's (a query token): never recorded.
+            return _describe(error).replace(self.url, "<webhook URL>")[:200]
+        if response.is_success:
+            return None
+        return f"HTTP {response.status_code}"
 
     async def _attempt(self, client: httpx.AsyncClient, message: WebhookMessage) -> None:
         # The attempt is stamped with real time, not the injected clock: receivers check the

@@ -16,23 +16,21 @@ import logging
 import math
 from datetime import timedelta
 
-from grantkeeper.clock import Clock
 from grantkeeper.errors import GrantkeeperError, ProviderUnavailable
-from grantkeeper.keeper.events import EventBus, GrantEvent
-from grantkeeper.settings import Settings
-from grantkeeper.store import GrantStore
+from grantkeeper.keeper.parts import Parts
+from grantkeeper.store import OutboxMessage
+from grantkeeper.store.cooldowns import Cooldown
 
 log = logging.getLogger("grantkeeper.keeper")
 
 
 class RefreshCooldown:
-    def __init__(
-        self, *, store: GrantStore, settings: Settings, clock: Clock, events: EventBus
-    ) -> None:
-        self._store = store
-        self._settings = settings
-        self._clock = clock
-        self._events = events
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._settings = parts.settings
+        self._clock = parts.clock
+        self._events = parts.events
 
     async def check(self, sub: str, client_id: str) -> None:
         """Raise ``ProviderUnavailable`` (with ``retry_after``) while the grant cools down."""
@@ -56,12 +54,27 @@ class RefreshCooldown:
         if not error.retryable:
             return
         settings = self._settings
+        failing = self._parts.event(
+            "refresh_failing",
+            sub,
+            client_id,
+            consecutive_failures=settings.refresh_failing_after,
+            code=error.code,
+        )
+
+        def notify_once(cooldown: Cooldown) -> list[OutboxMessage]:
+            # Written with the failure that reaches the threshold, by whichever instance counts it.
+            if cooldown.failures != settings.refresh_failing_after:
+                return []
+            return self._parts.outbox(failing)
+
         cooldown = await self._store.record_refresh_failure(
             sub,
             client_id,
             error.code,
             base=timedelta(seconds=settings.refresh_cooldown_seconds),
             cap=timedelta(seconds=settings.refresh_cooldown_max_seconds),
+            outbox=notify_once,
         )
         wait = max(1, math.ceil((cooldown.until - self._clock.now()).total_seconds()))
         error.extra.setdefault("retry_after", wait)
@@ -73,10 +86,7 @@ class RefreshCooldown:
             wait,
         )
         if cooldown.failures == settings.refresh_failing_after:
-            detail = {"consecutive_failures": cooldown.failures, "code": error.code}
-            await self._events.emit(
-                GrantEvent("refresh_failing", sub, client_id, self._clock.now(), detail)
-            )
+            await self._events.emit(failing)
 
     async def succeeded(self, sub: str, client_id: str) -> None:
         await self._store.clear_cooldown(sub, client_id)

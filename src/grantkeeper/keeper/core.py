@@ -10,6 +10,7 @@ status, a report-only sweep) runs without client secrets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Iterable
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
-from grantkeeper.errors import GrantkeeperError, UnknownUser
+from grantkeeper.errors import ConfigurationError, GrantkeeperError, UnknownUser
 from grantkeeper.keeper import keys, reads
-from grantkeeper.keeper.events import EventBus, Listener
+from grantkeeper.keeper.events import EventBus, GrantEvent, Listener
 from grantkeeper.keeper.listeners import attach
+from grantkeeper.keeper.notifications import NOTIFYING_KINDS
 from grantkeeper.keeper.offline import OfflineAccess
 from grantkeeper.keeper.parts import Parts, Sleep
 from grantkeeper.keeper.results import (
@@ -37,6 +39,7 @@ from grantkeeper.keeper.results import (
 from grantkeeper.keeper.revocation import Revocations
 from grantkeeper.keeper.signin import SignIns
 from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.keeper.webhook_delivery import DeliveryPolicy, DeliveryReport, WebhookDeliverer
 from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
 from grantkeeper.settings import Settings
@@ -50,7 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("grantkeeper.keeper")
 
-#: How long closing the keeper waits for webhook deliveries still being retried.
+#: How long closing the keeper may spend delivering the notifications it wrote (one attempt
+#: each; what is left waits in the outbox for the next deliverer).
 WEBHOOK_DRAIN_SECONDS = 30.0
 
 
@@ -72,8 +76,13 @@ class Keeper:
         migrate: run the store's migrations when opening it from the settings (reading
             commands pass False: migrating is ``grantkeeper db upgrade``'s job).
         webhooks: the webhook sender; by default the one ``GRANTKEEPER_WEBHOOK_URL`` names.
+            With one, every change the app is told about writes its notification to the
+            store's outbox in its own transaction; :meth:`start_webhook_delivery` (``serve``
+            and :class:`SyncKeeper` call it), :meth:`deliver_webhooks` or ``grantkeeper
+            webhooks deliver`` send them.
         sleep: how the keeper waits between polls of the store and between store retries
             (tests pass one that returns at once).
+        webhook_wait: how the webhook deliverer sleeps when nothing is due (tests).
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class Keeper:
         migrate: bool = True,
         webhooks: WebhookSender | None = None,
         sleep: Sleep = asyncio.sleep,
+        webhook_wait: Sleep = asyncio.sleep,
     ) -> None:
         self.settings = settings or Settings()
         self.clock = clock
@@ -111,6 +121,12 @@ class Keeper:
         self.webhooks: WebhookSender | None = attach(
             self._events, self.settings, self.clock, webhooks
         )
+        self._webhook_wait = webhook_wait
+        self._deliverer: WebhookDeliverer | None = None
+        self._delivery: asyncio.Task[None] | None = None
+        self._wrote_webhooks = False
+        if self.webhooks is not None:
+            self._events.add(self._on_notified)
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -146,6 +162,7 @@ class Keeper:
                 settings=self.settings,
                 owner=self._owner,
                 sleep=self._sleep,
+                webhooks=self.webhooks is not None,
             )
             self._parts = parts
             self._signins = SignIns(parts)
@@ -154,17 +171,15 @@ class Keeper:
         return self._parts
 
     async def close(self) -> None:
-        """Close the provider client and the store; wait (30 s at most) for webhooks in flight."""
+        """Close the provider client and the store. Stops webhook delivery, and first tries
+        once (30 s at most) to deliver the notifications this keeper wrote: what is left stays
+        in the outbox for the next deliverer."""
+        await self._finish_webhooks()
         self._parts = self._signins = self._offline = self._revocations = None
+        self._deliverer = None
         if self._security_events is not None:
             await self._security_events.keys.aclose()
             self._security_events = None
-        if self.webhooks is not None:
-            try:
-                async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
-                    await self.webhooks.drain()
-            except TimeoutError:
-                log.warning("webhooks were still being retried when the keeper closed")
         if self._owns_provider and self._provider is not None:
             await self._provider.aclose()
             self._provider = None
@@ -382,6 +397,116 @@ class Keeper:
             offline=None if report_only else self._offline,
             on_progress=on_progress,
         )
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def _on_notified(self, event: GrantEvent) -> None:
+        # The notification is committed (events are announced after their write): send it now
+        # rather than at the deliverer's next poll.
+        if event.kind in NOTIFYING_KINDS:
+            self._wrote_webhooks = True
+            if self._deliverer is not None:
+                self._deliverer.wake()
+
+    def _webhook_deliverer(self) -> WebhookDeliverer:
+        if self.webhooks is None:
+            raise ConfigurationError(
+                "No webhook is configured: set GRANTKEEPER_WEBHOOK_URL and "
+                "GRANTKEEPER_WEBHOOK_SECRET (grantkeeper webhooks secret makes one)."
+            )
+        if self._deliverer is None:
+            self._deliverer = WebhookDeliverer(
+                self._open_parts().store,
+                self.webhooks,
+                clock=self.clock,
+                policy=DeliveryPolicy.from_settings(self.settings),
+                wait=self._webhook_wait,
+            )
+        return self._deliverer
+
+    async def start_webhook_delivery(self) -> bool:
+        """Deliver the outbox in the background on this loop until :meth:`close` (``serve``
+        and :class:`SyncKeeper` do). Any number of keepers may deliver one store at once.
+        Returns False when no webhook is configured (nothing to deliver). Idempotent."""
+        if self.webhooks is None:
+            return False
+        if self._delivery is None or self._delivery.done():
+            self._delivery = asyncio.create_task(
+                self._webhook_deliverer().run(), name="grantkeeper-webhooks"
+            )
+        return True
+
+    async def stop_webhook_delivery(self) -> None:
+        """Stop background delivery after the attempts in flight (30 s at most)."""
+        task, self._delivery = self._delivery, None
+        if task is None:
+            return
+        if self._deliverer is not None:
+            self._deliverer.stop()
+        try:
+            async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _finish_webhooks(self) -> None:
+        await self.stop_webhook_delivery()
+        if not self._wrote_webhooks or self._parts is None:
+            return
+        try:
+            async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
+                await self._webhook_deliverer().deliver_due()
+        except TimeoutError:
+            log.warning("webhooks still being delivered when the keeper closed stay in the outbox")
+        except GrantkeeperError as error:
+            log.warning("webhooks not delivered at close (%s); they stay in the outbox", error.code)
+
+    async def deliver_webhooks(self) -> DeliveryReport:
+        """Deliver every notification due now, one attempt each (``grantkeeper webhooks
+        deliver --once``); failures are scheduled for later with backoff.
+
+        Raises:
+            ConfigurationError: no webhook is configured.
+            StoreUnavailable: the database is down.
+        """
+        return await self._webhook_deliverer().deliver_due()
+
+    async def run_webhook_delivery(self) -> None:
+        """Deliver until cancelled (``grantkeeper webhooks deliver``)."""
+        await self._webhook_deliverer().run()
+
+    async def webhooks_page(
+        self, *, state: str | None = None, before: int | None = None, limit: int = 50
+    ) -> reads.Page:
+        """Notifications in the outbox, newest first, a page at a time (``before``: the
+        previous page's ``next``); ``state``: ``pending``, ``delivered`` or ``failed``."""
+        return await reads.webhooks_page(
+            self._open_parts().store, state=state, before=before, limit=limit
+        )
+
+    async def replay_webhooks(
+        self, ids: Iterable[str] = (), *, failed: bool = False
+    ) -> list[dict[str, Any]]:
+        """Send notifications again with the same ``webhook-id``: those named by ``ids`` and,
+        with ``failed``, every failed one. They become pending, due now, with fresh attempts.
+        Returns them as listed.
+
+        Raises:
+            UnknownWebhook: an id names no stored notification (nothing is replayed then).
+            InvalidRequest: neither ids nor ``failed``.
+        """
+        replayed = await reads.replay_webhooks(self._open_parts().store, ids, failed=failed)
+        if replayed:
+            self._wrote_webhooks = True
+            if self._deliverer is not None:
+                self._deliverer.wake()
+        return replayed
+
+    async def pending_webhooks(self) -> int:
+        """How many notifications wait for delivery (the ``/metrics`` gauge)."""
+        return await self._open_parts().store.count_pending_webhooks()
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -60,9 +60,7 @@ class OfflineAccess:
         self.events = parts.events
         self._owner = parts.owner
         self._flights: dict[tuple[str, str], _Flight] = {}
-        self._cooldown = RefreshCooldown(
-            store=parts.store, settings=parts.settings, clock=parts.clock, events=parts.events
-        )
+        self._cooldown = RefreshCooldown(parts)
 
     async def access_token(
         self,
@@ -312,8 +310,13 @@ class OfflineAccess:
             last_used=grant.last_refreshed_at or grant.last_used_at or grant.created_at,
             error_subtype=error.error_subtype,
         )
+        revoked = self._parts.event("revoked", grant.sub, grant.client_id, reason=reason)
         changed = await self._store.mark_revoked(
-            grant.sub, grant.client_id, reason, expected_version=grant.version
+            grant.sub,
+            grant.client_id,
+            reason,
+            expected_version=grant.version,
+            outbox=self._parts.outbox(revoked),
         )
         if not changed:
             return
@@ -325,7 +328,5 @@ class OfflineAccess:
             detail={"reason": reason, "provider": error.error_description},
         )
         log.warning("grant of sub=%s is dead at the provider: %s", grant.sub, reason)
-        await self.events.emit(
-            GrantEvent("revoked", grant.sub, grant.client_id, self.clock.now(), {"reason": reason})
-        )
+        await self.events.emit(revoked)
         raise GrantRevoked(reason)

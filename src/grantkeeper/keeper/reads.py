@@ -1,15 +1,17 @@
-"""Read queries over users, grants and the audit log: the management API and the CLI's
-``users`` and ``audit`` commands both answer from these, so they always agree. Never a token."""
+"""Read queries over users, grants, the audit log and the webhook outbox: the management API and
+the CLI's ``users``, ``audit`` and ``webhooks`` commands answer from these, so they always agree.
+Never a token."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from grantkeeper.errors import InvalidRequest, UnknownUser
+from grantkeeper.errors import InvalidRequest, UnknownUser, UnknownWebhook
 from grantkeeper.keeper.results import grant_json, user_json
-from grantkeeper.store import AuditEvent, GrantStatus, GrantStore
+from grantkeeper.store import AuditEvent, GrantStatus, GrantStore, OutboxEntry, OutboxState
 
 MAX_PAGE = 500
 
@@ -87,3 +89,55 @@ async def audit_page(
     )
     items = [audit_json(e) for e in events[:limit]]
     return Page(items, str(events[limit - 1].id) if len(events) > limit else None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def webhook_json(entry: OutboxEntry) -> dict[str, Any]:
+    """A notification's delivery state (its payload, which holds no secret, is not listed)."""
+    return {
+        "id": entry.id,
+        "type": entry.type,
+        "state": entry.state,
+        "attempts": entry.attempts,
+        "created_at": _iso(entry.created_at),
+        "next_attempt_at": _iso(entry.next_attempt_at) if entry.state == "pending" else None,
+        "delivered_at": _iso(entry.delivered_at),
+        "last_error": entry.last_error,
+    }
+
+
+def _webhook_state(state: str | None) -> str | None:
+    if state is not None and state not in {s.value for s in OutboxState}:
+        raise InvalidRequest("state is one of " + ", ".join(s.value for s in OutboxState) + ".")
+    return state
+
+
+async def webhooks_page(
+    store: GrantStore, *, state: str | None = None, before: int | None = None, limit: int = 50
+) -> Page:
+    """Notifications, newest first; ``before`` is the cursor (the last one's position)."""
+    found = await store.list_webhooks(
+        state=_webhook_state(state), before_seq=before, limit=_limit(limit) + 1
+    )
+    items = [webhook_json(e) for e in found[:limit]]
+    return Page(items, str(found[limit - 1].seq) if len(found) > limit else None)
+
+
+async def replay_webhooks(
+    store: GrantStore, ids: Iterable[str], *, failed: bool = False
+) -> list[dict[str, Any]]:
+    """Reset the named (and with ``failed`` every failed) notifications to pending, due now;
+    every id must exist, else nothing is reset."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted and not failed:
+        raise InvalidRequest("Name the notifications to replay (their ids), or ask for --failed.")
+    if wanted:
+        known = {e.id for e in await store.get_webhooks(wanted)}
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise UnknownWebhook(unknown)
+    replayed = await store.replay_webhooks(wanted, failed=failed)
+    return [webhook_json(e) for e in await store.get_webhooks(replayed)] if replayed else []

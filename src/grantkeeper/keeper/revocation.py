@@ -118,14 +118,20 @@ class Revocations:
     async def _completed(
         self, grant: Grant, *, by: str, forget: bool, audit: dict[str, str] | None = None
     ) -> None:
-        """The provider confirmed: erase the tokens (this also clears a lease), audit (with
-        ``audit`` as the detail of a disconnect), announce."""
+        """The provider confirmed: erase the tokens (this also clears a lease) and write the
+        ``grant.revoked`` notification in that transaction, audit (with ``audit`` as the detail
+        of a disconnect), announce."""
         store = self._parts.store
+        done = self._parts.event("disconnected", grant.sub, grant.client_id, forget=forget, by=by)
         await store.erase_tokens(
-            grant.sub, grant.client_id, status=GrantStatus.DISCONNECTED, reason="disconnect"
+            grant.sub,
+            grant.client_id,
+            status=GrantStatus.DISCONNECTED,
+            reason="disconnect",
+            outbox=self._parts.outbox(done),
         )
         detail = (audit or {}) if by == "disconnect" else {"by": by}
         await store.append_audit(
             "disconnect", sub=grant.sub, client_id=grant.client_id, outcome="revoked", detail=detail
         )
-        await self._parts.emit("disconnected", grant.sub, grant.client_id, forget=forget, by=by)
+        await self._parts.events.emit(done)

@@ -22,6 +22,7 @@ from typing import Any
 
 from grantkeeper import metrics
 from grantkeeper.errors import InvalidSecurityEvent
+from grantkeeper.keeper.events import GrantEvent
 from grantkeeper.keeper.parts import Parts
 from grantkeeper.keeper.results import EventOutcome, Receipt
 from grantkeeper.risc.delivery import read_delivery
@@ -115,12 +116,28 @@ class SecurityEvents:
             detail["token_identifier_alg"] = event.token.algorithm
         if what.app_action:
             detail["app_action"] = what.app_action
+        action = None
+        if what.app_action and sub:
+            action = self._parts.event(
+                "security_event",
+                sub,
+                verified.audience,
+                event=event.name,
+                action=what.app_action,
+                reason=event.reason,
+            )
+        # What the app must do is written with the audit event that records it.
         await self.store.append_audit(
-            AUDIT_KIND, sub=sub, client_id=verified.audience, outcome=outcome, detail=detail
+            AUDIT_KIND,
+            sub=sub,
+            client_id=verified.audience,
+            outcome=outcome,
+            detail=detail,
+            outbox=self._parts.outbox(action) if action is not None else [],
         )
         metrics.RISC_EVENTS.labels(event=event.name, outcome=outcome).inc()
         log.info("RISC %s for %s: %s (%d grants)", event.name, sub, outcome, len(changed))
-        await self._announce(what, sub, verified.audience, changed)
+        await self._announce(what, changed, action)
         return EventOutcome(event=event.name, outcome=outcome, sub=sub, grants_changed=len(changed))
 
     async def _transition(
@@ -158,6 +175,9 @@ class SecurityEvents:
             if token is not None and not _holds(grant.refresh_token, token):
                 return False
             to_status = _TO_STATUS[transition.effect]
+            # The app's notification is committed with the change (or not at all); the event
+            # itself is announced by _announce once every grant has moved.
+            outbox = self._parts.outbox(_status_changed(self._parts, sub, client_id, transition))
             if transition.effect == "revoke":
                 changed = await self.store.erase_tokens(
                     sub,
@@ -165,6 +185,7 @@ class SecurityEvents:
                     status=to_status,
                     reason=transition.reason,
                     expected_version=grant.version,
+                    outbox=outbox,
                 )
             else:
                 changed = await self.store.set_status(
@@ -173,6 +194,7 @@ class SecurityEvents:
                     to_status,
                     transition.reason,
                     expected_version=grant.version,
+                    outbox=outbox,
                 )
             if changed:
                 return True
@@ -180,34 +202,33 @@ class SecurityEvents:
         return False
 
     async def _announce(
-        self, what: Plan, sub: str | None, audience: str, changed: list[tuple[str, str]]
+        self, what: Plan, changed: list[tuple[str, str]], action: GrantEvent | None
     ) -> None:
         transition = what.transition
         for grant_sub, client_id in changed:
             assert transition is not None
-            await self._parts.emit(
-                "status_changed",
-                grant_sub,
-                client_id,
-                status=str(_TO_STATUS[transition.effect]),
-                reason=transition.reason,
-                source="risc",
+            await self._parts.events.emit(
+                _status_changed(self._parts, grant_sub, client_id, transition)
             )
-        if what.app_action and sub:
-            await self._parts.emit(
-                "security_event",
-                sub,
-                audience,
-                event=what.event.name,
-                action=what.app_action,
-                reason=what.event.reason,
-            )
+        if action is not None:
+            await self._parts.events.emit(action)
 
     async def _withdraw(self, verified: VerifiedSet) -> None:
         try:
             await self.store.release_security_event(issuer=verified.issuer, jti=verified.jti)
         except Exception:
             log.exception("could not withdraw the claim on RISC event %s", verified.jti)
+
+
+def _status_changed(parts: Parts, sub: str, client_id: str, transition: Transition) -> GrantEvent:
+    return parts.event(
+        "status_changed",
+        sub,
+        client_id,
+        status=str(_TO_STATUS[transition.effect]),
+        reason=transition.reason,
+        source="risc",
+    )
 
 
 def _holds(refresh_token: str | None, token: TokenSubject) -> bool:

@@ -26,7 +26,13 @@ from grantkeeper.keeper.decisions import PLATFORMS, access_token_expiry, check_c
 from grantkeeper.keeper.parts import Parts
 from grantkeeper.keeper.results import SignInResult
 from grantkeeper.oauth import TokenResponse, VerifiedIdentity
-from grantkeeper.store import UserProfile, idempotency_key_hash, signin_code_hash
+from grantkeeper.store import (
+    OutboxMessage,
+    SignInRecord,
+    UserProfile,
+    idempotency_key_hash,
+    signin_code_hash,
+)
 from grantkeeper.store.codec import PROFILE_FIELDS
 from grantkeeper.store.signin_replay_cache import PENDING as PENDING_SIGN_IN
 from grantkeeper.tracing import span
@@ -169,6 +175,11 @@ class SignIns:
             sub=identity.sub, **{name: getattr(identity, name) for name in PROFILE_FIELDS}
         )
         expires_at = access_token_expiry(tokens.expires_at, parts.clock.now())
+        recovered = parts.event("recovered", identity.sub, client_id)
+
+        def notify_if_reactivated(record: SignInRecord) -> list[OutboxMessage]:
+            return parts.outbox(recovered) if record.reactivated else []
+
         # The tokens exist only in memory now: a store hiccup must not lose them.
         try:
             async for attempt in AsyncRetrying(
@@ -188,6 +199,7 @@ class SignIns:
                         expires_at,
                         tokens.refresh_token_expires_at,
                         audit_detail={"azp": identity.azp, "platform": platform},
+                        outbox=notify_if_reactivated,
                     )
         except StoreUnavailable as error:
             # The code is spent: "retry later" would be untrue, the same code cannot succeed.
@@ -216,5 +228,5 @@ class SignIns:
             offline=record.grant.offline,
         )
         if record.reactivated:
-            await parts.emit("recovered", identity.sub, client_id)
+            await parts.events.emit(recovered)
         return result

@@ -224,7 +224,11 @@ class _Chores:
         elif state is GrantHealth.EXPIRING and self.revocations is not None:
             expires_at = grant.refresh_token_expires_at
             assert expires_at is not None
-            await self.parts.emit("expiring", grant.sub, grant.client_id, expires_at=expires_at)
+            expiring = self.parts.event(
+                "expiring", grant.sub, grant.client_id, expires_at=expires_at
+            )
+            await self.parts.store.enqueue_webhooks(self.parts.outbox(expiring))
+            await self.parts.events.emit(expiring)
             action = "notified"
         return GrantReport(
             sub=grant.sub,

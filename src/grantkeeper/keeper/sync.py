@@ -68,6 +68,8 @@ class SyncKeeper:
         try:
             self.keeper = Keeper(self._settings, clock=self._clock, **self._kwargs)
             self._thread.call(self.keeper.open)
+            # The loop runs as long as the keeper: it delivers the webhook outbox too.
+            self._thread.call(self.keeper.start_webhook_delivery)
         except BaseException:
             self._thread.stop()
             raise
@@ -87,7 +89,8 @@ class SyncKeeper:
             self._start()
 
     def close(self, timeout: float | None = None) -> None:
-        """Close the keeper (webhooks in flight get up to 30 s, or ``timeout``) and its loop."""
+        """Close the keeper (the webhooks it wrote get one more try, up to 30 s, or ``timeout``)
+        and its loop."""
         if self._closed:
             return
         self._closed = True

@@ -25,6 +25,7 @@ from grantkeeper.store.records import (
     UserProfile,
 )
 from grantkeeper.store.signin_replay_cache import ReplayEntry
+from grantkeeper.store.webhook_outbox import OutboxEntry, OutboxMessage, OutboxState
 
 __all__ = [
     "AuditEvent",
@@ -33,6 +34,9 @@ __all__ = [
     "GrantRef",
     "GrantStatus",
     "GrantStore",
+    "OutboxEntry",
+    "OutboxMessage",
+    "OutboxState",
     "ReplayEntry",
     "SignInRecord",
     "User",

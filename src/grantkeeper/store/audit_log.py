@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from grantkeeper.store.records import AuditEvent
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import audit_events
+from grantkeeper.store.webhook_outbox import OutboxMessage, enqueue
 
 
 class AuditLog(StoreCore):
@@ -24,9 +25,12 @@ class AuditLog(StoreCore):
         client_id: str | None = None,
         outcome: str = "ok",
         detail: Mapping[str, Any] | None = None,
+        outbox: Sequence[OutboxMessage] = (),
     ) -> None:
-        """Append an audit event. ``detail`` must be JSON-serializable and never hold a token."""
+        """Append an audit event. ``detail`` must be JSON-serializable and never hold a token.
+        ``outbox``: notifications written in the same transaction."""
         async with self._write() as conn:
+            await enqueue(conn, outbox)
             await self._audit(
                 conn,
                 self._clock.now(),

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grant_cooldowns
+from grantkeeper.store.webhook_outbox import Outbox, enqueue, outbox_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +31,18 @@ class GrantCooldowns(StoreCore):
         return Cooldown(row.failures, row.until, row.last_error) if row else None
 
     async def record_refresh_failure(
-        self, sub: str, client_id: str, error_code: str, *, base: timedelta, cap: timedelta
+        self,
+        sub: str,
+        client_id: str,
+        error_code: str,
+        *,
+        base: timedelta,
+        cap: timedelta,
+        outbox: Outbox[Cooldown] | None = None,
     ) -> Cooldown:
         """One more consecutive failure: the cooldown is ``base`` doubled per earlier failure,
-        at most ``cap``, from now. One transaction, so concurrent instances count each one."""
+        at most ``cap``, from now. One transaction, so concurrent instances count each one;
+        the notifications ``outbox`` makes of the new cooldown are written in it too."""
         now = self._clock.now()
         where = (grant_cooldowns.c.sub == sub, grant_cooldowns.c.client_id == client_id)
         async with self._write() as conn:
@@ -60,7 +69,9 @@ class GrantCooldowns(StoreCore):
                 .where(*where)
                 .values(failures=failures, until=until, last_error=error_code[:64], updated_at=now)
             )
-        return Cooldown(failures, until, error_code)
+            cooldown = Cooldown(failures, until, error_code)
+            await enqueue(conn, outbox_for(outbox, cooldown))
+        return cooldown
 
     async def clear_cooldown(self, sub: str, client_id: str | None = None) -> None:
         """A refresh succeeded (or the grant is gone): forget its failures."""

@@ -12,6 +12,7 @@ from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grant_cooldowns, grants, signin_replays, users
+from grantkeeper.store.webhook_outbox import Outbox, enqueue, outbox_for
 
 ERASED_TOKENS: dict[str, Any] = {
     "refresh_token": None,
@@ -36,6 +37,7 @@ class GrantStatusChanges(StoreCore):
         *,
         expected_version: int | None = None,
         erase_access_token: bool = True,
+        outbox: Outbox[int] | None = None,
     ) -> int:
         """Move grants to ``status`` (all of the user's when ``client_id`` is ``None``).
 
@@ -61,6 +63,7 @@ class GrantStatusChanges(StoreCore):
             result = await conn.execute(query)
             if result.rowcount:
                 await self._drop_signin_answers(conn, sub)
+                await enqueue(conn, outbox_for(outbox, result.rowcount))
         return result.rowcount
 
     async def mark_revoked(
@@ -69,6 +72,8 @@ class GrantStatusChanges(StoreCore):
         client_id: str | None,
         reason: str,
         expected_version: int | None = None,
+        *,
+        outbox: Outbox[int] | None = None,
     ) -> int:
         """The provider refused the grant (``invalid_grant``, RISC): status ``revoked``.
 
@@ -76,7 +81,12 @@ class GrantStatusChanges(StoreCore):
         it is never used again unless a sign-in replaces it.
         """
         return await self.set_status(
-            sub, client_id, GrantStatus.REVOKED, reason, expected_version=expected_version
+            sub,
+            client_id,
+            GrantStatus.REVOKED,
+            reason,
+            expected_version=expected_version,
+            outbox=outbox,
         )
 
     async def mark_pending_revocation(
@@ -94,11 +104,12 @@ class GrantStatusChanges(StoreCore):
         status: GrantStatus | str | None = None,
         reason: str | None = None,
         expected_version: int | None = None,
+        outbox: Outbox[int] | None = None,
     ) -> int:
         """Erase every stored token (and its fingerprints) of the user's grants, optionally
         setting a status. Bumps the version and clears leases. With ``expected_version`` it is
         a compare-and-swap (a sign-in that wrote meanwhile is not erased). Returns grants
-        changed."""
+        changed. ``outbox``: notifications written in the same transaction if a grant changed."""
         now = self._clock.now()
         values: dict[str, Any] = {
             **ERASED_TOKENS,
@@ -115,6 +126,7 @@ class GrantStatusChanges(StoreCore):
             result = await conn.execute(query)
             if result.rowcount:
                 await self._drop_signin_answers(conn, sub)
+                await enqueue(conn, outbox_for(outbox, result.rowcount))
         return result.rowcount
 
     async def _drop_signin_answers(self, conn: AsyncConnection, sub: str) -> None:

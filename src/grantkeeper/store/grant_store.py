@@ -42,6 +42,7 @@ from grantkeeper.store.rotation_batches import KeyRotationBatches
 from grantkeeper.store.security_event_claims import SecurityEventClaims
 from grantkeeper.store.signin_replay_cache import ReplayEntry, SignInReplayCache
 from grantkeeper.store.tables import grants, users
+from grantkeeper.store.webhook_outbox import Outbox, WebhookOutbox, enqueue, outbox_for
 
 if TYPE_CHECKING:
     from grantkeeper.settings import Settings
@@ -58,13 +59,15 @@ class GrantStore(
     AuditLog,
     KeyRotationBatches,
     SecurityEventClaims,
+    WebhookOutbox,
 ):
     """Async store on SQLite or PostgreSQL. Open with :meth:`open`; use as ``async with``.
 
     Its methods come in parts, one module each: reading (:mod:`.grant_reads`), leases and
     compare-and-swap (:mod:`.leases`), status changes (:mod:`.grant_status`), the sign-in replay
     cache (:mod:`.signin_replay_cache`), the audit log (:mod:`.audit_log`), key rotation
-    (:mod:`.rotation_batches`) and security-event claims (:mod:`.security_event_claims`), on a
+    (:mod:`.rotation_batches`), security-event claims (:mod:`.security_event_claims`) and the
+    webhook outbox (:mod:`.webhook_outbox`), on a
     shared core (:mod:`.store_core`). Opening and sign-in are here. The store owns every table
     and every SQL statement: nothing else in grantkeeper writes SQL.
     """
@@ -189,6 +192,7 @@ class GrantStore(
         *,
         audit_detail: Mapping[str, Any] | None = None,
         replay: ReplayEntry | None = None,
+        outbox: Outbox[SignInRecord] | None = None,
     ) -> SignInRecord:
         """Store a completed sign-in in one transaction.
 
@@ -197,7 +201,8 @@ class GrantStore(
         one, a new one replaces it and reactivates a grant that was not active; the version
         is bumped and a ``sign_in`` audit event written. Concurrent sign-ins of one user
         serialize on the grant row, so the result is one consistent grant. With ``replay``, the
-        answer to a retry of the code is written in the same transaction.
+        answer to a retry of the code is written in the same transaction, and so are the
+        notifications ``outbox`` makes of the record (e.g. a reactivated grant's).
         """
         now = self._clock.now()
         profile, shortened = fit_profile(profile)
@@ -274,6 +279,7 @@ class GrantStore(
             if replay is not None:
                 answer = replay.answer(record)
                 await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
+            await enqueue(conn, outbox_for(outbox, record))
         return record
 
     async def _upsert_user(

@@ -143,3 +143,26 @@ grant_cooldowns = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.PrimaryKeyConstraint("sub", "client_id"),
 )
+
+# Webhook notifications, written in the transaction of the grant change that causes them and
+# delivered from here (at least once, across restarts and instances). ``id`` is the
+# ``webhook-id`` of every attempt; ``seq`` orders and pages the listing. A deliverer claims a
+# row with a lease (``lease_owner`` until ``lease_expires_at``): a row whose claimer died is
+# claimed again once the lease lapses. ``body`` is the JSON payload; it never holds a token.
+webhook_outbox = sa.Table(
+    "gk_webhook_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.String(200)),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Index("ix_gk_webhook_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)

@@ -35,11 +35,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Every worker process delivers the webhook outbox; the store's claim keeps two
+        # deliverers off one message.
         if owns_keeper:
             async with keeper:
+                await keeper.start_webhook_delivery()
                 yield
         else:
-            yield
+            await keeper.start_webhook_delivery()
+            try:
+                yield
+            finally:
+                await keeper.stop_webhook_delivery()
 
     app = FastAPI(
         title="grantkeeper",

@@ -22,10 +22,13 @@ log = logging.getLogger("grantkeeper.web")
     responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
 )
 async def prometheus_metrics(request: Request) -> Response:
-    """Sign-ins and refreshes by outcome, provider latency, grants by state (counted now)."""
+    """Sign-ins and refreshes by outcome, provider latency, grants by state and webhook
+    notifications waiting (counted now), webhook deliveries by outcome."""
     keeper: Keeper = request.app.state.keeper
     try:
         metrics.set_grant_counts(await keeper.grant_counts())
+        if keeper.webhooks is not None:
+            metrics.WEBHOOK_OUTBOX_PENDING.set(await keeper.pending_webhooks())
     except GrantkeeperError as error:
         # A scrape must still answer when the store is down; the gauge keeps its last value.
         log.warning("metrics: grants by state not refreshed (%s)", error.code)

@@ -1,0 +1,84 @@
+"""Which webhook notifications a grant event makes, as outbox messages (pure).
+
+A part that changes a grant builds the :class:`GrantEvent` first, hands the messages made from
+it to the store write that makes the change (so they are committed with it, or not at all),
+and announces the event once the write is done. Events the app is not told about (a sign-in, a
+refresh) make no message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grantkeeper.keeper.events import GrantEvent
+from grantkeeper.store import OutboxMessage
+from grantkeeper.webhooks import WebhookEvent, build_message
+
+__all__ = ["NOTIFYING_KINDS", "webhook_messages"]
+
+#: The event kinds that make a notification.
+NOTIFYING_KINDS = frozenset(
+    {"revoked", "disconnected", "recovered", "refresh_failing", "expiring", "status_changed",
+     "security_event"}
+)  # fmt: skip
+
+
+def _payloads(event: GrantEvent) -> list[tuple[WebhookEvent, dict[str, Any]]]:
+    base = {"sub": event.sub, "client_id": event.client_id, "at": event.at.isoformat()}
+    detail = event.detail
+    if event.kind == "revoked":
+        reason = detail.get("reason", "revoked")
+        return [(WebhookEvent.GRANT_REVOKED, {**base, "reason": reason, "source": "provider"})]
+    if event.kind == "disconnected":
+        # Whether the provider took the revocation at once or the sweep finished it later.
+        return [
+            (WebhookEvent.GRANT_REVOKED, {**base, "reason": "disconnect", "source": "disconnect"})
+        ]
+    if event.kind == "recovered":
+        return [(WebhookEvent.GRANT_RECOVERED, {**base, "source": "sign_in"})]
+    if event.kind == "refresh_failing":
+        return [
+            (
+                WebhookEvent.REFRESH_FAILING,
+                {
+                    **base,
+                    "consecutive_failures": detail.get("consecutive_failures"),
+                    "code": detail.get("code"),
+                },
+            )
+        ]
+    if event.kind == "expiring":
+        data = {"sub": event.sub, "client_id": event.client_id, "expires_at": detail["expires_at"]}
+        return [(WebhookEvent.GRANT_EXPIRING, data)]
+    if event.kind == "status_changed":
+        kind = (
+            WebhookEvent.GRANT_RECOVERED
+            if detail["status"] == "active"
+            else WebhookEvent.GRANT_REVOKED
+        )
+        data = {
+            "sub": event.sub,
+            "client_id": event.client_id,
+            "status": detail["status"],
+            "reason": detail["reason"],
+            "source": detail["source"],
+        }
+        return [(kind, data)]
+    if event.kind == "security_event":
+        data = {
+            "sub": event.sub,
+            "event": detail["event"],
+            "action": detail["action"],
+            "reason": detail["reason"],
+        }
+        return [(WebhookEvent.SECURITY_EVENT, data)]
+    return []  # not in NOTIFYING_KINDS
+
+
+def webhook_messages(event: GrantEvent) -> list[OutboxMessage]:
+    """The notifications ``event`` makes (none for most events); never a token."""
+    found = []
+    for kind, data in _payloads(event):
+        message = build_message(kind, data, at=event.at)
+        found.append(OutboxMessage(message.id, message.type, message.body, message.created_at))
+    return found
