@@ -42,6 +42,7 @@ from grantkeeper.errors import (
     TokenDecryptionError,
     Unauthorized,
     UnknownUser,
+    UnknownWebhook,
     UntrustedIdToken,
 )
 
@@ -110,6 +111,7 @@ __all__ = [
     "TokenDecryptionError",
     "Unauthorized",
     "UnknownUser",
+    "UnknownWebhook",
     "UntrustedIdToken",
     "__version__",
 ]

@@ -38,6 +38,7 @@ EXTRA_MEMBERS = (
         "why the grant is dead (`revoked`, `idle_expired`, `disconnect`, a RISC event, …)",
     ),
     ("invalid_security_event", "`err`, `description`", "RFC 8935 §2.4's error code and text"),
+    ("unknown_webhook", "`unknown_ids`", "the notification ids that are not stored"),
     ("sign_in_refused", "`reason`", "the app's own words on why it refused the sign-in"),
 )
 

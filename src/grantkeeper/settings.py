@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(default=None, repr=False)
     """Standard Webhooks signing secret (``whsec_…``)."""
 
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """How long one delivery attempt waits for the app's answer; a claim on a message lasts
+    three times as long (plus 5 s) before another deliverer may take it over."""
+
     webhook_max_attempts: int = Field(default=12, ge=1, le=100)
     """Delivery attempts per notification before it is marked ``failed`` (``grantkeeper
     webhooks replay`` sends it again). With the default backoff, 12 attempts span about a day."""

@@ -210,7 +210,8 @@ class WebhookSender:
                 "GRANTKEEPER_WEBHOOK_URL is set but GRANTKEEPER_WEBHOOK_SECRET is not; "
                 "generate one with: grantkeeper webhooks secret"
             )
-        return cls(url, secret, clock=clock)
+        timeout = float(getattr(settings, "webhook_timeout_seconds", 10.0))
+        return cls(url, secret, clock=clock, timeout=timeout)
 
     def notify(self, event: WebhookEvent | str, /, **data: Any) -> WebhookMessage:
         """Schedule a notification and return at once; never raises for delivery problems.
@@ -278,6 +279,11 @@ class WebhookSender:
             return False
         metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
         return True
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt waits for the app's answer."""
+        return self._timeout
 
     def client(self) -> httpx.AsyncClient:
         """An HTTP client for :meth:`post` (no redirects: a 3xx is not an acceptance)."""

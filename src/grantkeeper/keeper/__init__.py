@@ -2,7 +2,8 @@
 disconnect and revocation, security events, the sweep, key maintenance and read queries.
 
 Everything that changes a grant goes through :class:`Keeper` and announces one
-:class:`GrantEvent` on its bus (webhooks and metrics listen there). The web API and the CLI
+:class:`GrantEvent` on its bus (metrics listen there); the app's webhook for it is written to the
+store's outbox in the change's own transaction and delivered from there. The web API and the CLI
 call only what this module exports; the modules under it are the keeper's parts, each given
 the store, the provider, the clock and the event bus (never the keeper itself).
 """

@@ -419,7 +419,7 @@ class Keeper:
                 self._open_parts().store,
                 self.webhooks,
                 clock=self.clock,
-                policy=DeliveryPolicy.from_settings(self.settings),
+                policy=DeliveryPolicy.from_settings(self.settings, timeout=self.webhooks.timeout),
                 wait=self._webhook_wait,
             )
         return self._deliverer
@@ -453,7 +453,7 @@ class Keeper:
 
     async def _finish_webhooks(self) -> None:
         await self.stop_webhook_delivery()
-        if not self._wrote_webhooks or self._parts is None:
+        if not self._wrote_webhooks or self._parts is None or self.webhooks is None:
             return
         try:
             async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
@@ -490,18 +490,16 @@ class Keeper:
         self, ids: Iterable[str] = (), *, failed: bool = False
     ) -> list[dict[str, Any]]:
         """Send notifications again with the same ``webhook-id``: those named by ``ids`` and,
-        with ``failed``, every failed one. They become pending, due now, with fresh attempts.
-        Returns them as listed.
+        with ``failed``, every failed one. They become pending, due now, with fresh attempts;
+        this keeper's deliverer (if it runs) or the next one sends them. Returns them as listed.
 
         Raises:
             UnknownWebhook: an id names no stored notification (nothing is replayed then).
             InvalidRequest: neither ids nor ``failed``.
         """
         replayed = await reads.replay_webhooks(self._open_parts().store, ids, failed=failed)
-        if replayed:
-            self._wrote_webhooks = True
-            if self._deliverer is not None:
-                self._deliverer.wake()
+        if replayed and self._deliverer is not None:
+            self._deliverer.wake()
         return replayed
 
     async def pending_webhooks(self) -> int:

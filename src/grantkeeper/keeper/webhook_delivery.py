@@ -53,8 +53,8 @@ class DeliveryPolicy:
     max_attempts: int = 12
     first_retry: timedelta = timedelta(seconds=60)
     max_retry: timedelta = timedelta(hours=6)
-    lease: timedelta = timedelta(seconds=60)
-    """How long a claim holds a message: longer than one POST may take (its timeout)."""
+    lease: timedelta = timedelta(seconds=35)
+    """How long a claim holds a message: well beyond what one POST may take (its timeout)."""
     batch: int = 20
 
     @classmethod
@@ -63,7 +63,7 @@ class DeliveryPolicy:
             max_attempts=settings.webhook_max_attempts,
             first_retry=timedelta(seconds=settings.webhook_retry_seconds),
             max_retry=timedelta(seconds=settings.webhook_retry_max_seconds),
-            lease=timedelta(seconds=max(60.0, 3 * timeout)),
+            lease=timedelta(seconds=3 * timeout + 5),
         )
 
 

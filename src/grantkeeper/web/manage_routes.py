@@ -1,11 +1,12 @@
-"""The management API: users and grants by state, one user's grant and history, the audit log.
-Behind a service key allowed ``manage``; answers from the keeper's read queries, as the
-CLI's ``users`` and ``audit`` commands do. Never a token."""
+"""The management API: users and grants by state, one user's grant and history, the audit log,
+webhook deliveries (and replaying one). Behind a service key allowed ``manage``; answers from
+the keeper's read queries, as the CLI's ``users``, ``audit`` and ``webhooks`` commands do.
+Never a token."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -13,7 +14,14 @@ from fastapi.responses import JSONResponse
 from grantkeeper.keeper import MAX_PAGE, Keeper
 from grantkeeper.web.auth import ManageKey
 from grantkeeper.web.openapi import problems
-from grantkeeper.web.schemas import AuditPage, ServiceKeyLimitProblem, UserDetail, UsersPage
+from grantkeeper.web.schemas import (
+    AuditPage,
+    ServiceKeyLimitProblem,
+    UserDetail,
+    UsersPage,
+    WebhookDelivery,
+    WebhooksPage,
+)
 
 router = APIRouter(prefix="/v1/manage", tags=["management"])
 
@@ -84,6 +92,41 @@ async def audit_log(
         limit=limit,
     )
     return JSONResponse(page.to_json("events"), headers=NO_STORE)
+
+
+@router.get(
+    "/webhooks",
+    summary="Webhook notifications and their delivery state, newest first, paged",
+    response_model=WebhooksPage,
+    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+)
+async def list_webhooks(
+    request: Request,
+    _: ManageKey,
+    state: Annotated[
+        Literal["pending", "delivered", "failed"] | None,
+        Query(description="Only notifications in this state"),
+    ] = None,
+    before: Annotated[int | None, Query(description="The cursor: the previous page's next")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> JSONResponse:
+    keeper: Keeper = request.app.state.keeper
+    page = await keeper.webhooks_page(state=state, before=before, limit=limit)
+    return JSONResponse(page.to_json("webhooks"), headers=NO_STORE)
+
+
+@router.post(
+    "/webhooks/{webhook_id}/replay",
+    summary="Send a notification again, with the same webhook-id",
+    response_model=WebhookDelivery,
+    responses=problems(401, 403, 404, 503, special=_LIMIT_403),
+)
+async def replay_webhook(request: Request, webhook_id: str, _: ManageKey) -> JSONResponse:
+    """The notification becomes pending with fresh attempts and is delivered again; the app
+    de-duplicates by ``webhook-id`` if it had it already."""
+    keeper: Keeper = request.app.state.keeper
+    (replayed,) = await keeper.replay_webhooks([webhook_id])
+    return JSONResponse(replayed, headers=NO_STORE)
 
 
 def _aware(value: datetime | None) -> datetime | None:

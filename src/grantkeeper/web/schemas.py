@@ -303,3 +303,21 @@ class UserDetail(_Answer):
 class AuditPage(_Answer):
     events: list[AuditRecord]
     next: str | None = Field(description="Pass as ?before= for the next page; null on the last.")
+
+
+class WebhookDelivery(_Answer):
+    """A webhook notification in the outbox and where its delivery stands (not its payload)."""
+
+    id: str = Field(description="The webhook-id the app receives on every attempt (msg_…).")
+    type: str = Field(description="grant.revoked, grant.recovered, grant.expiring, …")
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int = Field(description="Delivery attempts started.")
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="When pending: the next attempt.")
+    delivered_at: datetime | None
+    last_error: str | None = Field(description="How the last failed attempt ended (HTTP 500, …).")
+
+
+class WebhooksPage(_Answer):
+    webhooks: list[WebhookDelivery]
+    next: str | None = Field(description="Pass as ?before= for the next page; null on the last.")
