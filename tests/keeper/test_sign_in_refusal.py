@@ -5,6 +5,8 @@ Google does)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from grantkeeper.errors import SignInRefused, UntrustedIdToken
 from grantkeeper.keeper import Keeper, SignInCandidate
+from grantkeeper.keeper.sign_in_decision import unverified_sub
 from grantkeeper.keeper.sync import SyncKeeper
 
 from ..app_world import store_of
@@ -124,3 +127,105 @@ def test_sync_keeper_passes_the_hook(world: World, store_target: Any) -> None:
         with pytest.raises(SignInRefused):
             keeper.sign_in(world.code(), decide=refuse)
         assert keeper.sign_in(world.code()).offline is True
+
+
+async def test_an_async_hook_that_accepts_lets_the_user_in(keeper: Keeper, world: World) -> None:
+    seen: list[str] = []
+
+    async def accept(candidate: SignInCandidate) -> None:
+        seen.append(candidate.sub)
+
+    result = await keeper.sign_in(world.code(), decide=accept)
+    assert seen == [world.sub] == [result.sub]
+    assert await store_of(keeper).get_grant(world.sub) is not None
+
+
+async def test_a_plain_hook_may_hand_back_an_awaitable_which_is_awaited(
+    keeper: Keeper, world: World
+) -> None:
+    async def check(candidate: SignInCandidate) -> None:
+        raise SignInRefused(f"{candidate.email} is on the waiting list.")
+
+    def decide(candidate: SignInCandidate) -> Any:
+        return check(candidate)  # e.g. a functools.partial of an async function
+
+    with pytest.raises(SignInRefused, match="waiting list"):
+        await keeper.sign_in(world.code(), decide=decide)
+    assert await store_of(keeper).get_user(world.sub) is None
+
+
+async def test_a_refused_sign_in_without_a_refresh_token_gives_nothing_back(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+
+    def refuse(candidate: SignInCandidate) -> None:
+        assert candidate.offline is False  # Google remembers the consent: no refresh token
+        raise SignInRefused("Not now.")
+
+    with pytest.raises(SignInRefused):
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=refuse)
+    assert "Google issued no refresh token, so nothing is lost" in caplog.text
+    assert world.stats().get("revoke", 0) == 0  # nothing to revoke
+    world.emulator.control.advance_clock(2 * 3600)
+    assert (await keeper.access_token(world.sub, [DRIVE_APPDATA])).refreshed
+
+
+async def test_when_giving_back_fails_the_log_says_what_the_next_sign_in_needs(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    world.emulator.control.add_fault("revoke", status=503, count=None)
+
+    def refuse(candidate: SignInCandidate) -> None:
+        raise SignInRefused("Not today.")
+
+    with pytest.raises(SignInRefused):
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=refuse)
+    assert "revoking what Google issued failed (provider_unavailable)" in caplog.text
+    assert "prompt=consent" in caplog.text
+    assert await store_of(keeper).get_user(world.sub) is None
+    world.emulator.control.clear_faults("revoke")
+    # Google kept the consent: exactly the case the log warns about.
+    assert (await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))).offline is False
+
+
+async def test_a_hook_that_crashes_still_gives_back_what_google_issued(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+
+    def buggy(candidate: SignInCandidate) -> None:
+        raise KeyError("plan")
+
+    with pytest.raises(KeyError):
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=buggy)
+    assert "did not complete (KeyError); revoked what Google issued" in caplog.text
+    audit = await store_of(keeper).list_audit(world.sub)
+    assert [(e.outcome, e.detail["revoked_at_provider"]) for e in audit] == [
+        ("internal_error", True)
+    ]
+    assert (await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))).offline is True
+
+
+def _unsigned(payload: object) -> str:
+    """An ID token's shape with ``payload`` (its signature is never checked here)."""
+
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(payload)}.c2ln"
+
+
+def test_the_sub_of_an_unverified_id_token_is_read_for_the_log_only() -> None:
+    assert unverified_sub(_unsigned({"sub": "1234"})) == "1234"
+    # No token, not a JWS, a payload that is a list, no sub, a sub that is not a string, a sub
+    # longer than any Google sub: no identity to name.
+    assert unverified_sub(None) is None
+    assert unverified_sub("") is None
+    assert unverified_sub("not-a-jwt") is None
+    assert unverified_sub(_unsigned(["sub"])) is None
+    assert unverified_sub(_unsigned({"email": "a@b"})) is None
+    assert unverified_sub(_unsigned({"sub": 1234})) is None
+    assert unverified_sub(_unsigned({"sub": "x" * 256})) is None

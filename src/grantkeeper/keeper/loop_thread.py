@@ -44,8 +44,6 @@ class LoopThread:
         return future.result(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.loop.is_closed():
-            return
+        """Stop the loop and wait for its thread (called once, from the owner's thread)."""
         self.loop.call_soon_threadsafe(self.loop.stop)
-        if threading.current_thread() is not self.thread:
-            self.thread.join(timeout)
+        self.thread.join(timeout)

@@ -77,16 +77,12 @@ class SignInResult:
         return {"user": self.user, "grant": self.grant, "replayed": self.replayed}
 
     def dumps(self, idempotency_key_hash: str | None = None) -> str:
-        """The answer as kept for a retried POST (``loads`` marks it replayed), bound to the
+        """The answer as kept for a retried POST (``loads_bound`` marks it replayed), bound to the
         hash of the ``Idempotency-Key`` the first POST carried (None: no retry may have it)."""
         return json.dumps(
             {"user": self.user, "grant": self.grant, "key": idempotency_key_hash},
             separators=(",", ":"),
         )
-
-    @classmethod
-    def loads(cls, text: str) -> SignInResult:
-        return cls.loads_bound(text)[0]
 
     @classmethod
     def loads_bound(cls, text: str) -> tuple[SignInResult, str | None]:

@@ -88,7 +88,14 @@ def _ensure_sqlite_directory(url: URL) -> None:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
         path = Path(database).expanduser()
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigurationError(
+                f"The SQLite database's directory {path.parent} cannot be created "
+                f"({error.strerror or type(error).__name__}): point GRANTKEEPER_DATABASE_URL "
+                "(or GRANTKEEPER_DATA_DIR) at a writable directory."
+            ) from None
         _private_file(path)
 
 
