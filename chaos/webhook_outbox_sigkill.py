@@ -2,7 +2,7 @@
 
 A slow webhook receiver (it answers in 50-300 ms, and 10% of the time 500) records every
 delivery and checks its Standard Webhooks signature. `grantkeeper serve --workers 2` (two
-deliverers side by side) runs on a SQLite store (or ``--database-url``) against the Google
+deliverers side by side) runs on a SQLite store (or ``--postgres``) against the Google
 emulator, and a driver thread keeps signing users in
 and disconnecting them over its HTTP API: each disconnect commits a ``grant.revoked``
 notification to the outbox. Meanwhile the serve process is SIGKILLed at random moments (most
@@ -15,7 +15,7 @@ end one last serve drains the outbox, and the check is:
 
 Prints what it tried and ``lost: N``; exits 1 if N > 0. Run from the repository root::
 
-    .venv/bin/python chaos/webhook_outbox_sigkill.py [--kills 22] [--database-url URL]
+    .venv/bin/python chaos/webhook_outbox_sigkill.py [--kills 22] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from grantkeeper.crypto import KeyRing, generate_key
@@ -201,8 +203,10 @@ class Driver:
                 time.sleep(0.05)  # serve is down (killed): the next user waits for it
 
 
-async def outbox_and_disconnected(url: str, key: str) -> tuple[list[Any], set[str], int]:
-    store = await GrantStore.open(url, KeyRing.from_strings([key]))
+async def outbox_and_disconnected(
+    url: str, schema: str | None, key: str
+) -> tuple[list[Any], set[str], int]:
+    store = await GrantStore.open(url, KeyRing.from_strings([key]), schema=schema)
     try:
         entries = await store.list_webhooks(limit=1_000_000)
         gone = {g.sub for g in await store.list_grants() if g.status == "disconnected"}
@@ -216,7 +220,12 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=22)
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--workers", type=int, default=2, help="serve's worker processes")
-    parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URL",
+        help="run on PostgreSQL (a schema of its own, dropped at the end); default SQLite",
+    )
     options = parser.parse_args()
     rng = random.Random(options.seed)  # noqa: S311  # chaos, not secrets
     started = time.monotonic()
@@ -225,7 +234,50 @@ def main() -> int:
     server, hook_url = start_receiver(receiver)
     workdir = Path(tempfile.mkdtemp(prefix="gk-chaos-outbox-"))
     key = generate_key("chaos")
-    database_url = options.database_url or f"sqlite:///{workdir / 'grants.sqlite3'}"
+    database_url = options.postgres or f"sqlite:///{workdir / 'grants.sqlite3'}"
+    schema = f"gk_chaos_{secrets.token_hex(4)}" if options.postgres else None
+    if schema is not None:
+        with psycopg.connect(options.postgres, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        return run(
+            Setup(
+                options,
+                rng,
+                started,
+                receiver,
+                hook_url,
+                server,
+                workdir,
+                key,
+                database_url,
+                schema,
+            )
+        )
+    finally:
+        if schema is not None:
+            with psycopg.connect(options.postgres, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@dataclass(frozen=True)
+class Setup:
+    options: argparse.Namespace
+    rng: random.Random
+    started: float
+    receiver: Receiver
+    hook_url: str
+    server: ThreadingHTTPServer
+    workdir: Path
+    key: str
+    database_url: str
+    schema: str | None
+
+
+def run(setup: Setup) -> int:
+    options, rng, started, receiver = setup.options, setup.rng, setup.started, setup.receiver
+    hook_url, server, workdir, key = setup.hook_url, setup.server, setup.workdir, setup.key
+    database_url, schema, secret = setup.database_url, setup.schema, receiver.secret
     kills_mid_delivery = 0
     with run_emulator() as emulator:
         control = emulator.control
@@ -240,6 +292,7 @@ def main() -> int:
             GRANTKEEPER_ALLOWED_CLIENT_IDS=ios,
             GRANTKEEPER_DATA_DIR=str(workdir / "data"),
             GRANTKEEPER_DATABASE_URL=database_url,
+            **({"GRANTKEEPER_DATABASE_SCHEMA": schema} if schema else {}),
             GRANTKEEPER_ENCRYPTION_KEYS=key,
             GRANTKEEPER_SERVICE_API_KEYS=SERVICE_KEY,
             GRANTKEEPER_ALLOW_INSECURE_HTTP="true",
@@ -271,14 +324,16 @@ def main() -> int:
             # The last serve delivers what is left, claims of killed processes included.
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                entries, gone, pending = asyncio.run(outbox_and_disconnected(database_url, key))
+                entries, gone, pending = asyncio.run(
+                    outbox_and_disconnected(database_url, schema, key)
+                )
                 if pending == 0:
                     break
                 time.sleep(0.5)
         finally:
             serve.stop()
             server.shutdown()
-    entries, gone, pending = asyncio.run(outbox_and_disconnected(database_url, key))
+    entries, gone, pending = asyncio.run(outbox_and_disconnected(database_url, schema, key))
     received = set(receiver.ids)
     never_received = [e.id for e in entries if e.id not in received]
     unnotified = sorted(gone - receiver.revoked_subs)
@@ -287,7 +342,7 @@ def main() -> int:
     states: dict[str, int] = {}
     for entry in entries:
         states[entry.state] = states.get(entry.state, 0) + 1
-    print(f"store: {'sqlite' if options.database_url is None else 'given URL'}")
+    print(f"store: {'postgresql, schema ' + schema if schema else 'sqlite'}")
     print(
         f"serve ({options.workers} workers, each delivering) SIGKILLed: {options.kills} times, "
         f"with a POST in flight: {kills_mid_delivery}"

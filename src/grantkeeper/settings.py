@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(default=None, repr=False)
     """Standard Webhooks signing secret (``whsec_…``)."""
 
+    webhook_retention_days: float = Field(default=7.0, ge=0, le=3650)
+    """How long a delivered notification stays in the outbox (``webhooks list``) before a
+    deliverer deletes it; 0 keeps them. Failed and pending ones always stay."""
+
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long one delivery attempt waits for the app's answer; a claim on a message lasts
     three times as long (plus 5 s) before another deliverer may take it over."""

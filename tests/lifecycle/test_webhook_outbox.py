@@ -335,3 +335,50 @@ def test_background_delivery_of_a_sync_keeper(
             ((_, payload),) = verified(secret, sink, 1)  # before close
     assert payload["type"] == "grant.revoked"
     assert payload["data"]["source"] == "disconnect"
+
+
+async def test_background_delivery_starts_on_a_write_and_stops_with_the_keeper(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    """What ``serve`` runs in each worker: woken by the keeper's own writes, no poll to wait."""
+    secret = generate_secret()
+    with webhook_sink() as sink:
+        async with notifying_keeper(world, store_target, store_keyring, sink.url, secret) as k:
+            assert await k.start_webhook_delivery()
+            sub = await revoke_at_google(k, world)
+            for _ in range(200):
+                if (await listed(k, state="delivered")) or sink.received:
+                    break
+                await asyncio.sleep(0.02)
+            ((_, payload),) = verified(secret, sink, 1)
+            await k.stop_webhook_delivery()
+    assert payload["data"]["sub"] == sub
+
+
+async def test_delivered_notifications_are_pruned_after_their_retention(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    secret = generate_secret()
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    try:
+        now = clock.now()
+        made = [build_message("grant.expiring", {"n": n}, at=now) for n in range(2)]
+        await store.enqueue_webhooks(
+            [OutboxMessage(m.id, m.type, m.body, m.created_at) for m in made]
+        )
+        with webhook_sink() as sink:
+            sink.statuses = [410]
+            policy = DeliveryPolicy(max_attempts=1, batch=1, retention=timedelta(days=7))
+            deliverer = WebhookDeliverer(
+                store, WebhookSender(sink.url, secret), clock=clock, policy=policy
+            )
+            report = await deliverer.deliver_due()
+        assert (report.delivered, report.failed) == (1, 1)
+        assert await deliverer.prune() == 0  # delivered just now
+        world.emulator.control.advance_clock(8 * 86400)
+        assert await deliverer.prune() == 1
+        (kept,) = await store.list_webhooks()
+        assert kept.state == "failed"  # kept for the operator to replay
+    finally:
+        await store.close()

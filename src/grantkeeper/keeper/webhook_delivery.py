@@ -22,7 +22,7 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -40,6 +40,8 @@ log = logging.getLogger("grantkeeper.webhooks")
 #: How long the loop sleeps when nothing is due and nothing wakes it (another process may have
 #: written messages; their own deliverer usually sends them first).
 IDLE_POLL_SECONDS = 5.0
+#: How often a running deliverer deletes delivered messages past their retention.
+PRUNE_EVERY = timedelta(hours=1)
 #: The shortest sleep between passes (a due message another deliverer holds is not spun on).
 MIN_POLL_SECONDS = 0.5
 #: How long the loop waits before trying again after the store failed.
@@ -56,6 +58,8 @@ class DeliveryPolicy:
     lease: timedelta = timedelta(seconds=35)
     """How long a claim holds a message: well beyond what one POST may take (its timeout)."""
     batch: int = 20
+    retention: timedelta | None = timedelta(days=7)
+    """Delivered messages older than this are deleted (None: kept)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = 10.0) -> DeliveryPolicy:
@@ -64,6 +68,11 @@ class DeliveryPolicy:
             first_retry=timedelta(seconds=settings.webhook_retry_seconds),
             max_retry=timedelta(seconds=settings.webhook_retry_max_seconds),
             lease=timedelta(seconds=3 * timeout + 5),
+            retention=(
+                timedelta(days=settings.webhook_retention_days)
+                if settings.webhook_retention_days
+                else None
+            ),
         )
 
 
@@ -118,6 +127,7 @@ class WebhookDeliverer:
         self.owner = f"deliverer-{secrets.token_hex(6)}"
         self._wake = asyncio.Event()
         self._stopping = False
+        self._pruned_at: datetime | None = None
 
     def wake(self) -> None:
         """Something was written to the outbox: deliver now rather than at the next poll."""
@@ -184,6 +194,15 @@ class WebhookDeliverer:
             int(wait.total_seconds()),
         )
 
+    async def prune(self) -> int:
+        """Delete the delivered messages older than the retention (none without one)."""
+        if self._policy.retention is None:
+            return 0
+        pruned = await self._store.prune_webhooks(self._clock.now() - self._policy.retention)
+        if pruned:
+            log.info("webhooks: %d delivered notification(s) past retention deleted", pruned)
+        return pruned
+
     async def run(self) -> None:
         """Deliver until cancelled: whatever is due, then sleep until woken (a message was
         written here), until the next message is due, or :data:`IDLE_POLL_SECONDS`."""
@@ -191,6 +210,10 @@ class WebhookDeliverer:
             self._wake.clear()
             try:
                 await self.deliver_due()
+                now = self._clock.now()
+                if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+                    self._pruned_at = now
+                    await self.prune()
                 pause = await self._pause()
             except GrantkeeperError as error:  # the store is down: try again later
                 log.warning("webhook delivery paused: %s", error.code)

@@ -261,6 +261,18 @@ class WebhookOutbox(StoreCore):
                 )
         return found
 
+    async def prune_webhooks(self, delivered_before: datetime) -> int:
+        """Delete messages delivered before ``delivered_before`` (failed and pending ones
+        stay). Returns how many."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                webhook_outbox.delete().where(
+                    webhook_outbox.c.state == OutboxState.DELIVERED.value,
+                    webhook_outbox.c.delivered_at < delivered_before,
+                )
+            )
+        return result.rowcount
+
     async def count_pending_webhooks(self) -> int:
         query = (
             sa.select(sa.func.count())
