@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook
 
 from grantkeeper.crypto import KeyRing
-from grantkeeper.errors import GrantRevoked, UnknownWebhook
+from grantkeeper.errors import GrantRevoked, InvalidRequest, UnknownWebhook
 from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.webhook_delivery import DeliveryPolicy, WebhookDeliverer
 from grantkeeper.store import GrantStatus, OutboxMessage
@@ -208,6 +208,8 @@ async def test_after_every_attempt_failed_replay_sends_it_again(
                 await k.replay_webhooks([failed["id"], "msg_nope"])
             assert unknown.value.unknown == ["msg_nope"]
             assert (await listed(k, state="failed"))[0]["id"] == failed["id"]  # nothing reset
+            with pytest.raises(InvalidRequest):
+                await k.replay_webhooks()  # neither ids nor failed: nothing to do
             (again,) = await k.replay_webhooks(failed=True)
             assert again["id"] == failed["id"]
             assert again["state"] == "pending"
