@@ -22,22 +22,25 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 demo: $(STAMP)
 	$(BIN)/grantkeeper demo
 
+# Test processes (pytest-xdist); most tests wait on a subprocess or a socket, so one per core.
+TEST_WORKERS ?= auto
+
+# The whole suite under coverage.py (branch coverage, the CLI's and the workers' subprocesses
+# included: pyproject's [tool.coverage.run]), then the floors: the run fails below any of them.
 test: $(STAMP) lint
-	$(BIN)/pytest
-
-# The quick loop while working: everything that starts no process.
-test-quick: $(STAMP)
-	$(BIN)/pytest -m "not slow" -q
-
-# The whole suite under coverage.py (branch coverage, subprocesses included: pyproject's
-# [tool.coverage.run]), then the floors: the run fails below any of them.
-coverage: $(STAMP)
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --durations=15
 	$(BIN)/coverage combine --quiet
 	$(MAKE) --no-print-directory coverage-floors
 
-# part:floor (percent of branch coverage, of the last `make coverage`); "total" is the package.
+# The quick loop while working: everything that starts no process, without coverage.
+test-quick: $(STAMP)
+	$(BIN)/pytest -m "not slow" -q -n $(TEST_WORKERS)
+
+# The coverage report and floors of the last `make test` (`make coverage` runs it again).
+coverage: test
+
+# part:floor (percent of branch coverage, of the last `make test`); "total" is the package.
 COVERAGE_FLOORS := total:90 keeper/:95 oauth/:95 crypto.py:95 store/:95
 
 coverage-floors: $(STAMP)
