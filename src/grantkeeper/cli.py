@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import typer
 
+from grantkeeper._cli.runner import Commands, main_guard, say
 from grantkeeper._version import __version__
 
-app = typer.Typer(
+# Every command registered here or on a group is a runner command (grantkeeper._cli.runner):
+# one way to print, to end on an error (code, advice, exit code 1) and on Ctrl-C.
+app = Commands(
     name="grantkeeper",
     help="Keep Google grants for your users: sign-in with server auth codes, offline access.",
     no_args_is_help=True,
-    add_completion=False,
-    # Click's plain help: flags without a "<bool>" type column, no boxes to garble in a pager,
-    # a log or a narrow terminal. Subcommand groups inherit it.
-    rich_markup_mode=None,
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"grantkeeper {__version__}")
+        say(f"grantkeeper {__version__}")
         raise typer.Exit()
 
 
@@ -50,6 +49,10 @@ app.command("sweep")(_lifecycle.sweep_command)
 app.command("audit")(_lifecycle.audit_command)
 app.command("revoke")(_lifecycle.revoke_command)
 
+from grantkeeper._cli.worker import worker as _worker  # noqa: E402
+
+app.command("worker")(_worker)
+
 from grantkeeper._cli import access as _access  # noqa: E402
 
 app.command("serve")(_access.serve)
@@ -75,7 +78,5 @@ app.command("demo")(_demo)
 
 
 def main() -> None:
-    from grantkeeper._cli.runner import main_guard
-
     with main_guard():
         app()

@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 
-from grantkeeper._cli.runner import table
-from grantkeeper.errors import GrantkeeperError
+from grantkeeper._cli.runner import Commands, echo_json, out, run, say, table, warn
 from grantkeeper.extras import require_extra
 from grantkeeper.keeper import MAX_PAGE, Keeper
 from grantkeeper.logsafety import redact_access_log, uvicorn_log_config
 from grantkeeper.settings import Settings
 
-T = TypeVar("T")
-
-users_app = typer.Typer(help="Users and the state of their grants.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(error: GrantkeeperError) -> typer.Exit:
-    err.print(f"{error.code}: {error.message}", markup=False)
-    err.print(error.advice, markup=False)
-    return typer.Exit(1)
-
-
-def run(work: Callable[[], Awaitable[T]]) -> T:
-    async def main() -> T:
-        return await work()
-
-    try:
-        return asyncio.run(main())
-    except GrantkeeperError as error:
-        raise fail(error) from None
+users_app = Commands(help="Users and the state of their grants.", no_args_is_help=True)
 
 
 def serve(
@@ -80,51 +55,41 @@ def serve(
             "dev mode keeps the emulator in this process, so it serves with one worker.",
             param_hint="--workers",
         )
-    try:
-        if emulator:
-            require_extra("demo", "grantkeeper serve --emulator")
-        else:
-            require_extra("server", "grantkeeper serve")
-    except GrantkeeperError as error:
-        raise fail(error) from None
+    if emulator:
+        require_extra("demo", "grantkeeper serve --emulator")
+    else:
+        require_extra("server", "grantkeeper serve")
     if not emulator:
-        try:
-            settings = Settings(**overrides)
-            Keeper(settings)  # its webhook settings fail here, before the port is bound
-            # Fail before binding the port: the client secrets must load.
-            from grantkeeper.oauth import load_client_secrets
+        settings = Settings(**overrides)
+        Keeper(settings)  # its webhook settings fail here, before the port is bound
+        # Fail before binding the port: the client secrets must load.
+        from grantkeeper.oauth import load_client_secrets
 
-            if settings.client_secrets_file is None:
-                from grantkeeper.errors import ConfigurationError
+        if settings.client_secrets_file is None:
+            from grantkeeper.errors import ConfigurationError
 
-                raise ConfigurationError(
-                    "GRANTKEEPER_CLIENT_SECRETS_FILE is not set; point it at the web client's "
-                    "client_secret_*.json (or use --emulator for local development)."
-                )
-            load_client_secrets(settings.client_secrets_file)
-            from grantkeeper._cli.preflight import check_before_serving
+            raise ConfigurationError(
+                "GRANTKEEPER_CLIENT_SECRETS_FILE is not set; point it at the web client's "
+                "client_secret_*.json (or use --emulator for local development)."
+            )
+        load_client_secrets(settings.client_secrets_file)
+        from grantkeeper._cli.preflight import check_before_serving
 
-            run(lambda: check_before_serving(settings))
-        except GrantkeeperError as error:
-            raise fail(error) from None
+        run(check_before_serving(settings))
         from grantkeeper.web.serving import default_workers
         from grantkeeper.web.serving import serve as serve_http
 
         count = workers or default_workers()
-        typer.echo(
+        say(
             f"grantkeeper serving on http://{host}:{port} (issuer {settings.issuer}, "
             f"{count} worker{'s' if count > 1 else ''})"
         )
         if not settings.service_api_keys:
-            err.print(
+            warn(
                 "warning: GRANTKEEPER_SERVICE_API_KEYS is empty, so the token API "
-                "(/v1/users/{sub}/token) refuses every caller.",
-                markup=False,
+                "(/v1/users/{sub}/token) refuses every caller."
             )
-        try:
-            serve_http(settings, overrides, host, port, count)
-        except GrantkeeperError as error:
-            raise fail(error) from None
+        serve_http(settings, overrides, host, port, count)
         return
     import uvicorn
 
@@ -144,13 +109,13 @@ def serve(
             world.settings, clock=world.emulator.state.clock, transport=world.keeper_transport()
         )
         app = create_app(keeper, owns_keeper=True, extend=lambda app: install_page(app, world))
-        typer.echo(f"emulator   {world.emulator.base_url}")
+        say(f"emulator   {world.emulator.base_url}")
         if world.emulator.ca_path is not None:
-            typer.echo(f"CA         {world.emulator.ca_path}  (trust it to reach the emulator)")
-        typer.echo(f"keeper     http://{host}:{port}  (OpenAPI at /docs)")
-        typer.echo(f"sign-in    {page_url}")
-        typer.echo(f"service key for the token API: {world.service_key}")
-        typer.echo(f"data       {base}")
+            say(f"CA         {world.emulator.ca_path}  (trust it to reach the emulator)")
+        say(f"keeper     http://{host}:{port}  (OpenAPI at /docs)")
+        say(f"sign-in    {page_url}")
+        say(f"service key for the token API: {world.service_key}")
+        say(f"data       {base}")
         redact_access_log()
         uvicorn.run(
             app,
@@ -189,7 +154,7 @@ def users_list(
 
     rows = run(work)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        echo_json(rows)
         return
     cells = []
     for row in rows:
@@ -208,7 +173,7 @@ def users_list(
     columns = ("sub", "email", "status", "offline", "scopes", "last used", "last refresh")
     # sub and email are identifiers a user copies: never cut, whatever the terminal's width.
     out.print(table(columns, cells, keep_whole=("sub", "email")))
-    out.print(f"{len(rows)} user(s)")
+    say(f"{len(rows)} user(s)")
 
 
 @users_app.command("show")
@@ -220,7 +185,7 @@ def users_show(sub: str = typer.Argument(..., help="The user's Google subject id
         async with _reading_keeper() as keeper:
             return await keeper.user_detail(sub)
 
-    typer.echo(json.dumps(run(work), indent=2))
+    echo_json(run(work))
 
 
 def token(
@@ -238,4 +203,7 @@ def token(
             return found.to_json()
 
     found = run(work)
-    typer.echo(json.dumps(found, indent=2) if as_json else found["access_token"])
+    if as_json:
+        echo_json(found)
+    else:
+        say(found["access_token"])

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
-
 import typer
 
-from grantkeeper.errors import GrantkeeperError
+from grantkeeper._cli.runner import EXIT_FAILED, Commands, run, say, warn
 from grantkeeper.settings import Settings
 
-T = TypeVar("T")
-
-app = typer.Typer(help="The grant store's database schema.", no_args_is_help=True)
+app = Commands(help="The grant store's database schema.", no_args_is_help=True)
 
 _URL = typer.Option(
     None, "--database-url", help="Overrides GRANTKEEPER_DATABASE_URL.", show_default=False
@@ -21,15 +15,6 @@ _URL = typer.Option(
 _SCHEMA = typer.Option(
     None, "--schema", help="PostgreSQL schema; overrides GRANTKEEPER_DATABASE_SCHEMA."
 )
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(work)
-    except GrantkeeperError as error:
-        typer.echo(f"{error.code}: {error.message}", err=True)
-        typer.echo(error.advice, err=True)
-        raise typer.Exit(1) from None
 
 
 async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[str, str | None]:
@@ -43,14 +28,14 @@ async def _with_engine(url: str, schema: str | None, *, upgrade: bool) -> tuple[
 def upgrade(database_url: str | None = _URL, schema: str | None = _SCHEMA) -> None:
     """Create or migrate the tables to the newest revision (safe to run on every deploy)."""
     settings = Settings()
-    url, revision = _run(
+    url, revision = run(
         _with_engine(
             database_url or settings.effective_database_url,
             schema or settings.database_schema,
             upgrade=True,
         )
     )
-    typer.echo(f"{url}: at revision {revision} (head)")
+    say(f"{url}: at revision {revision} (head)")
 
 
 @app.command()
@@ -61,7 +46,7 @@ def current(
 ) -> None:
     """Print the database's migration revision and the newest one this version ships."""
     settings = Settings()
-    url, revision = _run(
+    url, revision = run(
         _with_engine(
             database_url or settings.effective_database_url,
             schema or settings.database_schema,
@@ -71,7 +56,7 @@ def current(
     from grantkeeper.store.migrate import head_revision
 
     head = head_revision()
-    typer.echo(f"{url}: revision {revision or 'none (empty database)'}; newest {head}")
+    say(f"{url}: revision {revision or 'none (empty database)'}; newest {head}")
     if check and revision != head:
-        typer.echo("The database needs: grantkeeper db upgrade", err=True)
-        raise typer.Exit(1)
+        warn("The database needs: grantkeeper db upgrade")
+        raise typer.Exit(EXIT_FAILED)

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from grantkeeper._cli.runner import EXIT_FAILED
 from grantkeeper.demo.faults import FAULTS
-from grantkeeper.errors import GrantkeeperError
 from grantkeeper.extras import require_extra
 
 
@@ -34,11 +34,7 @@ def demo(
     """
     if inject_fault is not None and inject_fault not in FAULTS:
         raise typer.BadParameter(f"one of {', '.join(FAULTS)}", param_hint="--inject-fault")
-    try:
-        require_extra("demo", "grantkeeper demo")
-    except GrantkeeperError as error:
-        typer.echo(f"{error.code}: {error.message}", err=True)
-        raise typer.Exit(1) from None
+    require_extra("demo", "grantkeeper demo")
     from grantkeeper.demo.story import run_demo
 
     where = data_dir or Path(tempfile.mkdtemp(prefix="grantkeeper-demo-"))
@@ -47,4 +43,4 @@ def demo(
     held = run_demo(where, console, fault=inject_fault)
     console.print(f"The demo's data stays in {where}")
     if not held:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

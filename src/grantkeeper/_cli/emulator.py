@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from grantkeeper._cli.runner import say, usage_error
+
 HELP = """
 Serve a Google-compatible OAuth 2.0 / OpenID Connect provider (and small
 Drive and Photos APIs) and print its base URL. Clients find everything
@@ -93,14 +95,9 @@ def emulator(
 ) -> None:
     # Imported here: the emulator pulls in FastAPI and uvicorn, which `grantkeeper --help`
     # and the other commands should not pay for (nor a core install without the extra).
-    from grantkeeper.errors import GrantkeeperError
     from grantkeeper.extras import require_extra
 
-    try:
-        require_extra("emulator", "grantkeeper emulator")
-    except GrantkeeperError as error:
-        typer.echo(f"{error.code}: {error.message}", err=True)
-        raise typer.Exit(1) from None
+    require_extra("emulator", "grantkeeper emulator")
     from grantkeeper.emulator import EmulatorConfig, EmulatorSettings
     from grantkeeper.emulator.persistence import StateFileError
     from grantkeeper.emulator.server import serve
@@ -110,10 +107,9 @@ def emulator(
         settings=settings, https=https, data_dir=data_dir, state_file=state, seed_file=seed
     )
     try:
-        serve(host, port, config, announce=typer.echo)
-    except StateFileError as error:
-        typer.echo(f"grantkeeper emulator: {error}", err=True)
-        raise typer.Exit(2) from None
+        serve(host, port, config, announce=say)
+    except StateFileError as error:  # a --state or --seed file that cannot be used
+        usage_error(f"grantkeeper emulator: {error}")
 
 
 emulator.__doc__ = HELP

@@ -7,18 +7,15 @@ and exits non-zero with the error's code and advice when it cannot.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from grantkeeper._cli import runner
+from grantkeeper._cli.runner import Commands, echo_json, err, out, run, say, table, warn
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import (
     MAX_PAGE,
@@ -32,24 +29,7 @@ from grantkeeper.keeper import (
 from grantkeeper.settings import Settings
 from grantkeeper.webhooks import generate_secret
 
-T = TypeVar("T")
-
-keys_app = typer.Typer(help="Encryption keys of stored tokens.", no_args_is_help=True)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(work)
-    except GrantkeeperError as error:
-        err.print(f"{error.code}: {error.message}", markup=False)
-        err.print(error.advice, markup=False)
-        raise typer.Exit(1) from None
-
-
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+keys_app = Commands(help="Encryption keys of stored tokens.", no_args_is_help=True)
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -64,10 +44,9 @@ def keys_generate(
 ) -> None:
     """Print a new key for GRANTKEEPER_ENCRYPTION_KEYS (put it first to make it primary)."""
     try:
-        typer.echo(generate_secret() if webhook_secret else generate_key(kid))
-    except GrantkeeperError as error:
-        err.print(f"{error.code}: {error.message}", markup=False)
-        raise typer.Exit(2) from None
+        say(generate_secret() if webhook_secret else generate_key(kid))
+    except GrantkeeperError as error:  # a kid that is no kid: a usage error
+        raise typer.BadParameter(error.message, param_hint="--kid") from None
 
 
 @keys_app.command("status")
@@ -78,26 +57,24 @@ def keys_status(as_json: bool = typer.Option(False, "--json", help="Machine-read
         async with Keeper(Settings()) as keeper:
             return await keeper.key_status()
 
-    found = _run(work())
+    found = run(work())
     if as_json:
-        _echo_json(found.to_json())
+        echo_json(found.to_json())
         return
-    table = Table("key id", "role", "stored values")
+    rows = []
     for kid in dict.fromkeys([*found.ring, *sorted(found.values_by_kid)]):
         role = "primary" if kid == found.primary else "in ring" if kid in found.ring else "MISSING"
-        table.add_row(kid, role, str(found.values_by_kid.get(kid, 0)))
-    out.print(table)
+        rows.append([kid, role, str(found.values_by_kid.get(kid, 0))])
+    out.print(table(("key id", "role", "stored values"), rows, keep_whole=("key id",)))
     if found.stale:
-        out.print(f"{found.stale} values are under old keys: run grantkeeper keys rotate.")
+        say(f"{found.stale} values are under old keys: run grantkeeper keys rotate.")
     else:
-        out.print("Every stored value is under the primary key.")
+        say("Every stored value is under the primary key.")
     if found.retirable:
-        out.print("Unused, can be removed from the ring: " + ", ".join(found.retirable))
+        say("Unused, can be removed from the ring: " + ", ".join(found.retirable))
     if found.unknown:
-        err.print(
-            "Values under keys the ring lacks (cannot be decrypted): " + ", ".join(found.unknown)
-        )
-        raise typer.Exit(1)
+        warn("Values under keys the ring lacks (cannot be decrypted): " + ", ".join(found.unknown))
+        raise typer.Exit(runner.EXIT_FAILED)
 
 
 @keys_app.command("rotate")
@@ -127,8 +104,8 @@ def keys_rotate(
                     on_progress=lambda done: progress.advance(task, done),
                 )
 
-    report = _run(work())
-    out.print(
+    report = run(work())
+    say(
         f"Rotated {report.rewritten} values in {report.batches} batches; "
         f"{report.remaining} left under old keys (primary {report.primary})."
     )
@@ -176,31 +153,26 @@ def sweep_command(
                     on_progress=lambda done: progress.advance(task, done),
                 )
 
-    report = _run(work())
+    report = run(work())
     if as_json:
-        _echo_json(report.to_json())
+        echo_json(report.to_json())
         return
-    table = Table("state", "grants", title=f"{len(report.grants)} grants")
-    for state, count in report.counts.items():
-        if count:
-            table.add_row(state, str(count))
-    out.print(table)
+    counts = [[state, str(count)] for state, count in report.counts.items() if count]
+    out.print(table(("state", "grants"), counts, title=f"{len(report.grants)} grants"))
     troubled = [g for g in report.grants if g.state not in ("healthy",)]
     if troubled:
-        detail = Table("sub", "client", "state", "reason", "action")
-        for column in detail.columns[:2]:  # identifiers: never cut
-            column.no_wrap, column.overflow = True, "ignore"
-        for grant in troubled[:50]:
-            detail.add_row(
-                grant.sub, grant.client_id, str(grant.state), grant.reason or "", grant.action or ""
-            )
-        out.print(detail)
+        rows = [
+            [g.sub, g.client_id, str(g.state), g.reason or "", g.action or ""]
+            for g in troubled[:50]
+        ]
+        columns = ("sub", "client", "state", "reason", "action")
+        out.print(table(columns, rows, keep_whole=("sub", "client")))
         if len(troubled) > 50:
-            out.print(f"… and {len(troubled) - 50} more (use --json).")
+            say(f"… and {len(troubled) - 50} more (use --json).")
     for action, count in report.actions.items():
-        out.print(f"{action}: {count}")
+        say(f"{action}: {count}")
     if not with_provider:
-        out.print("No GRANTKEEPER_CLIENT_SECRETS_FILE: pending revocations and keep-alive skipped.")
+        say("No GRANTKEEPER_CLIENT_SECRETS_FILE: pending revocations and keep-alive skipped.")
 
 
 # -- audit and revoke ----------------------------------------------------------------------------
@@ -229,9 +201,9 @@ def audit_command(
                 before = int(page.next)
             return found
 
-    events = _run(work())
+    events = run(work())
     if as_json:
-        _echo_json(events)
+        echo_json(events)
         return
     cells = [
         [
@@ -244,7 +216,7 @@ def audit_command(
         for e in events
     ]
     columns = ("at", "kind", "sub", "outcome", "detail")
-    out.print(runner.table(columns, cells, keep_whole=("at", "sub")))
+    out.print(table(columns, cells, keep_whole=("at", "sub")))
 
 
 def revoke_command(
@@ -258,5 +230,5 @@ def revoke_command(
             outcome = await keeper.disconnect(sub, forget=forget)
             return outcome.to_json()
 
-    result = _run(work())
-    _echo_json(result)
+    result = run(work())
+    echo_json(result)

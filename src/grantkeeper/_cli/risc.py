@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from grantkeeper._cli.runner import echo_json, out
+from grantkeeper._cli.runner import Commands, echo_json, say
 
 if TYPE_CHECKING:
     from grantkeeper.keeper import RiscStream
 
-app = typer.Typer(
+app = Commands(
     help="Register the RISC (Cross-Account Protection) receiver with Google.", no_args_is_help=True
 )
 
@@ -94,4 +94,4 @@ def verify(service_account: Path = _KEY) -> None:
         stream.verify(state)
     finally:
         stream.close()
-    out.print(f"verification requested (state {state}); the keeper's audit log records it")
+    say(f"verification requested (state {state}); the keeper's audit log records it")

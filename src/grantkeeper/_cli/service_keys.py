@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from grantkeeper._cli.runner import echo_json, out, table
+from grantkeeper._cli.runner import echo_json, out, say, table
 from grantkeeper.service_keys import ServiceKeyRing
 from grantkeeper.settings import Settings
 
@@ -28,4 +28,4 @@ def service_keys(
     ]
     out.print(table(["name", "fingerprint", "operations", "scopes"], rows, keep_whole=["name"]))
     if not keys:
-        out.print("No service key: the token API refuses every caller.", markup=False)
+        say("No service key: the token API refuses every caller.")

@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
-from grantkeeper._cli.runner import echo_json, out, run, table
+from grantkeeper._cli.runner import Commands, echo_json, out, run, say, table
 
-app = typer.Typer(help="Grant life-cycle notifications (Standard Webhooks).", no_args_is_help=True)
+app = Commands(help="Grant life-cycle notifications (Standard Webhooks).", no_args_is_help=True)
 
 STATES = ("pending", "delivered", "failed")
 
@@ -23,7 +23,7 @@ def secret() -> None:
     to the app's verifier."""
     from grantkeeper.webhooks import generate_secret
 
-    out.print(generate_secret(), markup=False)
+    say(generate_secret())
 
 
 @app.command("events")
@@ -36,7 +36,7 @@ def events(as_json: bool = typer.Option(False, "--json", help="Machine-readable.
         echo_json(found)
         return
     for event in found:
-        out.print(f"{event['type']:<24} {event['meaning']}", markup=False)
+        say(f"{event['type']:<24} {event['meaning']}")
 
 
 def _keeper(*, migrate: bool) -> Any:
@@ -94,7 +94,7 @@ def list_command(
     ]
     columns = ("id", "type", "state", "attempts", "created", "next attempt", "last error")
     out.print(table(columns, cells, keep_whole=("id", "created")))
-    out.print(f"{len(rows)} notification(s)")
+    say(f"{len(rows)} notification(s)")
 
 
 @app.command("replay")
@@ -117,8 +117,8 @@ def replay_command(
         echo_json(rows)
         return
     for row in rows:
-        out.print(f"{row['id']}  {row['type']}  pending again", markup=False)
-    out.print(f"{len(rows)} notification(s) will be sent again", markup=False)
+        say(f"{row['id']}  {row['type']}  pending again")
+    say(f"{len(rows)} notification(s) will be sent again")
 
 
 @app.command("deliver")
@@ -144,8 +144,7 @@ def deliver_command(
 
     found = run(work)
     if found is not None:
-        out.print(
+        say(
             f"delivered {found['delivered']}, to retry {found['retried']}, "
-            f"failed {found['failed']}",
-            markup=False,
+            f"failed {found['failed']}"
         )
