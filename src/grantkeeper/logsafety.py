@@ -54,6 +54,38 @@ def uvicorn_log_config(log_format: str) -> dict[str, Any]:
 
     if log_format != "json":
         return LOGGING_CONFIG
+    config = _json_log_config()
+    config["loggers"] = {
+        name: {"handlers": [], "level": "INFO", "propagate": True}
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    return config
+
+
+def process_log_config(log_format: str) -> dict[str, Any]:
+    """``logging.config.dictConfig`` for a process of ours that is no web server (``grantkeeper
+    worker``): INFO and up on stderr, one line a record (``text``) or one JSON object a line
+    (``json``). httpx's line per request stays out (the worker says what it did)."""
+    quiet = {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}}
+    if log_format == "json":
+        return {**_json_log_config(), "loggers": quiet}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {
+            "text": {
+                "class": "logging.StreamHandler",
+                "formatter": "text",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["text"], "level": "INFO"},
+        "loggers": quiet,
+    }
+
+
+def _json_log_config() -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -74,8 +106,4 @@ def uvicorn_log_config(log_format: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["json"], "level": "INFO"},
-        "loggers": {
-            name: {"handlers": [], "level": "INFO", "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-        },
     }
