@@ -23,6 +23,7 @@ LISTINGS = {
     "sweep",
     "service-keys",
     "webhooks events",
+    "webhooks list",
 }
 """List or report many things: a table for people, ``--json`` for scripts."""
 ALWAYS_JSON = {
@@ -39,6 +40,8 @@ OTHERS = {
     "keys generate",  # one key
     "keys rotate",  # one line and a progress bar
     "webhooks secret",  # one secret
+    "webhooks replay",  # a line per notification sent again (--json: the list)
+    "webhooks deliver",  # one line, or a long-running deliverer
     "db upgrade",  # one line
     "db current",  # one line
     "risc verify",  # one line

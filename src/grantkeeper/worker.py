@@ -7,7 +7,10 @@ one-line summary for the log. The default jobs (:func:`default_jobs`) are
 - ``sweep``: pending revocations retried, ``grant.expiring`` webhooks, idle grants kept alive
   (:meth:`Keeper.sweep <grantkeeper.keeper.Keeper.sweep>`), safe on several hosts at once;
 - ``keys``: values still sealed under an old encryption key re-encrypted under the primary one
-  (:meth:`Keeper.rotate_keys <grantkeeper.keeper.Keeper.rotate_keys>`), safe to interrupt.
+  (:meth:`Keeper.rotate_keys <grantkeeper.keeper.Keeper.rotate_keys>`), safe to interrupt;
+- ``webhooks`` (when a webhook is configured): the outbox's notifications that are due sent,
+  one attempt each (:meth:`Keeper.deliver_webhooks
+  <grantkeeper.keeper.Keeper.deliver_webhooks>`), safe beside other deliverers.
 
 Another periodic job (a webhook delivery loop, an app's own chore) is one more :class:`Job` in
 the list the :class:`Worker` is given. Jobs run one after the other, never two at once; a job's
@@ -36,6 +39,7 @@ __all__ = [
     "key_maintenance_job",
     "parse_duration",
     "sweep_job",
+    "webhook_delivery_job",
 ]
 
 log = logging.getLogger("grantkeeper.worker")
@@ -113,19 +117,33 @@ def key_maintenance_job(every: float, *, batch_size: int = 500, pause: float = 0
     return Job("keys", every, run)
 
 
+def webhook_delivery_job(every: float) -> Job:
+    async def run(keeper: Keeper) -> str:
+        report = await keeper.deliver_webhooks()
+        return f"delivered {report.delivered}, to retry {report.retried}, failed {report.failed}"
+
+    return Job("webhooks", every, run)
+
+
 def default_jobs(
     *,
     sweep_every: float = 3600.0,
     keys_every: float = 86400.0,
+    webhooks_every: float = 0.0,
     keep_alive: bool = True,
     idle_after: timedelta = timedelta(days=90),
     expiring_within: timedelta = timedelta(days=3),
 ) -> list[Job]:
-    """The sweep and key maintenance; an interval of 0 leaves that job out."""
+    """The sweep, key maintenance and (given an interval) webhook delivery; an interval of 0
+    leaves that job out."""
     options = SweepOptions(
         idle_after=idle_after, expiring_within=expiring_within, keep_alive=keep_alive
     )
-    jobs = [sweep_job(options, sweep_every), key_maintenance_job(keys_every)]
+    jobs = [
+        sweep_job(options, sweep_every),
+        key_maintenance_job(keys_every),
+        webhook_delivery_job(webhooks_every),
+    ]
     return [job for job in jobs if job.every > 0]
 
 

@@ -143,7 +143,11 @@ def test_durations_read_as_an_operator_writes_them() -> None:
 
 
 def test_a_job_turned_off_is_left_out_and_another_can_be_plugged_in() -> None:
-    assert [job.name for job in default_jobs(keys_every=0)] == ["sweep"]
+    assert [job.name for job in default_jobs()] == ["sweep", "keys"]
+    assert [job.name for job in default_jobs(keys_every=0, webhooks_every=30)] == [
+        "sweep",
+        "webhooks",
+    ]
     assert [job.name for job in default_jobs(sweep_every=0, keys_every=0)] == []
 
     async def deliver(_: Keeper) -> str:

@@ -29,7 +29,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand
 
 from grantkeeper.errors import GrantkeeperError
 
@@ -137,6 +137,11 @@ def usage_error(message: str) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+class _PlainArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # "SUB  The user's Google subject id.", not "SUB <str>"
+
+
 class PlainCommand(TyperCommand):
     """Help in argparse's plain style: a value's placeholder is its name (``--port PORT``,
     ``SUB``) unless the command names one, not a type (``<int range>``, ``<list[str]>``)."""
@@ -147,6 +152,8 @@ class PlainCommand(TyperCommand):
             flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
             if param.metavar is None and not flag and param.name:
                 param.metavar = param.name.upper()
+            if type(param) is TyperArgument:
+                param.__class__ = _PlainArgument
 
 
 class Commands(typer.Typer):

@@ -145,6 +145,5 @@ def deliver_command(
     found = run(work)
     if found is not None:
         say(
-            f"delivered {found['delivered']}, to retry {found['retried']}, "
-            f"failed {found['failed']}"
+            f"delivered {found['delivered']}, to retry {found['retried']}, failed {found['failed']}"
         )

@@ -48,6 +48,14 @@ def worker(
         help="Time between key maintenance runs: values under an old encryption key are "
         "re-encrypted under the primary one (0 turns it off).",
     ),
+    webhooks_every: float = typer.Option(
+        "30s",
+        "--webhooks-every",
+        parser=_duration,
+        metavar="DURATION",
+        help="With GRANTKEEPER_WEBHOOK_URL set: time between deliveries of the outbox's due "
+        "notifications (0 turns it off; serve and SyncKeeper deliver too, safely).",
+    ),
     keep_alive: bool = typer.Option(
         True,
         "--keep-alive/--no-keep-alive",
@@ -65,13 +73,15 @@ def worker(
         "cancelled.",
     ),
 ) -> None:
-    """Run the sweep and key maintenance on a schedule until SIGTERM/SIGINT (or once, with
-    --once), logging each run: the periodic work of a deployment without grantkeeper serve."""
+    """Run the sweep, key maintenance and webhook delivery on a schedule until SIGTERM/SIGINT
+    (or once, with --once), logging each run: the periodic work of a deployment without
+    grantkeeper serve."""
     settings = Settings()
     logging.config.dictConfig(process_log_config(settings.log_format))
     jobs = default_jobs(
         sweep_every=sweep_every,
         keys_every=keys_every,
+        webhooks_every=webhooks_every if settings.webhook_url else 0.0,
         keep_alive=keep_alive,
         idle_after=timedelta(days=idle_days),
         expiring_within=timedelta(days=expiring_days),
