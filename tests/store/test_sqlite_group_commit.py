@@ -76,3 +76,36 @@ async def test_queued_writers_share_a_commit_and_a_failure_rolls_back_only_its_o
         [f"ok-{i}" for i in range(80)] + [f"other-{i}" for i in range(20)]
     )
     assert 1 <= commits < 80  # 80 writers, fewer commits
+
+
+async def test_a_writer_cancelled_while_waiting_for_the_file_lock_leaves_the_store_usable(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "locked.sqlite3"
+    store = await open_store(path, generate_key("g"))
+    assert store._inline is not None
+    holder = sqlite3.connect(path, isolation_level=None)  # another process writing
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        writer = asyncio.ensure_future(store.append_audit("group", outcome="cancelled"))
+        lock = store._inline._write_lock()
+        while not lock.locked():
+            await asyncio.sleep(0)
+        writer.cancel()
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # Its BEGIN still waits on the writer thread: the caller waits with it, so the
+        # connection is never used from two threads at once.
+        assert not writer.done()
+        holder.execute("COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await writer
+        assert not lock.locked()
+        await store.append_audit("group", outcome="after")
+        outcomes = [e.outcome for e in await store.list_audit(kind="group")]
+        assert outcomes == ["after"]  # the cancelled write left nothing behind
+    finally:
+        holder.close()
+        await store.close()

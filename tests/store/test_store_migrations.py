@@ -14,13 +14,15 @@ import anyio
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing
-from grantkeeper.store import GrantStore
-from grantkeeper.store.migrate import head_revision
+from grantkeeper.store import GrantStore, migrate
+from grantkeeper.store.engine import create_engine, normalize_url
+from grantkeeper.store.migrate import alembic_config, head_revision
 from grantkeeper.store.tables import metadata
 
 from .helpers import OpensStores, raw_sql
@@ -143,3 +145,41 @@ def test_db_cli_unreachable_database_is_a_clear_error() -> None:
     assert result.stderr.startswith("store_unavailable: ")
     assert "hunter2" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+async def test_every_migration_can_be_undone_and_done_again(
+    empty_database: tuple[str, str | None],
+) -> None:
+    # An operator rolling a release back runs Alembic's downgrade: each revision's downgrade
+    # must leave the database as the revision before built it, down to nothing.
+    url, schema = empty_database
+    engine = create_engine(normalize_url(url), schema=schema)
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+    async def downgrade(target: str) -> None:
+        config = alembic_config()
+
+        def run(connection: sa.Connection) -> None:
+            config.attributes["connection"] = connection
+            command.downgrade(config, target)
+
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+
+    try:
+        await migrate.upgrade(engine, schema=schema)
+        full = await tables()
+        assert full >= STORE_TABLES
+        await downgrade("0005")
+        assert "gk_webhook_outbox" not in await tables()
+        await downgrade("base")
+        assert await tables() <= {"gk_alembic_version"}
+        assert await migrate.current_revision(engine, schema) is None
+        await migrate.upgrade(engine, schema=schema)
+        assert await tables() == full
+        assert await migrate.current_revision(engine, schema) == head_revision()
+    finally:
+        await engine.dispose()

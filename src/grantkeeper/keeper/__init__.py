@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from grantkeeper._lazy import lazy_exports
+from grantkeeper.crypto import generate_key
 from grantkeeper.keeper.core import Keeper
 from grantkeeper.keeper.events import GrantEvent, Listener
-from grantkeeper.keeper.keys import KeyStatus, RotationReport, generate
+from grantkeeper.keeper.keys import KeyStatus, RotationReport
 from grantkeeper.keeper.reads import MAX_PAGE, Page
 from grantkeeper.keeper.results import (
     AccessToken,
@@ -28,9 +29,6 @@ from grantkeeper.keeper.results import (
 )
 from grantkeeper.keeper.sign_in_decision import SignInCandidate
 from grantkeeper.keeper.sweep import GrantHealth, GrantReport, SweepOptions, SweepReport
-
-generate_key = generate
-"""A new ``GRANTKEEPER_ENCRYPTION_KEYS`` entry ``<kid>:<base64url 32 random bytes>``."""
 
 if TYPE_CHECKING:
     from grantkeeper.keeper.credentials import KeeperCredentials

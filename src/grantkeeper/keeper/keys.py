@@ -1,4 +1,4 @@
-"""Encryption key life cycle: generate a key, re-encrypt every token under the primary, count.
+"""Encryption key life cycle: re-encrypt every token under the primary, count.
 
 ``GRANTKEEPER_ENCRYPTION_KEYS`` is a ring; the first key encrypts, all decrypt. Rotating is:
 
@@ -18,19 +18,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from grantkeeper.crypto import generate_key
 from grantkeeper.store import GrantStore
 
-__all__ = ["KeyStatus", "RotationReport", "generate", "key_ring_problems", "rotate", "status"]
+__all__ = ["KeyStatus", "RotationReport", "key_ring_problems", "rotate", "status"]
 
 log = logging.getLogger("grantkeeper.keeper")
 
 AUDIT_KIND = "key_rotation"
-
-
-def generate(kid: str | None = None) -> str:
-    """A new ring entry ``<kid>:<base64url 32 random bytes>``."""
-    return generate_key(kid)
 
 
 @dataclass(frozen=True, slots=True)

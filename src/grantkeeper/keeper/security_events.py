@@ -48,8 +48,6 @@ class SecurityEvents:
     """
 
     def __init__(self, parts: Parts, keys: RiscKeySource, *, audiences: Collection[str]) -> None:
-        if not audiences:
-            raise ValueError("a RISC receiver needs at least one client id")
         self._parts = parts
         self.store = parts.store
         self.keys = keys

@@ -43,23 +43,16 @@ T = TypeVar("T")
 
 
 class InlineConnection:
-    """What the store uses of an ``AsyncConnection`` (``execute``, ``run_sync``, ``dialect``),
-    over a synchronous connection: each runs at once, on the calling thread."""
+    """What the store uses of an ``AsyncConnection`` (``execute``) over a synchronous
+    connection: it runs at once, on the calling thread."""
 
     __slots__ = ("_conn",)
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
-    @property
-    def dialect(self) -> sa.Dialect:
-        return self._conn.dialect
-
     async def execute(self, statement: Any, parameters: Any = None) -> sa.CursorResult[Any]:
         return self._conn.execute(statement, parameters)
-
-    async def run_sync(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return call(self._conn, *args, **kwargs)
 
 
 def inline_supported(url: URL) -> bool:
@@ -202,7 +195,6 @@ class _Batch:
 
 
 def _as_async(conn: sa.Connection) -> AsyncConnection:
-    # The store (and features keeping tables in it) call only execute() and run_sync() and
-    # read dialect; InlineConnection has them with the same signatures, so the store's code
-    # is the same on every engine.
+    # Inside a transaction the store only calls execute(); InlineConnection has it with the
+    # same signature, so the store's code is the same on every engine.
     return cast(AsyncConnection, InlineConnection(conn))
