@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from typing import IO
 
 import pytest
+from standardwebhooks import Webhook
 
 from grantkeeper.crypto import generate_key
 from grantkeeper.keeper import Keeper
 from grantkeeper.keeper.sync import SyncKeeper
+from grantkeeper.webhooks import generate_secret
 from grantkeeper.worker import Job, Worker, default_jobs, parse_duration
 
 from .conftest import World
+from .webhook_sink import webhook_sink
 
 OLD = generate_key("old")
 NEW = generate_key("new")
@@ -51,20 +54,28 @@ def test_once_retries_a_pending_revocation_and_re_encrypts_under_the_new_key(
         assert keeper.disconnect(ada).pending
     world.emulator.control.clear_faults()
 
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "grantkeeper", "worker", "--once"],
-        env=worker_env(world, f"{NEW},{OLD}"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 30
-    assert "sweep: 2 grants" in done.stderr
-    assert "revocation_completed 1" in done.stderr
-    assert "keys: re-encrypted 2 values under new; 0 left" in done.stderr
+    secret = generate_secret()
+    with webhook_sink() as sink:
+        env = worker_env(world, f"{NEW},{OLD}")
+        env.update(GRANTKEEPER_WEBHOOK_URL=sink.url, GRANTKEEPER_WEBHOOK_SECRET=secret)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "grantkeeper", "worker", "--once"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert time.monotonic() - started < 30
+        assert "sweep: 2 grants" in done.stderr
+        assert "revocation_completed 1" in done.stderr
+        assert "keys: re-encrypted 2 values under new; 0 left" in done.stderr
+        # The revocation the sweep completed is announced by the worker's webhooks job.
+        assert "webhooks: delivered 1, to retry 0, failed 0" in done.stderr
+        (received,) = sink.wait_for(1)
+    assert Webhook(secret).verify(received.body, received.headers)["type"] == "grant.revoked"
     assert world.stats()["live_refresh_tokens_per_user"].get(ada, 0) == 0
 
     async def after() -> None:
