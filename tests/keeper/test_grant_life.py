@@ -113,3 +113,29 @@ async def test_the_keeper_logs_what_it_drops_never_what_it_holds(
     assert grant.refresh_token is not None
     assert token.token not in caplog.text
     assert grant.refresh_token not in caplog.text
+
+
+async def test_a_refresh_for_a_caller_is_stored_with_its_hand_out_and_audit(
+    keeper: Keeper, world: World
+) -> None:
+    result = await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]))
+    world.emulator.control.advance_clock(2 * HOUR)
+    clock = world.emulator.state.clock
+    before = clock.now()
+    token = await keeper.access_token(result.sub, caller="nightly-backup")
+    assert token.refreshed
+    grant = await store_of(keeper).get_grant(result.sub)
+    assert grant is not None
+    # Idle time counts from the hand-out (the emulator's clock runs: no exact instant).
+    assert grant.last_used_at is not None
+    assert grant.last_refreshed_at is not None
+    assert before <= grant.last_used_at <= clock.now()
+    assert before <= grant.last_refreshed_at <= clock.now()
+    [refresh] = await store_of(keeper).list_audit(result.sub, kind="refresh")
+    assert (refresh.outcome, refresh.detail) == ("ok", {"caller": "nightly-backup"})
+
+
+async def test_delivering_webhooks_without_a_webhook_says_what_to_set(keeper: Keeper) -> None:
+    assert await keeper.start_webhook_delivery() is False  # nothing to deliver: not an error
+    with pytest.raises(ConfigurationError, match="GRANTKEEPER_WEBHOOK_URL"):
+        await keeper.deliver_webhooks()

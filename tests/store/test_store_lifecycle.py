@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing
@@ -19,7 +20,7 @@ from grantkeeper.store.engine import normalize_url
 from grantkeeper.store.migrate import head_revision
 from grantkeeper.store.signin_replay_cache import PENDING
 
-from .helpers import CLIENT, OTHER_CLIENT, OpensStores, sign_in
+from .helpers import CLIENT, OTHER_CLIENT, OpensStores, profile, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -222,3 +223,70 @@ async def test_a_bad_schema_name_is_a_configuration_error(store_keyring: KeyRing
         await GrantStore.open(
             "postgresql://u@127.0.0.1/test", store_keyring, ManualClock(), schema='x"; drop'
         )
+
+
+async def test_the_audit_log_bounded_in_time(store: GrantStore, store_clock: ManualClock) -> None:
+    start = store_clock.now()
+    for outcome in ("first", "second", "third"):
+        await store.append_audit("sweep", outcome=outcome)
+        store_clock.advance(60)
+    since_second = await store.list_audit(kind="sweep", since=start + timedelta(seconds=60))
+    assert [e.outcome for e in since_second] == ["third", "second"]  # since: inclusive
+    until_second = await store.list_audit(kind="sweep", until=start + timedelta(seconds=60))
+    assert [e.outcome for e in until_second] == ["first"]  # until: exclusive
+    both = await store.list_audit(
+        since=start + timedelta(seconds=30), until=start + timedelta(seconds=150)
+    )
+    assert [e.outcome for e in both] == ["third", "second"]
+
+
+async def test_a_security_event_claim_released_after_a_failure_is_claimed_again(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    event = {"issuer": "https://accounts.google.com/", "jti": "4d3559ec67504aaba65d40b0363faad8"}
+    assert await store.claim_security_event(**event, at=store_clock.now())
+    assert not await store.claim_security_event(**event, at=store_clock.now())  # in progress
+    await store.release_security_event(**event)  # its processing failed
+    assert await store.claim_security_event(**event, at=store_clock.now())  # the redelivery
+    await store.finish_security_event(**event, at=store_clock.now())
+    store_clock.advance(86400)
+    assert not await store.claim_security_event(**event, at=store_clock.now())  # done for good
+
+
+async def test_claims_longer_than_their_column_are_shortened_or_dropped_the_same_everywhere(
+    store: GrantStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_name = "Ada " * 200
+    record = await store.record_sign_in(
+        profile(SUB, name=long_name, locale="x" * 100),
+        CLIENT,
+        {"openid"},
+        "1//0g-refresh",
+        "ya29.access",
+        store._clock.now() + timedelta(hours=1),
+    )
+    assert record.user.name is not None
+    assert len(record.user.name) == 512
+    assert record.user.name.endswith("\u2026")
+    assert long_name.startswith(record.user.name[:-1])
+    assert record.user.locale is None  # a cut locale would be a wrong one
+    stored = await store.get_user(SUB)
+    assert stored is not None
+    assert (stored.name, stored.locale) == (record.user.name, None)
+    assert "claims longer than their column were shortened or dropped: locale, name" in caplog.text
+    with pytest.raises(ValueError, match="255"):
+        await store.record_sign_in(
+            profile("1" * 256), CLIENT, {"openid"}, None, "ya29.x", store._clock.now()
+        )
+
+
+async def test_a_time_without_a_timezone_is_refused_before_it_is_written(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    # A programming error, not bad input: the keeper's clock is always timezone-aware.
+    with pytest.raises(StatementError, match="timezone-aware") as refused:
+        await store.record_sign_in(
+            profile(SUB), CLIENT, {"openid"}, None, "ya29.x", store_clock.now().replace(tzinfo=None)
+        )
+    assert isinstance(refused.value.orig, ValueError)
+    assert await store.get_user(SUB) is None

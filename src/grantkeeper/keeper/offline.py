@@ -276,22 +276,17 @@ class OfflineAccess:
             tokens.refresh_token,
             self._owner,
             refresh_token_expires_at=tokens.refresh_token_expires_at,
+            # One transaction: the token, its hand-out to this caller and the audit event.
+            last_used_at=self.clock.now(),
+            audit_detail={"caller": caller} if caller else {},
         )
         if not saved:
             log.info("refresh of sub=%s lost a race; re-reading", grant.sub)
             return None
-        await self._store.append_audit(
-            "refresh",
-            sub=grant.sub,
-            client_id=grant.client_id,
-            outcome="ok",
-            detail={"caller": caller} if caller else {},
-        )
         await self._cooldown.succeeded(grant.sub, grant.client_id)
         await self.events.emit(
             GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
         )
-        await self._store.touch_last_used(grant.sub, grant.client_id)
         return AccessToken(
             token=tokens.access_token,
             expires_at=expires_at,
