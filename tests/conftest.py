@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,27 @@ from grantkeeper.store import migrate as store_migrate
 from grantkeeper.store.engine import create_engine, normalize_url
 
 from .app_world import World, make_world, no_wait, quick_provider
+
+
+@pytest.fixture(autouse=True)
+def _quick_tests_start_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick loop (``make test-quick``: ``-m "not slow"``) starts no process: a process
+    costs a second or more of start-up, so a test that starts one is marked ``slow``."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(
+        self: subprocess.Popen[bytes], args: object, *rest: object, **options: object
+    ) -> None:
+        raise AssertionError(
+            f"this test starts a process ({args!r}) but is not marked slow; "
+            "add pytest.mark.slow so the quick loop stays quick"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
 
 POSTGRES_URL = os.environ.get(
     "GRANTKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -75,7 +75,7 @@ def free_port() -> int:
 def served(app_env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port)],
+        [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port), "--workers", "1"],
         env=app_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,12 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from grantkeeper.emulator import EmulatorHandle
 
 from .test_cli_access import emulator  # noqa: F401  (fixture)
+
+# Starts processes: outside the quick loop (make test-quick).
+pytestmark = pytest.mark.slow
 
 
 def service_account(tmp_path: Path) -> Path:

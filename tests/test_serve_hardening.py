@@ -24,7 +24,7 @@ SERVICE = {"Authorization": "Bearer service-key-for-cli-tests"}
 def serving(env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port)],
+        [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -48,6 +48,7 @@ from tenacity.wait import wait_base
 from grantkeeper import metrics
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import ConfigurationError
+from grantkeeper.outbound_tls import verified_context
 
 __all__ = [
     "WebhookEvent",
@@ -288,7 +289,10 @@ class WebhookSender:
     def client(self) -> httpx.AsyncClient:
         """An HTTP client for :meth:`post` (no redirects: a 3xx is not an acceptance)."""
         return httpx.AsyncClient(
-            timeout=self._timeout, transport=self._transport, follow_redirects=False
+            timeout=self._timeout,
+            transport=self._transport,
+            follow_redirects=False,
+            verify=verified_context(),
         )
 
     async def post(self, client: httpx.AsyncClient, message_id: str, body: str) -> str | None:

@@ -72,6 +72,8 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
             "--emulator",
             "--port",
             str(port),
+            "--workers",
+            "1",
             "--data-dir",
             str(tmp_path / "data"),
         ],

@@ -112,6 +112,7 @@ def main() -> None:
                 "grantkeeper._version",
                 "grantkeeper._lazy",
                 "grantkeeper.refresh_errors",
+                "grantkeeper.outbound_tls",  # the shared TLS context: the standard library only
             )
         )
         report(step="modules", grantkeeper_beyond_client=loaded)

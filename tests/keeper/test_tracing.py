@@ -95,6 +95,7 @@ async def test_a_failed_call_is_marked_with_its_code(
     assert "not-a-code" not in values(failed[0])
 
 
+@pytest.mark.slow  # a fresh interpreter: logging configured from scratch
 def test_json_log_lines() -> None:
     script = """
 import logging, logging.config

@@ -138,6 +138,7 @@ def _register(served: Served) -> None:
     assert answer.status_code == 200
 
 
+@pytest.mark.slow  # reads the audit log with the CLI
 def test_google_pushes_events_and_the_grant_follows(served: Served) -> None:
     _register(served)
     sub = served.sign_in()
@@ -203,6 +204,7 @@ def test_google_pushes_events_and_the_grant_follows(served: Served) -> None:
     assert "ya29." not in audit.stdout
 
 
+@pytest.mark.slow  # registers the stream with the CLI
 def test_stream_verification_reaches_the_receiver(served: Served) -> None:
     with served.emulator() as client:
         update = client.post(

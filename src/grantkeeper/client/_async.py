@@ -25,6 +25,7 @@ from grantkeeper.client._wire import (
     token_call,
 )
 from grantkeeper.errors import GrantkeeperError, KeeperUnreachable
+from grantkeeper.outbound_tls import verified_context
 
 #: How long google-auth's (synchronous) refresh waits for the event loop's answer.
 _CREDENTIALS_WAIT_SECONDS = 120.0
@@ -49,7 +50,7 @@ class AsyncTokenClient:
     ) -> None:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
-            base_url=base_url, timeout=timeout, transport=transport
+            base_url=base_url, timeout=timeout, transport=transport, verify=verified_context()
         )
         self._headers = client_headers(service_key)
         self.retry = retry or RetryPolicy()

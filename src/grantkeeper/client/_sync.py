@@ -24,6 +24,7 @@ from grantkeeper.client._wire import (
     token_call,
 )
 from grantkeeper.errors import GrantkeeperError, KeeperUnreachable
+from grantkeeper.outbound_tls import verified_context
 
 
 def client_headers(service_key: str) -> dict[str, str]:
@@ -69,7 +70,9 @@ class TokenClient:
         http: httpx.Client | None = None,
     ) -> None:
         self._owns_http = http is None
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        self._http = http or httpx.Client(
+            base_url=base_url, timeout=timeout, transport=transport, verify=verified_context()
+        )
         self._headers = client_headers(service_key)
         self.retry = retry or RetryPolicy()
 

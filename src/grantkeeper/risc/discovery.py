@@ -34,6 +34,7 @@ from grantkeeper.errors import (
 )
 from grantkeeper.oauth.http_cache import cache_lifetime
 from grantkeeper.oauth.jwks import JwksCache, KeyLookup, parse_jwks
+from grantkeeper.outbound_tls import verified_context
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class RiscKeySource:
             timeout=self._timeout,
             headers={"Accept": "application/json", "User-Agent": "grantkeeper"},
             follow_redirects=False,
+            verify=verified_context(),
         )
 
     async def _get(self, url: str) -> httpx.Response:
