@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-quick coverage coverage-floors lint typecheck install clean bench docs
+.PHONY: demo test test-quick coverage coverage-floors lint typecheck install clean bench docs \
+	fuzz chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +56,8 @@ coverage-floors: $(STAMP)
 	done
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples fuzz chaos
+	$(BIN)/ruff format --check src tests bench examples fuzz chaos
 	$(BIN)/mypy
 
 docs: $(STAMP)
@@ -66,6 +67,18 @@ docs: $(STAMP)
 BENCHES := bench_side_by_side.py bench_store_scale.py bench_access_token.py bench_id_token.py
 bench: $(BENCH_STAMP)
 	@for b in $(BENCHES); do echo "== bench/$$b"; $(BIN)/python bench/$$b || exit 1; done
+
+# schemathesis against a served keeper (fuzz/run.py): 10,000 requests, no 5xx, no hang, no
+# secret echoed. The test suite runs a slice of 1,000 (tests/test_fuzz_slice.py).
+FUZZ_REQUESTS ?= 10000
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --requests $(FUZZ_REQUESTS)
+
+# Every chaos/*.py scenario (not the _helpers): each prints what it tried and "lost: N" and
+# fails if anything was lost. A few minutes each; not part of `make test`.
+chaos: $(STAMP)
+	@failed=""; for s in chaos/[!_]*.py; do echo "== $$s"; $(BIN)/python $$s || failed="$$failed $$s"; done; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -159,3 +159,41 @@ async def test_only_a_manage_key_gets_in(manage: httpx.AsyncClient) -> None:
     assert refused["key"] == "worker"
     problem(await manage.get("/v1/manage/audit"), 401, "unauthorized")
     problem(await manage.get("/v1/users/1/token", headers=bearer(ADMIN)), 403, "service_key_limit")
+
+
+async def test_an_audit_cursor_out_of_range_is_a_clear_400(manage: httpx.AsyncClient) -> None:
+    """make fuzz found ``before=-68972734580127700954906624`` answered 500 (SQLite cannot bind
+    it; PostgreSQL's column holds 32 bits): a cursor outside an audit id's range is invalid
+    input on both stores."""
+    for cursor in (2**31, 2**63, -(2**80), 0):
+        refused = problem(
+            await manage.get("/v1/manage/audit", params={"before": cursor}, headers=bearer(ADMIN)),
+            400,
+            "invalid_request",
+        )
+        assert "before" in refused["detail"]
+    largest = await manage.get(
+        "/v1/manage/audit", params={"before": 2**31 - 1}, headers=bearer(ADMIN)
+    )
+    assert largest.status_code == 200, largest.text
+
+
+async def test_audit_times_beyond_the_calendar_in_utc_are_a_clear_400(
+    manage: httpx.AsyncClient,
+) -> None:
+    """make fuzz found ``until=0001-01-01T00:00:00+00:23`` answered 500: in UTC it is before
+    the year 1."""
+    for name, value in (
+        ("until", "0001-01-01T00:00:00+00:23"),
+        ("since", "9999-12-31T23:59:59-01:00"),
+    ):
+        refused = problem(
+            await manage.get("/v1/manage/audit", params={name: value}, headers=bearer(ADMIN)),
+            400,
+            "invalid_request",
+        )
+        assert name in refused["detail"]
+    fine = await manage.get(
+        "/v1/manage/audit", params={"since": "0001-01-01T00:00:00-00:23"}, headers=bearer(ADMIN)
+    )
+    assert fine.status_code == 200, fine.text

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from grantkeeper.keeper import Keeper
+from grantkeeper.web import create_app
 
 from ..app_world import DRIVE_APPDATA, World
 from .conftest import SERVICE_KEY
@@ -22,6 +23,10 @@ from .test_signin_api import XRW
 pytestmark = pytest.mark.anyio
 
 AUTH = {"Authorization": f"Bearer {SERVICE_KEY}"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 async def openapi(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -201,3 +206,44 @@ async def test_invalid_fields_are_named_without_their_values(
     assert "'platform' must be one of 'ios', 'android' or 'web'" in body["detail"]
     assert "secret" not in response.text
     assert "windows" not in response.text
+
+
+async def test_refusals_found_by_the_fuzzer_are_documented(keeper: Keeper, world: World) -> None:
+    """make fuzz (schemathesis) found these answers missing from the document: a bad ``forget``
+    (400), the rate limits' 429 on every limited route, and the ops key's 401 on /readyz and
+    /metrics."""
+    admin = "fuzz-admin-key-0123456789"
+    ops_key = "ops-key-0123456789abcdef"
+    keeper.settings = keeper.settings.model_copy(
+        update={
+            "service_api_keys": [SERVICE_KEY, f"admin:{admin};ops=manage"],
+            "ops_key": ops_key,
+            "signin_rate_per_minute": 1,
+            "token_rate_per_minute": 1,
+        }
+    )
+    transport = httpx.ASGITransport(app=create_app(keeper), client=("203.0.113.9", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://keeper.test") as api:
+        spec = (await api.get("/openapi.json", headers=bearer(ops_key))).json()
+        for path in ("/readyz", "/metrics"):
+            assert conforms(spec, await api.get(path), path)["code"] == "unauthorized"
+        bad_forget = await api.delete("/v1/users/1/grant?forget=maybe", headers=AUTH)
+        assert conforms(spec, bad_forget, "/v1/users/{sub}/grant")["code"] == "invalid_request"
+        # The service key's one request a minute is spent: every limited route answers 429.
+        limited = [
+            (await api.get("/v1/users/1/token", headers=AUTH), "/v1/users/{sub}/token"),
+            (
+                await api.post("/v1/users/1/token/refresh", headers=AUTH),
+                "/v1/users/{sub}/token/refresh",
+            ),
+            (await api.delete("/v1/users/1/grant", headers=AUTH), "/v1/users/{sub}/grant"),
+        ]
+        for path in ("/v1/manage/users", "/v1/manage/users/1", "/v1/manage/audit"):
+            await api.get(path, headers=bearer(admin))  # the admin key's one
+            template = path.replace("/users/1", "/users/{sub}")
+            limited.append((await api.get(path, headers=bearer(admin)), template))
+        for _ in range(2):
+            signin = await api.post("/v1/google/signin", json={"code": "4/0junk"}, headers=XRW)
+        limited.append((signin, "/v1/google/signin"))
+        for response, template in limited:
+            assert conforms(spec, response, template)["code"] == "rate_limited", template

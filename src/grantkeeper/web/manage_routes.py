@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from grantkeeper.errors import InvalidRequest
 from grantkeeper.keeper import MAX_PAGE, Keeper
 from grantkeeper.web.auth import ManageKey
 from grantkeeper.web.openapi import problems
@@ -27,13 +28,16 @@ router = APIRouter(prefix="/v1/manage", tags=["management"])
 
 NO_STORE = {"Cache-Control": "no-store"}
 _LIMIT_403 = {403: [ServiceKeyLimitProblem]}
+#: The largest audit id or outbox seq a cursor may name: the columns are 32-bit INTEGERs on
+#: PostgreSQL (SQLite's hold 64 bits); beyond it the databases raise instead of finding nothing.
+MAX_SEQUENCE = 2**31 - 1
 
 
 @router.get(
     "/users",
     summary="Users and their grants, by state, a page at a time",
     response_model=UsersPage,
-    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+    responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def list_users(
     request: Request,
@@ -53,7 +57,7 @@ async def list_users(
     "/users/{sub}",
     summary="One user's profile, grants and audit history",
     response_model=UserDetail,
-    responses=problems(400, 401, 403, 404, 503, special=_LIMIT_403),
+    responses=problems(400, 401, 403, 404, 429, 503, special=_LIMIT_403),
 )
 async def show_user(
     request: Request,
@@ -70,7 +74,7 @@ async def show_user(
     "/audit",
     summary="The audit log, newest first, filtered and paged",
     response_model=AuditPage,
-    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+    responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def audit_log(
     request: Request,
@@ -79,15 +83,18 @@ async def audit_log(
     kind: Annotated[str | None, Query(description="sign_in, token, refresh, …")] = None,
     since: Annotated[datetime | None, Query(description="At or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Before (ISO 8601)")] = None,
-    before: Annotated[int | None, Query(description="The cursor: the previous page's next")] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_SEQUENCE, description="The cursor: the previous page's next"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> JSONResponse:
     keeper: Keeper = request.app.state.keeper
     page = await keeper.audit_page(
         sub=sub,
         kind=kind,
-        since=_aware(since),
-        until=_aware(until),
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
         before=before,
         limit=limit,
     )
@@ -98,7 +105,7 @@ async def audit_log(
     "/webhooks",
     summary="Webhook notifications and their delivery state, newest first, paged",
     response_model=WebhooksPage,
-    responses=problems(400, 401, 403, 503, special=_LIMIT_403),
+    responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def list_webhooks(
     request: Request,
@@ -107,7 +114,10 @@ async def list_webhooks(
         Literal["pending", "delivered", "failed"] | None,
         Query(description="Only notifications in this state"),
     ] = None,
-    before: Annotated[int | None, Query(description="The cursor: the previous page's next")] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_SEQUENCE, description="The cursor: the previous page's next"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> JSONResponse:
     keeper: Keeper = request.app.state.keeper
@@ -119,7 +129,7 @@ async def list_webhooks(
     "/webhooks/{webhook_id}/replay",
     summary="Send a notification again, with the same webhook-id",
     response_model=WebhookDelivery,
-    responses=problems(401, 403, 404, 503, special=_LIMIT_403),
+    responses=problems(401, 403, 404, 429, 503, special=_LIMIT_403),
 )
 async def replay_webhook(request: Request, webhook_id: str, _: ManageKey) -> JSONResponse:
     """The notification becomes pending with fresh attempts and is delivered again; the app
@@ -129,7 +139,14 @@ async def replay_webhook(request: Request, webhook_id: str, _: ManageKey) -> JSO
     return JSONResponse(replayed, headers=NO_STORE)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # a time without a zone is taken as UTC
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable time
+        raise InvalidRequest(
+            f"Invalid fields: {name} (a time between the years 1 and 9999 in UTC)"
+        ) from None

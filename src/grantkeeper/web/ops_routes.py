@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from grantkeeper import metrics
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper import Keeper
+from grantkeeper.web.openapi import problems
 
 router = APIRouter()
 log = logging.getLogger("grantkeeper.web")
@@ -19,7 +20,8 @@ log = logging.getLogger("grantkeeper.web")
     tags=["operations"],
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}},
+    # 401/403: GRANTKEEPER_OPS_KEY and the HTTPS rule (web/ops_access.py).
+    responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problems(401, 403)},
 )
 async def prometheus_metrics(request: Request) -> Response:
     """Sign-ins and refreshes by outcome, provider latency, grants by state and webhook

@@ -61,7 +61,7 @@ KeeperDep = Annotated[Keeper, Depends(get_keeper)]
     summary="Redeem a one-time server auth code",
     response_model=SignInAnswer,
     responses=problems(
-        400, 401, 403, 413, 500, 502, 503, 504, special={401: [UntrustedIdTokenProblem]}
+        400, 401, 403, 413, 429, 500, 502, 503, 504, special={401: [UntrustedIdTokenProblem]}
     ),
     openapi_extra={
         **request_body(SignInBody, form=True),
@@ -111,6 +111,7 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
         403,
         404,
         409,
+        429,
         500,
         502,
         503,
@@ -157,6 +158,7 @@ async def user_token(
         404,
         409,
         413,
+        429,
         500,
         502,
         503,
@@ -183,7 +185,9 @@ async def refresh_token(
     tags=["offline access"],
     summary="Disconnect: revoke the grant at Google and erase the tokens",
     response_model=DisconnectAnswer,
-    responses=problems(401, 403, 404, 500, 502, 503, special={403: [ServiceKeyLimitProblem]}),
+    responses=problems(
+        400, 401, 403, 404, 429, 500, 502, 503, special={403: [ServiceKeyLimitProblem]}
+    ),
 )
 async def delete_grant(
     sub: str,
@@ -205,7 +209,8 @@ async def healthz() -> JSONResponse:
     tags=["operations"],
     summary="Readiness: the store answers",
     response_model=ReadinessAnswer,
-    responses={503: {"description": "Not ready", "model": ReadinessAnswer}},
+    # 401/403: GRANTKEEPER_OPS_KEY and the HTTPS rule (web/ops_access.py).
+    responses={503: {"description": "Not ready", "model": ReadinessAnswer}, **problems(401, 403)},
 )
 async def readyz(keeper: KeeperDep) -> Response:
     problems = await keeper.readiness()
