@@ -104,7 +104,7 @@ def serving(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[tuple[
     log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port)]
     with log.open("w") as output:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603  # our own interpreter and tools
             [*command, "--workers", str(workers)],
             env=env,
             cwd=ROOT,
@@ -173,7 +173,7 @@ class Cluster:
         )
         command = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l"]
         command += [str(self.directory / "server.log"), "-o", options, "-w", "-t", "60", *args]
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603  # our own interpreter and tools
             self._as_owner(*command), capture_output=True, text=True, check=check, timeout=120
         )
 
@@ -199,7 +199,7 @@ def throwaway_postgres() -> Iterator[Cluster]:
         shutil.chown(directory / "socket", "postgres", "postgres")
     cluster = Cluster(directory, free_port(), bindir)
     try:
-        subprocess.run(
+        subprocess.run(  # noqa: S603  # our own interpreter and tools
             cluster._as_owner(
                 str(bindir / "initdb"),
                 "-D",

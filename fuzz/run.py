@@ -40,6 +40,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import hypothesis
 import requests
@@ -301,7 +302,8 @@ class Fuzzer:
         self.tally = Tally()
         self.subs: list[str] = []
         self.last_access_token: dict[str, str] = {}
-        self.refresh_tokens: set[str] = set()
+        #: The OpenAPI document's text (see sent_secrets).
+        self.vocabulary = ""
         #: Operation and mode pairs that have no case to draw (no input to make invalid).
         self.exhausted: set[tuple[str, GenerationMode]] = set()
 
@@ -370,7 +372,7 @@ class Fuzzer:
     # What the request carried that must not come back.
 
     def sent_secrets(self, case: Case) -> set[str]:
-        sent: set[str] = set(self.keeper.fixed_secrets) | self.refresh_tokens
+        sent: set[str] = set()
         authorization = (case.headers or {}).get("Authorization")
         if isinstance(authorization, str):
             sent.add(authorization.removeprefix("Bearer ").strip())
@@ -383,11 +385,22 @@ class Fuzzer:
             sent.add(
                 case.body.decode("utf-8", "replace") if isinstance(case.body, bytes) else case.body
             )
-        return {value for value in sent if len(value.strip()) >= SHORTEST_SECRET}
+        # schemathesis reuses what it drew and what the document says: a value that is also in
+        # the request's path or query (which the keeper may name in "instance"), or a word of
+        # the document ("instance", "access_token"), is not a secret of this request.
+        public = unquote(case.formatted_path) + " " + json.dumps(case.query or {})
+        made_up = {
+            value
+            for value in sent
+            if len(value.strip()) >= SHORTEST_SECRET
+            and value not in public
+            and value not in self.vocabulary
+        }
+        return made_up | set(self.keeper.fixed_secrets)
 
     def echoed(self, case: Case, response: requests.Response) -> str | None:
         text = response.content.decode("utf-8", "replace")
-        fixed = set(self.keeper.fixed_secrets) | self.refresh_tokens
+        fixed = set(self.keeper.fixed_secrets)
         for value in self.sent_secrets(case):
             # A value the fuzzer made up may be shown; the keeper's own secrets never are.
             shown = "one of the keeper's secrets" if value in fixed else repr(value)
@@ -455,6 +468,7 @@ class Fuzzer:
             timeout=self.timeout,
         )
         document.raise_for_status()
+        self.vocabulary = document.text
         schema = schemathesis.openapi.from_dict(document.json())
         operations = [result.ok() for result in schema.get_all_operations()]
         self.sign_in_everyone()

@@ -238,7 +238,12 @@ async def test_refusals_found_by_the_fuzzer_are_documented(keeper: Keeper, world
             ),
             (await api.delete("/v1/users/1/grant", headers=AUTH), "/v1/users/{sub}/grant"),
         ]
-        for path in ("/v1/manage/users", "/v1/manage/users/1", "/v1/manage/audit"):
+        for path in (
+            "/v1/manage/users",
+            "/v1/manage/users/1",
+            "/v1/manage/audit",
+            "/v1/manage/webhooks",
+        ):
             await api.get(path, headers=bearer(admin))  # the admin key's one
             template = path.replace("/users/1", "/users/{sub}")
             limited.append((await api.get(path, headers=bearer(admin)), template))
