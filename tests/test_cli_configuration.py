@@ -139,15 +139,7 @@ def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
     assert "hunter2" not in str(raised.value)
 
 
-def test_help_shows_no_bool_type_on_flags() -> None:
-    for args in (["--help"], ["users", "list", "--help"], ["sweep", "--help"], ["audit", "--help"]):
-        result = run(dict(os.environ), *args)
-        assert result.returncode == 0, result.stderr
-        assert "<bool>" not in result.stdout
-        assert "--help" in result.stdout
-
-
-def test_tables_never_cut_a_sub_or_an_email_and_every_listing_has_json(tmp_path: Path) -> None:
+def test_tables_never_cut_a_sub_or_an_email(tmp_path: Path) -> None:
     import asyncio
 
     from grantkeeper.crypto import KeyRing
@@ -177,10 +169,7 @@ def test_tables_never_cut_a_sub_or_an_email_and_every_listing_has_json(tmp_path:
     audit = run(env, "audit")
     assert audit.returncode == 0, audit.stderr
     assert sub in audit.stdout
-    for args in (["users", "list"], ["audit"], ["keys", "status"], ["webhooks", "events"]):
-        result = run(env, *args, "--json")
-        assert result.returncode == 0, (args, result.stderr)
-        json.loads(result.stdout)
+    # Every listing's --json and every --help: tests/test_cli_help.py, in-process.
 
 
 def test_webhooks_secret_is_a_standard_webhooks_secret(tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ async def test_a_refresher_killed_mid_refresh_never_loses_the_grant(
     control.update_settings(rotate_refresh_tokens=True, response_delay_ms=300)
     result = await keeper_with_key.sign_in(world.code())
     kills_after_provider_acted = 0
-    for round_ in range(6):
+    # Four kills here (two after Google rotated the token); make chaos kills 50 per store.
+    for round_ in range(4):
         control.advance_clock(2 * 3600)
         go = tmp_path / f"go-{round_}"
         config = worker_config(
@@ -132,7 +133,7 @@ async def test_a_refresher_killed_mid_refresh_never_loses_the_grant(
         finally:
             worker.communicate(timeout=60)
         assert worker.returncode == -signal.SIGKILL
-    assert kills_after_provider_acted == 3
+    assert kills_after_provider_acted == 2
     # Every time: the grant still works, from another process and from this one.
     control.advance_clock(2 * 3600)
     go = tmp_path / "go-final"

@@ -112,10 +112,10 @@ def _kids(database: Path) -> dict[str, int]:
 
 @pytest.mark.slow
 @pytest.mark.slow
-def test_cli_rotation_of_thousands_survives_a_kill_and_resumes(tmp_path: Path) -> None:
+def test_cli_rotation_survives_a_kill_and_resumes(tmp_path: Path) -> None:
     database = tmp_path / "grants.sqlite3"
     url = f"sqlite:///{database}"
-    count = 3000
+    count = 1200  # enough for several batches on each side of the kill; bench/ does 100,000
 
     async def seed() -> list[str]:
         store = await GrantStore.open(url, KeyRing.from_strings([OLD]), migrate=True)
@@ -133,9 +133,9 @@ def test_cli_rotation_of_thousands_survives_a_kill_and_resumes(tmp_path: Path) -
     }
 
     # First run: killed (SIGKILL, no cleanup) once some batches are in.
-    first = _cli(env, "keys", "rotate", "--batch-size", "100", "--pause", "0.05", cwd=tmp_path)
+    first = _cli(env, "keys", "rotate", "--batch-size", "50", "--pause", "0.05", cwd=tmp_path)
     deadline = time.monotonic() + 60
-    while _kids(database).get("new", 0) < 300:
+    while _kids(database).get("new", 0) < 150:
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
