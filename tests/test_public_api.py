@@ -51,3 +51,11 @@ def test_importing_grantkeeper_stays_light() -> None:
     code = "from grantkeeper import Keeper, SyncKeeper; print(Keeper.__module__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "grantkeeper.keeper.core"
+
+
+def test_the_keeper_hides_its_store_provider_and_webhook_sender() -> None:
+    # Faces reach grants through the keeper's methods, never around them.
+    keeper = grantkeeper.Keeper(grantkeeper.Settings())
+    public = {name for name in dir(keeper) if not name.startswith("_")}
+    assert not public & {"store", "provider", "webhooks", "events", "parts"}
+    assert keeper.webhooks_configured is False

@@ -9,7 +9,7 @@ are names, states are grant statuses), never from users, so cardinality stays bo
   ``ok`` or the error code (``invalid_code``, ``grant_revoked``, ``provider_unavailable`` …).
 - ``grantkeeper_provider_request_seconds{endpoint}``: time to the provider's answer, measured
   by :class:`TimedTransport` around the httpx transport that talks to Google.
-- ``grantkeeper_grants{state}``: grants per state, set on every scrape and by the sweep.
+- ``grantkeeper_grants{state}``: grants per state, counted on every scrape.
 - ``grantkeeper_risc_events_total{event,outcome}``,
   ``grantkeeper_webhook_deliveries_total{outcome}`` (``delivered``, ``retried``, ``failed``) and
   ``grantkeeper_webhook_outbox_pending`` (notifications waiting, counted on every scrape).
@@ -46,6 +46,7 @@ __all__ = [
     "TimedTransport",
     "provider_endpoint",
     "record_refresh",
+    "record_security_event",
     "record_sign_in",
     "render",
     "set_grant_counts",
@@ -75,7 +76,7 @@ PROVIDER_LATENCY = Histogram(
 )
 GRANTS = Gauge(
     "grantkeeper_grants",
-    "Stored grants by state (refreshed on every scrape and by the sweep).",
+    "Stored grants by state (counted on every scrape).",
     ["state"],
     registry=REGISTRY,
 )
@@ -128,6 +129,11 @@ def record_sign_in(outcome: str) -> None:
 def record_refresh(outcome: str) -> None:
     """Count a refresh at the provider: ``ok`` or the error code."""
     REFRESHES.labels(outcome=outcome).inc()
+
+
+def record_security_event(event: str, outcome: str) -> None:
+    """Count a security event: its short name (``unknown`` for a rejected token) and outcome."""
+    RISC_EVENTS.labels(event=event, outcome=outcome).inc()
 
 
 def set_grant_counts(counts: Mapping[str, int]) -> None:

@@ -450,3 +450,38 @@ async def test_a_key_published_after_the_first_fetch_is_found(
     receiver_clock.advance(31)
     await receiver.receive_security_event(rotated)
     assert (await _grant(store, BOB)).status == GrantStatus.REVOKED
+
+
+async def test_every_security_event_is_announced_on_the_bus_and_counted_from_it(
+    receiver: Keeper, emulator: Any, other_key: RSAKey
+) -> None:
+    from grantkeeper import metrics
+    from grantkeeper.keeper import GrantEvent
+
+    def counted(event: str, outcome: str) -> float:
+        labels = {"event": event, "outcome": outcome}
+        return metrics.REGISTRY.get_sample_value("grantkeeper_risc_events_total", labels) or 0.0
+
+    heard: list[GrantEvent] = []
+    receiver.add_listener(heard.append)
+    before = {k: counted(*k) for k in [("account-disabled", "disabled"), ("unknown", "rejected")]}
+    before["dup"] = counted("account-disabled", "duplicate")
+    token = _set(emulator, "account-disabled", sub=ALICE, reason="hijacking")
+    await receiver.receive_security_event(token)
+    await receiver.receive_security_event(token)
+    forged, _ = next(iter(_forgeries(emulator, other_key).values()))
+    with pytest.raises(InvalidSecurityEvent):
+        await receiver.receive_security_event(forged)
+    received = [
+        (e.sub, e.detail["event"], e.detail["outcome"])
+        for e in heard
+        if e.kind == "security_event_received"
+    ]
+    assert received == [
+        (ALICE, "account-disabled", "disabled"),
+        (ALICE, "account-disabled", "duplicate"),
+        ("", "unknown", "rejected"),
+    ]
+    assert counted("account-disabled", "disabled") == before[("account-disabled", "disabled")] + 1
+    assert counted("account-disabled", "duplicate") == before["dup"] + 1
+    assert counted("unknown", "rejected") == before[("unknown", "rejected")] + 1

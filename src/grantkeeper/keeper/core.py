@@ -118,14 +118,14 @@ class Keeper:
         self._events = EventBus()
         # Metrics always; Standard Webhooks when GRANTKEEPER_WEBHOOK_URL is set. Attached here so
         # a worker (SyncKeeper, the CLI) notifies the app as the web service does.
-        self.webhooks: WebhookSender | None = attach(
+        self._webhooks: WebhookSender | None = attach(
             self._events, self.settings, self.clock, webhooks
         )
         self._webhook_wait = webhook_wait
         self._deliverer: WebhookDeliverer | None = None
         self._delivery: asyncio.Task[None] | None = None
         self._wrote_webhooks = False
-        if self.webhooks is not None:
+        if self._webhooks is not None:
             self._events.add(self._on_notified)
 
     # -- life ----------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ class Keeper:
                 settings=self.settings,
                 owner=self._owner,
                 sleep=self._sleep,
-                webhooks=self.webhooks is not None,
+                webhooks=self._webhooks is not None,
             )
             self._parts = parts
             self._signins = SignIns(parts)
@@ -409,7 +409,7 @@ class Keeper:
                 self._deliverer.wake()
 
     def _webhook_deliverer(self) -> WebhookDeliverer:
-        if self.webhooks is None:
+        if self._webhooks is None:
             raise ConfigurationError(
                 "No webhook is configured: set GRANTKEEPER_WEBHOOK_URL and "
                 "GRANTKEEPER_WEBHOOK_SECRET (grantkeeper webhooks secret makes one)."
@@ -417,18 +417,23 @@ class Keeper:
         if self._deliverer is None:
             self._deliverer = WebhookDeliverer(
                 self._open_parts().store,
-                self.webhooks,
+                self._webhooks,
                 clock=self.clock,
-                policy=DeliveryPolicy.from_settings(self.settings, timeout=self.webhooks.timeout),
+                policy=DeliveryPolicy.from_settings(self.settings, timeout=self._webhooks.timeout),
                 wait=self._webhook_wait,
             )
         return self._deliverer
+
+    @property
+    def webhooks_configured(self) -> bool:
+        """Whether the app is notified (``GRANTKEEPER_WEBHOOK_URL`` or a ``webhooks`` sender)."""
+        return self._webhooks is not None
 
     async def start_webhook_delivery(self) -> bool:
         """Deliver the outbox in the background on this loop until :meth:`close` (``serve``
         and :class:`SyncKeeper` do). Any number of keepers may deliver one store at once.
         Returns False when no webhook is configured (nothing to deliver). Idempotent."""
-        if self.webhooks is None:
+        if self._webhooks is None:
             return False
         if self._delivery is None or self._delivery.done():
             self._delivery = asyncio.create_task(
@@ -453,7 +458,7 @@ class Keeper:
 
     async def _finish_webhooks(self) -> None:
         await self.stop_webhook_delivery()
-        if not self._wrote_webhooks or self._parts is None or self.webhooks is None:
+        if not self._wrote_webhooks or self._parts is None or self._webhooks is None:
             return
         try:
             async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):

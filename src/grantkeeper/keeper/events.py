@@ -23,7 +23,8 @@ class GrantEvent:
     completed a pending one; ``forget``, ``by``), ``expiring`` (a time-limited grant ends soon;
     ``expires_at``), ``status_changed`` (a security event moved the grant; ``status``,
     ``reason``, ``source``), ``security_event`` (Google asks the app to act; ``event``,
-    ``action``, ``reason``).
+    ``action``, ``reason``), ``security_event_received`` (a security event was handled,
+    whatever it did; ``event``, ``outcome``; ``sub`` empty when unknown).
     """
 
     kind: str

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from grantkeeper import metrics
 from grantkeeper.errors import InvalidSecurityEvent
 from grantkeeper.keeper.events import GrantEvent
 from grantkeeper.keeper.parts import Parts
@@ -35,6 +34,8 @@ from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_sha
 log = logging.getLogger(__name__)
 
 AUDIT_KIND = "risc"
+#: The event that says a security event was handled (``event``, ``outcome``), whatever it did.
+RECEIVED = "security_event_received"
 _CAS_ATTEMPTS = 3
 
 
@@ -59,8 +60,8 @@ class SecurityEvents:
         try:
             verified, events = await read_delivery(token, self.keys, audiences=self.audiences)
         except InvalidSecurityEvent as error:
-            metrics.RISC_EVENTS.labels(event="unknown", outcome="rejected").inc()
             log.info("security event token rejected: %s (%s)", error.extra.get("err"), error)
+            await self._parts.emit(RECEIVED, "", "", event="unknown", outcome="rejected")
             raise
         now = self._clock.now()
         fresh = await self.store.claim_security_event(
@@ -79,8 +80,6 @@ class SecurityEvents:
         return Receipt(jti=verified.jti, duplicate=False, events=outcomes)
 
     async def _duplicate(self, verified: VerifiedSet, events: list[SecurityEvent]) -> Receipt:
-        for event in events:
-            metrics.RISC_EVENTS.labels(event=event.name, outcome="duplicate").inc()
         await self.store.append_audit(
             AUDIT_KIND,
             sub=next((e.sub for e in events if e.sub), None),
@@ -88,6 +87,10 @@ class SecurityEvents:
             outcome="duplicate",
             detail={"jti": verified.jti, "events": [e.name for e in events]},
         )
+        for event in events:
+            await self._parts.emit(
+                RECEIVED, event.sub or "", verified.audience, event=event.name, outcome="duplicate"
+            )
         return Receipt(jti=verified.jti, duplicate=True)
 
     async def _apply(self, verified: VerifiedSet, what: Plan) -> EventOutcome:
@@ -133,9 +136,11 @@ class SecurityEvents:
             detail=detail,
             outbox=self._parts.outbox(action) if action is not None else [],
         )
-        metrics.RISC_EVENTS.labels(event=event.name, outcome=outcome).inc()
         log.info("RISC %s for %s: %s (%d grants)", event.name, sub, outcome, len(changed))
         await self._announce(what, changed, action)
+        await self._parts.emit(
+            RECEIVED, sub or "", verified.audience, event=event.name, outcome=outcome
+        )
         return EventOutcome(event=event.name, outcome=outcome, sub=sub, grants_changed=len(changed))
 
     async def _transition(

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from grantkeeper import metrics
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper.offline import OfflineAccess
 from grantkeeper.keeper.parts import Parts
@@ -195,7 +194,6 @@ async def sweep(
         if on_progress is not None:
             on_progress(len(page))
     report = SweepReport(at=now, grants=reports)
-    metrics.set_grant_counts(await parts.store.count_by_status())
     await parts.store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )

@@ -29,7 +29,7 @@ async def prometheus_metrics(request: Request) -> Response:
     keeper: Keeper = request.app.state.keeper
     try:
         metrics.set_grant_counts(await keeper.grant_counts())
-        if keeper.webhooks is not None:
+        if keeper.webhooks_configured:
             metrics.WEBHOOK_OUTBOX_PENDING.set(await keeper.pending_webhooks())
     except GrantkeeperError as error:
         # A scrape must still answer when the store is down; the gauge keeps its last value.
