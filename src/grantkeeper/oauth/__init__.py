@@ -12,7 +12,8 @@ from grantkeeper.oauth.client_secrets import (
 )
 from grantkeeper.oauth.discovery import ProviderMetadata
 from grantkeeper.oauth.id_token import IdTokenPolicy, VerifiedIdentity, at_hash
-from grantkeeper.oauth.provider import OAuthProvider, ProviderOptions, SignIn
+from grantkeeper.oauth.provider import OAuthProvider, SignIn
+from grantkeeper.oauth.provider_options import ProviderOptions
 from grantkeeper.oauth.retry import RetryPolicy
 from grantkeeper.oauth.scopes import normalize_scope, normalize_scopes, scope_string
 from grantkeeper.oauth.token_endpoint import (

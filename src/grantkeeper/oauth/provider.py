@@ -1,8 +1,9 @@
 """The async shell that talks to the provider (Google or the emulator — same code path).
 
-:class:`OAuthProvider` owns one ``httpx.AsyncClient`` and does only I/O, caching and retries;
-every decision is a pure function in :mod:`.token_endpoint`, :mod:`.discovery`, :mod:`.jwks`,
-:mod:`.id_token` and :mod:`.http_cache`.
+:class:`OAuthProvider` owns one ``httpx.AsyncClient`` and does only I/O, caching and retries:
+the calls themselves (timing, logs, error mapping) are :mod:`.provider_calls`, the cached
+discovery document and keys :mod:`.provider_documents`; every decision is a pure function in
+:mod:`.token_endpoint`, :mod:`.discovery`, :mod:`.jwks`, :mod:`.id_token` and :mod:`.http_cache`.
 
 Retry rules (tenacity, :mod:`.retry`):
 
@@ -16,86 +17,60 @@ Retry rules (tenacity, :mod:`.retry`):
   sent, or a 500/502/504 may hide a redeemed code; the caller gets ``ProviderUnavailable``
   /``ProviderTimeout`` and the app gets a new code from a fresh sign-in.
 * ``invalid_grant`` is never retried.
-
-Log lines carry the endpoint, status, attempt, latency and outcome — never a token, a code or the
-client secret (requests send them in form bodies, never in URLs).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-import math
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Self
 
 import httpx
-from joserfc.jwk import RSAKey
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
 from grantkeeper.errors import (
     ConfigurationError,
-    GrantkeeperError,
     InvalidRequest,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     SignInIncomplete,
     UntrustedIdToken,
 )
 from grantkeeper.oauth.client_secrets import ClientSecrets, load_client_secrets
-from grantkeeper.oauth.discovery import ProviderMetadata, discovery_url, parse_provider_metadata
-from grantkeeper.oauth.http_cache import cache_lifetime
+from grantkeeper.oauth.discovery import ProviderMetadata
 from grantkeeper.oauth.id_token import (
     IdTokenPolicy,
     VerifiedIdentity,
     read_header,
     verify_id_token,
 )
-from grantkeeper.oauth.jwks import JwksCache, KeyLookup, parse_jwks
-from grantkeeper.oauth.retry import RetryPolicy, retry_after_seconds, send_with_retries
+from grantkeeper.oauth.provider_calls import (
+    NEVER_SENT,
+    ProviderCalls,
+    never,
+    transient_response,
+    transport_failure,
+)
+from grantkeeper.oauth.provider_documents import ProviderDocuments
+from grantkeeper.oauth.provider_options import ProviderOptions
+from grantkeeper.oauth.retry import RetryPolicy
 from grantkeeper.oauth.token_endpoint import (
     MOBILE_REDIRECT_URIS,
     Platform,
     TokenResponse,
     authorization_code_form,
-    is_transient,
     is_web_redirect_uri,
-    parse_error_body,
     parse_token_response,
     redirect_uri_for,
     refresh_token_form,
     revoke_error,
 )
-from grantkeeper.tracing import span
 
 if TYPE_CHECKING:
     # Only the type: settings load client secrets through this package (no import cycle).
     from grantkeeper.settings import Settings
 
-logger = logging.getLogger("grantkeeper.oauth")
-
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderOptions:
-    """Cache bounds (seconds) and the retry budget; defaults suit Google."""
-
-    discovery_floor: float = 60.0
-    discovery_ceiling: float = 24 * 3600.0
-    discovery_default: float = 3600.0
-    jwks_floor: float = 60.0
-    jwks_ceiling: float = 24 * 3600.0
-    jwks_default: float = 3600.0
-    jwks_min_refetch_interval: float = 30.0
-    """At most one JWKS fetch per this many seconds for unknown key ids."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+__all__ = ["OAuthProvider", "ProviderOptions", "SignIn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +132,8 @@ class OAuthProvider:
             headers={"Accept": "application/json", "User-Agent": "grantkeeper"},
             follow_redirects=False,
         )
-        self._metadata: ProviderMetadata | None = None
-        self._metadata_expires_at: datetime | None = None
-        self._discovery_lock = asyncio.Lock()
-        self._jwks = JwksCache(min_refetch_interval=self.options.jwks_min_refetch_interval)
-        self._jwks_lock = asyncio.Lock()
+        self._calls = ProviderCalls(self._http, clock, self.options.retry)
+        self._documents = ProviderDocuments(self._calls, self.issuer, clock, self.options)
 
     async def __aenter__(self) -> Self:
         return self
@@ -180,29 +152,7 @@ class OAuthProvider:
         A failed re-fetch keeps serving the previous metadata (endpoints seldom move); with
         nothing cached the failure is raised.
         """
-        async with self._discovery_lock:
-            now = self.clock.now()
-            if self._metadata and self._metadata_expires_at and now < self._metadata_expires_at:
-                return self._metadata
-            try:
-                response = await self._get("discovery", discovery_url(self.issuer))
-                document = _json_or_raise("discovery", response)
-                metadata = parse_provider_metadata(document, issuer=self.issuer)
-            except GrantkeeperError as error:
-                if self._metadata is None:
-                    raise
-                logger.warning("discovery re-fetch failed (%s); keeping cached metadata", error)
-                return self._metadata
-            opts = self.options
-            lifetime = cache_lifetime(
-                response.headers,
-                floor=opts.discovery_floor,
-                ceiling=opts.discovery_ceiling,
-                default=opts.discovery_default,
-            )
-            self._metadata = metadata
-            self._metadata_expires_at = now + timedelta(seconds=lifetime)
-            return metadata
+        return await self._documents.metadata()
 
     # -- token endpoint ------------------------------------------------------------------------
 
@@ -231,14 +181,14 @@ class OAuthProvider:
             redirect_uri=redirect_uri,
             code_verifier=code_verifier,
         )
-        response = await self._post(
+        response = await self._calls.post(
             "token:authorization_code",
             metadata.token_endpoint,
             form,
             retry_response=lambda r: r.status_code in (429, 503),
-            retry_exception=lambda e: isinstance(e, _NEVER_SENT),
+            retry_exception=lambda e: isinstance(e, NEVER_SENT),
         )
-        with self._passing_retry_after(response):
+        with self._calls.passing_retry_after(response):
             return parse_token_response(
                 response.status_code,
                 response.content,
@@ -264,14 +214,14 @@ class OAuthProvider:
             client_secret=self.client_secrets.client_secret,
             scopes=frozenset(scopes) if scopes else None,
         )
-        response = await self._post(
+        response = await self._calls.post(
             "token:refresh_token",
             metadata.token_endpoint,
             form,
-            retry_response=_transient_response,
-            retry_exception=_transport_failure,
+            retry_response=transient_response,
+            retry_exception=transport_failure,
         )
-        with self._passing_retry_after(response):
+        with self._calls.passing_retry_after(response):
             return parse_token_response(
                 response.status_code,
                 response.content,
@@ -290,12 +240,12 @@ class OAuthProvider:
         metadata = await self.discover()
         if metadata.revocation_endpoint is None:
             raise ProviderError("The provider advertises no revocation_endpoint.")
-        response = await self._post(
+        response = await self._calls.post(
             "revoke",
             metadata.revocation_endpoint,
             {"token": token},
-            retry_response=_transient_response if retry else _never,
-            retry_exception=_transport_failure if retry else _never,
+            retry_response=transient_response if retry else never,
+            retry_exception=transport_failure if retry else never,
             time_limit=time_limit,
         )
         error = revoke_error(response.status_code, response.content)
@@ -315,7 +265,7 @@ class OAuthProvider:
         """
         header = read_header(id_token)
         metadata = await self.discover()
-        key = await self._signing_key(header.kid, metadata)
+        key = await self._documents.signing_key(header.kid, metadata)
         policy = IdTokenPolicy(
             issuers=metadata.accepted_issuers,
             audience=self.client_secrets.client_id,
@@ -382,138 +332,6 @@ class OAuthProvider:
                 f"fetched to verify who signed in ({error.message})."
             ) from None
 
-    async def _signing_key(self, kid: str, metadata: ProviderMetadata) -> RSAKey:
-        async with self._jwks_lock:
-            plan = self._jwks.plan(kid, self.clock.now())
-            if plan is KeyLookup.FETCH:
-                await self._fetch_jwks(metadata.jwks_uri)
-            key = (self._jwks.keys or {}).get(kid)
-        if key is None:
-            why = (
-                "re-fetch rate-limited"
-                if plan is KeyLookup.UNKNOWN_KID
-                else "not in the freshly fetched JWKS"
-            )
-            raise UntrustedIdToken(f"unknown key id {kid[:64]!r} ({why})")
-        return key
-
-    async def _fetch_jwks(self, jwks_uri: str) -> None:
-        response = await self._get("jwks", jwks_uri)
-        keys = parse_jwks(_json_or_raise("jwks", response))
-        opts = self.options
-        lifetime = cache_lifetime(
-            response.headers,
-            floor=opts.jwks_floor,
-            ceiling=opts.jwks_ceiling,
-            default=opts.jwks_default,
-        )
-        self._jwks.store(keys, lifetime=lifetime, now=self.clock.now())
-
-    # -- HTTP ----------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _passing_retry_after(self, response: httpx.Response) -> Iterator[None]:
-        """A ``ProviderUnavailable`` raised for ``response`` carries the provider's
-        ``Retry-After`` (whole seconds) on to our own answer."""
-        try:
-            yield
-        except ProviderUnavailable as error:
-            after = retry_after_seconds(response.headers, self.clock.now())
-            if after is not None:
-                error.extra["retry_after"] = max(1, math.ceil(after))
-            raise
-
-    async def _get(self, name: str, url: str) -> httpx.Response:
-        response = await self._send(
-            name,
-            lambda: self._http.get(url),
-            retry_response=_transient_response,
-            retry_exception=_transport_failure,
-        )
-        if response.status_code != 200:
-            error = parse_error_body(response.content)
-            if is_transient(response.status_code, error):
-                with self._passing_retry_after(response):
-                    raise ProviderUnavailable(
-                        f"The provider's {name} endpoint is unavailable "
-                        f"(HTTP {response.status_code}).",
-                        provider_status=response.status_code,
-                    )
-            raise ProviderError(
-                f"The provider's {name} endpoint answered HTTP {response.status_code}.",
-                provider_status=response.status_code,
-            )
-        return response
-
-    async def _post(
-        self,
-        name: str,
-        url: str,
-        form: dict[str, str],
-        *,
-        retry_response: Callable[[httpx.Response], bool],
-        retry_exception: Callable[[BaseException], bool],
-        time_limit: float | None = None,
-    ) -> httpx.Response:
-        limit = httpx.Timeout(time_limit) if time_limit is not None else httpx.USE_CLIENT_DEFAULT
-        return await self._send(
-            name,
-            lambda: self._http.post(url, data=form, timeout=limit),
-            retry_response=retry_response,
-            retry_exception=retry_exception,
-        )
-
-    async def _send(
-        self,
-        name: str,
-        request: Callable[[], Awaitable[httpx.Response]],
-        *,
-        retry_response: Callable[[httpx.Response], bool],
-        retry_exception: Callable[[BaseException], bool],
-    ) -> httpx.Response:
-        attempt = 0
-
-        async def timed() -> httpx.Response:
-            nonlocal attempt
-            attempt += 1
-            started = time.perf_counter()
-            with span(f"grantkeeper.provider.{name}", attempt=attempt) as current:
-                try:
-                    response = await request()
-                except httpx.TransportError as error:
-                    _log_call(name, attempt, started, type(error).__name__)
-                    raise
-                current.set_attribute("http.response.status_code", response.status_code)
-            _log_call(name, attempt, started, f"HTTP {response.status_code}")
-            return response
-
-        try:
-            return await send_with_retries(
-                timed,
-                policy=self.options.retry,
-                retry_response=retry_response,
-                retry_exception=retry_exception,
-                now=self.clock.now,
-            )
-        except httpx.TimeoutException as error:
-            timeout = ProviderTimeout(
-                f"The provider's {name} endpoint did not answer in time "
-                f"({type(error).__name__} after {attempt} attempt(s))."
-            )
-            timeout.request_sent = not isinstance(error, _NEVER_SENT)
-            raise timeout from None
-        except httpx.TransportError as error:
-            unreachable = ProviderUnavailable(
-                f"The provider's {name} endpoint could not be reached "
-                f"({type(error).__name__} after {attempt} attempt(s))."
-            )
-            unreachable.request_sent = not isinstance(error, _NEVER_SENT)
-            raise unreachable from None
-
-
-def _never(_: object) -> bool:
-    return False
-
 
 def _may_have_redeemed(error: ProviderUnavailable) -> bool:
     """Whether a failed code exchange may have redeemed the code at the provider: not when the
@@ -522,33 +340,3 @@ def _may_have_redeemed(error: ProviderUnavailable) -> bool:
     if isinstance(status, int):
         return status not in (429, 503)
     return error.request_sent
-
-
-def _log_call(name: str, attempt: int, started: float, outcome: str) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    logger.info(
-        "provider %s attempt %d: %s in %.0f ms",
-        name,
-        attempt,
-        outcome,
-        elapsed_ms,
-        extra={"provider_call": name, "attempt": attempt, "outcome": outcome, "ms": elapsed_ms},
-    )
-
-
-def _transient_response(response: httpx.Response) -> bool:
-    if response.status_code < 400:
-        return False
-    return is_transient(response.status_code, parse_error_body(response.content))
-
-
-def _transport_failure(error: BaseException) -> bool:
-    # Timeouts, refused or reset connections, a peer that hung up mid-answer.
-    return isinstance(error, httpx.TransportError)
-
-
-def _json_or_raise(name: str, response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        raise ProviderError(f"The provider's {name} document is not JSON.") from None

@@ -1,7 +1,8 @@
 """The token and revocation endpoints as plain data: what to send, how to read the answer.
 
 No I/O here (the model is google-auth's ``_client`` helpers and Authlib's
-``rfc6749/parameters.py``): :mod:`grantkeeper.oauth.provider` does the HTTP and calls these.
+``rfc6749/parameters.py``): :mod:`grantkeeper.oauth.provider` calls these and
+:mod:`grantkeeper.oauth.provider_calls` does the HTTP.
 
 Outcomes of reading a token-endpoint answer:
 
