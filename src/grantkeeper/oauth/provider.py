@@ -47,6 +47,8 @@ from grantkeeper.oauth.id_token import (
 from grantkeeper.oauth.provider_calls import (
     NEVER_SENT,
     ProviderCalls,
+    RetryException,
+    RetryResponse,
     never,
     transient_response,
     transport_failure,
@@ -56,6 +58,7 @@ from grantkeeper.oauth.provider_options import ProviderOptions
 from grantkeeper.oauth.retry import RetryPolicy
 from grantkeeper.oauth.token_endpoint import (
     MOBILE_REDIRECT_URIS,
+    GrantType,
     Platform,
     TokenResponse,
     authorization_code_form,
@@ -168,7 +171,6 @@ class OAuthProvider:
         """
         if not code:
             raise InvalidRequest("The server auth code is empty.")
-        metadata = await self.discover()
         redirect_uri = redirect_uri_for(
             platform,
             mobile_redirect_uri=self.settings.mobile_redirect_uri,
@@ -181,22 +183,15 @@ class OAuthProvider:
             redirect_uri=redirect_uri,
             code_verifier=code_verifier,
         )
-        response = await self._calls.post(
-            "token:authorization_code",
-            metadata.token_endpoint,
+        return await self._token_grant(
+            "authorization_code",
             form,
+            # Retried only when the provider cannot have redeemed the code (see above).
             retry_response=lambda r: r.status_code in (429, 503),
             retry_exception=lambda e: isinstance(e, NEVER_SENT),
+            platform=platform,
+            redirect_uri=redirect_uri,
         )
-        with self._calls.passing_retry_after(response):
-            return parse_token_response(
-                response.status_code,
-                response.content,
-                grant_type="authorization_code",
-                now=self.clock.now(),
-                platform=platform,
-                redirect_uri=redirect_uri,
-            )
 
     async def refresh(
         self, refresh_token: str, scopes: Iterable[str] | None = None
@@ -207,26 +202,47 @@ class OAuthProvider:
             RefreshTokenRejected: ``invalid_grant`` — the grant is dead (never retried).
             ProviderError, ProviderUnavailable, ProviderTimeout: as for :meth:`exchange_code`.
         """
-        metadata = await self.discover()
         form = refresh_token_form(
             refresh_token,
             client_id=self.client_secrets.client_id,
             client_secret=self.client_secrets.client_secret,
             scopes=frozenset(scopes) if scopes else None,
         )
-        response = await self._calls.post(
-            "token:refresh_token",
-            metadata.token_endpoint,
+        return await self._token_grant(
+            "refresh_token",
             form,
             retry_response=transient_response,
             retry_exception=transport_failure,
+        )
+
+    async def _token_grant(
+        self,
+        grant_type: GrantType,
+        form: dict[str, str],
+        *,
+        retry_response: RetryResponse,
+        retry_exception: RetryException,
+        platform: Platform | None = None,
+        redirect_uri: str | None = None,
+    ) -> TokenResponse:
+        """POST a grant to the token endpoint and read the answer (``platform`` and
+        ``redirect_uri`` explain a refused code exchange)."""
+        metadata = await self.discover()
+        response = await self._calls.post(
+            f"token:{grant_type}",
+            metadata.token_endpoint,
+            form,
+            retry_response=retry_response,
+            retry_exception=retry_exception,
         )
         with self._calls.passing_retry_after(response):
             return parse_token_response(
                 response.status_code,
                 response.content,
-                grant_type="refresh_token",
+                grant_type=grant_type,
                 now=self.clock.now(),
+                platform=platform,
+                redirect_uri=redirect_uri,
             )
 
     async def revoke(

@@ -134,20 +134,16 @@ class ProviderCalls:
                 retry_exception=retry_exception,
                 now=self._clock.now,
             )
-        except httpx.TimeoutException as error:
-            timeout = ProviderTimeout(
-                f"The provider's {name} endpoint did not answer in time "
-                f"({type(error).__name__} after {attempt} attempt(s))."
-            )
-            timeout.request_sent = not isinstance(error, NEVER_SENT)
-            raise timeout from None
         except httpx.TransportError as error:
-            unreachable = ProviderUnavailable(
-                f"The provider's {name} endpoint could not be reached "
+            timed_out = isinstance(error, httpx.TimeoutException)
+            kind = ProviderTimeout if timed_out else ProviderUnavailable
+            what = "did not answer in time" if timed_out else "could not be reached"
+            failure = kind(
+                f"The provider's {name} endpoint {what} "
                 f"({type(error).__name__} after {attempt} attempt(s))."
             )
-            unreachable.request_sent = not isinstance(error, NEVER_SENT)
-            raise unreachable from None
+            failure.request_sent = not isinstance(error, NEVER_SENT)
+            raise failure from None
 
 
 def never(_: object) -> bool:

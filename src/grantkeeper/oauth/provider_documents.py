@@ -7,6 +7,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+import httpx
 from joserfc.jwk import RSAKey
 
 from grantkeeper.clock import Clock
@@ -56,11 +57,8 @@ class ProviderDocuments:
                 logger.warning("discovery re-fetch failed (%s); keeping cached metadata", error)
                 return self._metadata
             opts = self._options
-            lifetime = cache_lifetime(
-                response.headers,
-                floor=opts.discovery_floor,
-                ceiling=opts.discovery_ceiling,
-                default=opts.discovery_default,
+            lifetime = _lifetime(
+                response, opts.discovery_floor, opts.discovery_ceiling, opts.discovery_default
             )
             self._metadata = metadata
             self._metadata_expires_at = now + timedelta(seconds=lifetime)
@@ -90,10 +88,10 @@ class ProviderDocuments:
         response = await self._calls.get("jwks", jwks_uri)
         keys = parse_jwks(json_or_raise("jwks", response))
         opts = self._options
-        lifetime = cache_lifetime(
-            response.headers,
-            floor=opts.jwks_floor,
-            ceiling=opts.jwks_ceiling,
-            default=opts.jwks_default,
-        )
+        lifetime = _lifetime(response, opts.jwks_floor, opts.jwks_ceiling, opts.jwks_default)
         self._jwks.store(keys, lifetime=lifetime, now=self._clock.now())
+
+
+def _lifetime(response: httpx.Response, floor: float, ceiling: float, default: float) -> float:
+    """Seconds to keep a document, from its ``Cache-Control`` within the bounds."""
+    return cache_lifetime(response.headers, floor=floor, ceiling=ceiling, default=default)
