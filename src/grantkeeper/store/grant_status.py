@@ -56,15 +56,7 @@ class GrantStatusChanges(StoreCore):
         }
         if erase_access_token:
             values.update(access_token=None, access_token_kid=None, access_token_expires_at=None)
-        query = grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
-        if expected_version is not None:
-            query = query.where(grants.c.version == expected_version)
-        async with self._write() as conn:
-            result = await conn.execute(query)
-            if result.rowcount:
-                await self._drop_signin_answers(conn, sub)
-                await enqueue(conn, outbox_for(outbox, result.rowcount))
-        return result.rowcount
+        return await self._end_grants(sub, client_id, values, expected_version, outbox)
 
     async def mark_revoked(
         self,
@@ -119,6 +111,18 @@ class GrantStatusChanges(StoreCore):
         }
         if status is not None:
             values.update(status=str(status), status_reason=reason, status_changed_at=now)
+        return await self._end_grants(sub, client_id, values, expected_version, outbox)
+
+    async def _end_grants(
+        self,
+        sub: str,
+        client_id: str | None,
+        values: dict[str, Any],
+        expected_version: int | None,
+        outbox: Outbox[int] | None,
+    ) -> int:
+        """Write ``values`` to the grants (a compare-and-swap with ``expected_version``); a
+        grant that changed loses its kept sign-in answers and writes ``outbox`` with it."""
         query = grants.update().where(*self._grant_filter(sub, client_id)).values(**values)
         if expected_version is not None:
             query = query.where(grants.c.version == expected_version)

@@ -40,7 +40,7 @@ class GrantLeases(StoreCore):
         async with self._write() as conn:
             taken = await conn.execute(
                 grants.update()
-                .where(grants.c.sub == sub, grants.c.client_id == client_id, free)
+                .where(*self._grant_filter(sub, client_id), free)
                 .values(lease_owner=owner, lease_expires_at=now + ttl)
             )
             if taken.rowcount != 1:
@@ -53,11 +53,7 @@ class GrantLeases(StoreCore):
         async with self._write() as conn:
             result = await conn.execute(
                 grants.update()
-                .where(
-                    grants.c.sub == sub,
-                    grants.c.client_id == client_id,
-                    grants.c.lease_owner == owner,
-                )
+                .where(*self._grant_filter(sub, client_id), grants.c.lease_owner == owner)
                 .values(**NO_LEASE)
             )
         return result.rowcount == 1
@@ -106,11 +102,7 @@ class GrantLeases(StoreCore):
         async with self._write() as conn:
             result = await conn.execute(
                 grants.update()
-                .where(
-                    grants.c.sub == sub,
-                    grants.c.client_id == client_id,
-                    grants.c.version == expected_version,
-                )
+                .where(*self._grant_filter(sub, client_id), grants.c.version == expected_version)
                 .values(**values)
             )
             saved: bool = result.rowcount == 1

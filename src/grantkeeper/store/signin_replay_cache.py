@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,24 +46,10 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        statement = self._insert(signin_replays).values(
-            code_hash=code_hash,
-            sub=None,
-            response_json=PENDING,
-            created_at=now,
-            expires_at=now + ttl,
+        # RETURNING, not rowcount: psycopg reports -1 for this statement.
+        statement = self._upsert(code_hash, None, PENDING, now, ttl, only_expired=True).returning(
+            signin_replays.c.code_hash
         )
-        statement = statement.on_conflict_do_update(
-            index_elements=["code_hash"],
-            set_={
-                "sub": None,
-                "response_json": PENDING,
-                "created_at": statement.excluded.created_at,
-                "expires_at": statement.excluded.expires_at,
-            },
-            where=signin_replays.c.expires_at <= now,
-            # RETURNING, not rowcount: psycopg reports -1 for this statement.
-        ).returning(signin_replays.c.code_hash)
         async with self._write() as conn:
             claimed = (await conn.execute(statement)).first() is not None
             await self._purge_now_and_then(conn, now)
@@ -86,6 +73,32 @@ class SignInReplayCache(StoreCore):
                 )
             )
 
+    def _upsert(
+        self,
+        code_hash: str,
+        sub: str | None,
+        response_json: str,
+        now: datetime,
+        ttl: timedelta,
+        *,
+        only_expired: bool = False,
+    ) -> Any:
+        """Write the code's entry, replacing the one there (``only_expired``: only if it has
+        expired, so a live claim or answer is never taken over)."""
+        statement = self._insert(signin_replays).values(
+            code_hash=code_hash,
+            sub=sub,
+            response_json=response_json,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        replaced = ("sub", "response_json", "created_at", "expires_at")
+        return statement.on_conflict_do_update(
+            index_elements=["code_hash"],
+            set_={column: statement.excluded[column] for column in replaced},
+            where=signin_replays.c.expires_at <= now if only_expired else None,
+        )
+
     async def _remember(
         self,
         conn: AsyncConnection,
@@ -95,23 +108,7 @@ class SignInReplayCache(StoreCore):
         ttl: timedelta,
         sub: str | None,
     ) -> None:
-        statement = self._insert(signin_replays).values(
-            code_hash=code_hash,
-            sub=sub,
-            response_json=response_json,
-            created_at=now,
-            expires_at=now + ttl,
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["code_hash"],
-            set_={
-                "sub": statement.excluded.sub,
-                "response_json": statement.excluded.response_json,
-                "created_at": statement.excluded.created_at,
-                "expires_at": statement.excluded.expires_at,
-            },
-        )
-        await conn.execute(statement)
+        await conn.execute(self._upsert(code_hash, sub, response_json, now, ttl))
 
     async def remember_signin_response(
         self,
