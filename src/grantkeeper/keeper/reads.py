@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from grantkeeper.errors import InvalidRequest, UnknownUser, UnknownWebhook
-from grantkeeper.keeper.results import grant_json, user_json
+from grantkeeper.keeper.results import grant_json, iso_utc, user_json
 from grantkeeper.store import AuditEvent, GrantStatus, GrantStore, OutboxEntry, OutboxState
 
 MAX_PAGE = 500
@@ -91,10 +91,6 @@ async def audit_page(
     return Page(items, str(events[limit - 1].id) if len(events) > limit else None)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def webhook_json(entry: OutboxEntry) -> dict[str, Any]:
     """A notification's delivery state (its payload, which holds no secret, is not listed)."""
     return {
@@ -102,9 +98,9 @@ def webhook_json(entry: OutboxEntry) -> dict[str, Any]:
         "type": entry.type,
         "state": entry.state,
         "attempts": entry.attempts,
-        "created_at": _iso(entry.created_at),
-        "next_attempt_at": _iso(entry.next_attempt_at) if entry.state == "pending" else None,
-        "delivered_at": _iso(entry.delivered_at),
+        "created_at": iso_utc(entry.created_at),
+        "next_attempt_at": iso_utc(entry.next_attempt_at) if entry.state == "pending" else None,
+        "delivered_at": iso_utc(entry.delivered_at),
         "last_error": entry.last_error,
     }
 

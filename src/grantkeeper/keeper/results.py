@@ -27,7 +27,8 @@ OFFLINE_ADVICE = {
 }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_utc(value: datetime | None) -> str | None:
+    """A time as ISO 8601 with ``Z`` for UTC, as every answer spells it."""
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -62,7 +63,7 @@ class SignInResult:
             "scopes": sorted(grant.scopes),
             "added_scopes": sorted(record.added_scopes),
             "offline": grant.offline,
-            "refresh_token_expires_at": _iso(grant.refresh_token_expires_at),
+            "refresh_token_expires_at": iso_utc(grant.refresh_token_expires_at),
             "new_user": record.new_user,
         }
         if not grant.offline:
@@ -116,7 +117,7 @@ class AccessToken:
         return {
             "access_token": self.token,
             "token_type": "Bearer",
-            "expires_at": _iso(self.expires_at),
+            "expires_at": iso_utc(self.expires_at),
             "scopes": sorted(self.scopes),
         }
 
@@ -145,15 +146,15 @@ def grant_json(grant: Grant) -> dict[str, Any]:
         "client_id": grant.client_id,
         "status": grant.status,
         "status_reason": grant.status_reason,
-        "status_changed_at": _iso(grant.status_changed_at),
+        "status_changed_at": iso_utc(grant.status_changed_at),
         "offline": grant.offline,
         "scopes": sorted(grant.scopes),
-        "access_token_expires_at": _iso(grant.access_token_expires_at),
-        "refresh_token_expires_at": _iso(grant.refresh_token_expires_at),
-        "created_at": _iso(grant.created_at),
-        "updated_at": _iso(grant.updated_at),
-        "last_used_at": _iso(grant.last_used_at),
-        "last_refreshed_at": _iso(grant.last_refreshed_at),
+        "access_token_expires_at": iso_utc(grant.access_token_expires_at),
+        "refresh_token_expires_at": iso_utc(grant.refresh_token_expires_at),
+        "created_at": iso_utc(grant.created_at),
+        "updated_at": iso_utc(grant.updated_at),
+        "last_used_at": iso_utc(grant.last_used_at),
+        "last_refreshed_at": iso_utc(grant.last_refreshed_at),
         "version": grant.version,
     }
 
