@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
+from grantkeeper.keeper import Keeper
 from grantkeeper.service_keys import ServiceKey
 from grantkeeper.web.guards import ServiceKeys, require_https
 from grantkeeper.web.openapi import service_key_scheme
@@ -35,3 +36,12 @@ TokenKey = Annotated[ServiceKey, Depends(service_key("token"))]
 RefreshKey = Annotated[ServiceKey, Depends(service_key("refresh"))]
 DisconnectKey = Annotated[ServiceKey, Depends(service_key("disconnect"))]
 ManageKey = Annotated[ServiceKey, Depends(service_key("manage"))]
+
+
+def get_keeper(request: Request) -> Keeper:
+    """The keeper the app serves (made by the app's lifespan)."""
+    keeper: Keeper = request.app.state.keeper
+    return keeper
+
+
+KeeperDep = Annotated[Keeper, Depends(get_keeper)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import InvalidRequest
-from grantkeeper.keeper import MAX_PAGE, Keeper
-from grantkeeper.web.auth import ManageKey
+from grantkeeper.keeper import MAX_PAGE
+from grantkeeper.web.auth import KeeperDep, ManageKey
 from grantkeeper.web.openapi import problems
 from grantkeeper.web.schemas import (
     AuditPage,
@@ -31,6 +31,10 @@ _LIMIT_403 = {403: [ServiceKeyLimitProblem]}
 #: The largest audit id or outbox seq a cursor may name: the columns are 32-bit INTEGERs on
 #: PostgreSQL (SQLite's hold 64 bits); beyond it the databases raise instead of finding nothing.
 MAX_SEQUENCE = 2**31 - 1
+_CURSOR = "The cursor: the previous page's next"
+After = Annotated[str | None, Query(description=_CURSOR)]
+Before = Annotated[int | None, Query(ge=1, le=MAX_SEQUENCE, description=_CURSOR)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 
 
 @router.get(
@@ -40,15 +44,14 @@ MAX_SEQUENCE = 2**31 - 1
     responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def list_users(
-    request: Request,
+    keeper: KeeperDep,
     _: ManageKey,
     status: Annotated[
         str | None, Query(description="Only users with a grant in this state")
     ] = None,
-    after: Annotated[str | None, Query(description="The cursor: the previous page's next")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    after: After = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
-    keeper: Keeper = request.app.state.keeper
     page = await keeper.users_page(status=status, after=after, limit=limit)
     return JSONResponse(page.to_json("users"), headers=NO_STORE)
 
@@ -60,12 +63,11 @@ async def list_users(
     responses=problems(400, 401, 403, 404, 429, 503, special=_LIMIT_403),
 )
 async def show_user(
-    request: Request,
+    keeper: KeeperDep,
     sub: str,
     _: ManageKey,
-    history: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    history: Limit = 50,
 ) -> JSONResponse:
-    keeper: Keeper = request.app.state.keeper
     detail = await keeper.user_detail(sub, history=history)
     return JSONResponse(detail, headers=NO_STORE)
 
@@ -77,19 +79,15 @@ async def show_user(
     responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def audit_log(
-    request: Request,
+    keeper: KeeperDep,
     _: ManageKey,
     sub: Annotated[str | None, Query(description="Only this user's events")] = None,
     kind: Annotated[str | None, Query(description="sign_in, token, refresh, …")] = None,
     since: Annotated[datetime | None, Query(description="At or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Before (ISO 8601)")] = None,
-    before: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_SEQUENCE, description="The cursor: the previous page's next"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    before: Before = None,
+    limit: Limit = 100,
 ) -> JSONResponse:
-    keeper: Keeper = request.app.state.keeper
     page = await keeper.audit_page(
         sub=sub,
         kind=kind,
@@ -108,19 +106,15 @@ async def audit_log(
     responses=problems(400, 401, 403, 429, 503, special=_LIMIT_403),
 )
 async def list_webhooks(
-    request: Request,
+    keeper: KeeperDep,
     _: ManageKey,
     state: Annotated[
         Literal["pending", "delivered", "failed"] | None,
         Query(description="Only notifications in this state"),
     ] = None,
-    before: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_SEQUENCE, description="The cursor: the previous page's next"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    before: Before = None,
+    limit: Limit = 50,
 ) -> JSONResponse:
-    keeper: Keeper = request.app.state.keeper
     page = await keeper.webhooks_page(state=state, before=before, limit=limit)
     return JSONResponse(page.to_json("webhooks"), headers=NO_STORE)
 
@@ -131,10 +125,9 @@ async def list_webhooks(
     response_model=WebhookDelivery,
     responses=problems(401, 403, 404, 429, 503, special=_LIMIT_403),
 )
-async def replay_webhook(request: Request, webhook_id: str, _: ManageKey) -> JSONResponse:
+async def replay_webhook(keeper: KeeperDep, webhook_id: str, _: ManageKey) -> JSONResponse:
     """The notification becomes pending with fresh attempts and is delivered again; the app
     de-duplicates by ``webhook-id`` if it had it already."""
-    keeper: Keeper = request.app.state.keeper
     (replayed,) = await keeper.replay_webhooks([webhook_id])
     return JSONResponse(replayed, headers=NO_STORE)
 

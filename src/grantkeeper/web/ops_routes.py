@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from grantkeeper import metrics
 from grantkeeper.errors import GrantkeeperError
-from grantkeeper.keeper import Keeper
+from grantkeeper.web.auth import KeeperDep
 from grantkeeper.web.openapi import problems
 
 router = APIRouter()
@@ -23,10 +23,9 @@ log = logging.getLogger("grantkeeper.web")
     # 401/403: GRANTKEEPER_OPS_KEY and the HTTPS rule (web/ops_access.py).
     responses={200: {"content": {metrics.CONTENT_TYPE: {}}}, **problems(401, 403)},
 )
-async def prometheus_metrics(request: Request) -> Response:
+async def prometheus_metrics(keeper: KeeperDep) -> Response:
     """Sign-ins and refreshes by outcome, provider latency, grants by state and webhook
     notifications waiting (counted now), webhook deliveries by outcome."""
-    keeper: Keeper = request.app.state.keeper
     try:
         metrics.set_grant_counts(await keeper.grant_counts())
         if keeper.webhooks_configured:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import InvalidSecurityEvent, PayloadTooLarge
-from grantkeeper.keeper import Keeper
+from grantkeeper.web.auth import KeeperDep
 from grantkeeper.web.guards import require_https
 from grantkeeper.web.openapi import problems
 from grantkeeper.web.schemas import RiscReceipt, SecurityEventProblem
@@ -30,7 +30,7 @@ MAX_SET_BYTES = 64 * 1024
         }
     },
 )
-async def receive_security_event(request: Request) -> JSONResponse:
+async def receive_security_event(request: Request, keeper: KeeperDep) -> JSONResponse:
     """The body is the raw SET (``application/secevent+jwt``). 202 once verified and acted on
     (a redelivery is acknowledged and ignored); 400 with RFC 8935's ``err`` otherwise."""
     require_https(request, request.app.state.allow_insecure_http)
@@ -43,6 +43,5 @@ async def receive_security_event(request: Request) -> JSONResponse:
         token = body.decode("ascii")
     except UnicodeDecodeError:
         raise InvalidSecurityEvent("invalid_request", "The body is not a compact JWT.") from None
-    keeper: Keeper = request.app.state.keeper
     receipt = await keeper.receive_security_event(token)
     return JSONResponse(receipt.to_json(), status_code=202)

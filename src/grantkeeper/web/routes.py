@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import GrantkeeperError, ServiceKeyLimit
-from grantkeeper.keeper import Keeper
-from grantkeeper.web.auth import DisconnectKey, RefreshKey, TokenKey
+from grantkeeper.web.auth import DisconnectKey, KeeperDep, RefreshKey, TokenKey
 from grantkeeper.web.bodies import validated
 from grantkeeper.web.guards import (
     idempotency_key,
@@ -37,11 +36,6 @@ router = APIRouter()
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def get_keeper(request: Request) -> Keeper:
-    keeper: Keeper = request.app.state.keeper
-    return keeper
-
-
 def _https(request: Request) -> None:
     require_https(request, request.app.state.allow_insecure_http)
 
@@ -50,9 +44,6 @@ def client_address(request: Request) -> str:
     """The caller's address as the trusted proxies vouch for it (``ProxyHeadersMiddleware``
     applied ``X-Forwarded-For`` only from them)."""
     return request.client.host if request.client else "unknown"
-
-
-KeeperDep = Annotated[Keeper, Depends(get_keeper)]
 
 
 @router.post(
