@@ -9,7 +9,7 @@ are names, states are grant statuses), never from users, so cardinality stays bo
   ``ok`` or the error code (``invalid_code``, ``grant_revoked``, ``provider_unavailable`` …).
 - ``grantkeeper_provider_request_seconds{endpoint}``: time to the provider's answer, measured
   by :class:`TimedTransport` around the httpx transport that talks to Google.
-- ``grantkeeper_grants{state}``: grants per state, counted on every scrape.
+- ``grantkeeper_grants{state}``: grants per state, counted on every scrape and by the sweep.
 - ``grantkeeper_risc_events_total{event,outcome}``,
   ``grantkeeper_webhook_deliveries_total{outcome}`` (``delivered``, ``retried``, ``failed``) and
   ``grantkeeper_webhook_outbox_pending`` (notifications waiting, counted on every scrape).
@@ -76,7 +76,7 @@ PROVIDER_LATENCY = Histogram(
 )
 GRANTS = Gauge(
     "grantkeeper_grants",
-    "Stored grants by state (counted on every scrape).",
+    "Stored grants by state (refreshed on every scrape and by the sweep).",
     ["state"],
     registry=REGISTRY,
 )

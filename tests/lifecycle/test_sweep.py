@@ -46,6 +46,7 @@ async def test_states_are_reported_and_idle_grants_kept_alive(keeper: Keeper, wo
     await store_of(keeper).mark_revoked("300", keeper.client_id, "invalid_grant")
     await _seed_other(keeper, "400", refresh_token_expires_at=now + timedelta(days=200))
 
+    metrics.set_grant_counts({})  # the gauges below are the sweep's, not an earlier test's
     report = await keeper.sweep()
     states = {g.sub: g.state for g in report.grants}
     assert states == {
@@ -238,9 +239,11 @@ async def test_a_revocation_the_sweep_completes_is_announced_like_a_disconnect(
         await sender.drain()
         (received,) = sink.wait_for(1)
     assert report.actions == {"revocation_completed": 1}
-    assert [(e.kind, e.sub, e.detail) for e in heard] == [
+    *changes, census = heard
+    assert [(e.kind, e.sub, e.detail) for e in changes] == [
         ("disconnected", sub, {"forget": False, "by": "sweep"})
     ]
+    assert (census.kind, census.detail["statuses"]) == ("swept", {"disconnected": 1})
     payload = Webhook(secret).verify(received.body, received.headers)
     assert payload["type"] == "grant.revoked"
     assert payload["data"]["sub"] == sub

@@ -24,7 +24,8 @@ class GrantEvent:
     ``expires_at``), ``status_changed`` (a security event moved the grant; ``status``,
     ``reason``, ``source``), ``security_event`` (Google asks the app to act; ``event``,
     ``action``, ``reason``), ``security_event_received`` (a security event was handled,
-    whatever it did; ``event``, ``outcome``; ``sub`` empty when unknown).
+    whatever it did; ``event``, ``outcome``; ``sub`` empty when unknown), ``swept`` (a sweep
+    ended; ``sub`` empty; ``statuses``: grants per stored status).
     """
 
     kind: str

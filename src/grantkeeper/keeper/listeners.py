@@ -19,7 +19,8 @@ __all__ = ["attach", "metrics_listener"]
 
 
 def metrics_listener(event: GrantEvent) -> None:
-    """Count sign-ins, refreshes and security events by outcome."""
+    """Count sign-ins, refreshes and security events by outcome; a sweep's census sets the
+    grants-by-state gauges."""
     if event.kind == "signed_in":
         metrics.record_sign_in("ok")
     elif event.kind == "sign_in_failed":
@@ -30,6 +31,8 @@ def metrics_listener(event: GrantEvent) -> None:
         metrics.record_refresh(str(event.detail.get("code", "provider_error")))
     elif event.kind == "revoked":
         metrics.record_refresh("grant_revoked")
+    elif event.kind == "swept":
+        metrics.set_grant_counts(event.detail["statuses"])
     elif event.kind == "security_event_received":
         metrics.record_security_event(str(event.detail["event"]), str(event.detail["outcome"]))
 

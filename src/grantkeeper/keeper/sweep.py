@@ -197,6 +197,8 @@ async def sweep(
     await parts.store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )
+    # Grants per stored status, for the gauges of a process that does not scrape the store.
+    await parts.emit("swept", "", "", statuses=await parts.store.count_by_status())
     return report
 
 
