@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -107,10 +108,31 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated once per session; each test's store starts as a copy of it
+    (the same file the migrations would make, without running them for every test)."""
+    path = tmp_path_factory.mktemp("template") / "grants.sqlite3"
+
+    async def upgrade() -> None:
+        engine = create_engine(normalize_url(f"sqlite:///{path}"))
+        try:
+            await store_migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(upgrade())
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
     if request.param == "sqlite":
-        return StoreTarget("sqlite", f"sqlite:///{tmp_path / 'grants.sqlite3'}", None)
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "grants.sqlite3"
+        shutil.copyfile(template, path)
+        path.chmod(0o600)
+        return StoreTarget("sqlite", f"sqlite:///{path}", None)
     schema: str = request.getfixturevalue("postgres_schema")
     with postgres_connect() as conn:
         # Every table the migrations made (other features add theirs), not Alembic's own.

@@ -11,6 +11,7 @@ Databases migrated before that (history in ``alembic_version``) are adopted on t
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 
 import sqlalchemy as sa
@@ -52,6 +53,11 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+# The scripts shipped with this process do not change while it runs; reading them (Alembic
+# compiles every revision file) is what an upgrade of a database already at the head costs.
+_shipped_head = functools.cache(head_revision)
+
+
 async def upgrade(
     engine: AsyncEngine,
     *,
@@ -73,6 +79,10 @@ async def upgrade(
 
     def run(connection: sa.Connection) -> None:
         _prepare(connection, schema)
+        if target == "head" and _at_revision(connection) == _shipped_head():
+            # Every keeper, CLI command and worker start migrates: at the head, that is one
+            # read of the version table, not Alembic's environment and every script.
+            return
         config.attributes["connection"] = connection
         command.upgrade(config, target)
 
@@ -109,6 +119,12 @@ async def current_revision(engine: AsyncEngine, schema: str | None = None) -> st
 
     async with transaction(engine, write=False) as conn:
         return await conn.run_sync(read)
+
+
+def _at_revision(connection: sa.Connection) -> str | None:
+    return MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
 
 
 def _require_schema(connection: sa.Connection, schema: str, url: str) -> None:
