@@ -222,6 +222,12 @@ def main() -> int:
         figures["answers"] = ", ".join(f"{k}: {v}" for k, v in statuses)
         figures["longest until 200 again"] = f"{max(recoveries):.1f} s"
         figures["users signed in"] = len(load.signed_in)
+        # The keeper claims a code in the store before it calls Google, so an outage mostly
+        # refuses sign-ins before their code is spent; this many were spent and answered 503
+        # (the advice then says the user must sign in again).
+        exchanges = int(emulator.control.stats()["token"].get("authorization_code", 0))
+        signed = sum(v for k, v in load.statuses.items() if k == "sign-in 200")
+        figures["codes redeemed at Google, sign-in answered 503"] = exchanges - signed
         figures["other failures (5xx but 503, 503 naming the database, no answer)"] = len(
             load.failures
         )
