@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
@@ -19,8 +20,10 @@ from grantkeeper.store import GrantStatus, GrantStore, refresh_token_sha512x2, s
 from grantkeeper.store.engine import normalize_url
 from grantkeeper.store.migrate import head_revision
 from grantkeeper.store.signin_replay_cache import PENDING
+from grantkeeper.store.tables import audit_events, webhook_outbox
+from grantkeeper.store.webhook_outbox import OutboxMessage
 
-from .helpers import CLIENT, OTHER_CLIENT, OpensStores, profile, sign_in
+from .helpers import CLIENT, OTHER_CLIENT, OpensStores, profile, raw_sql, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -147,6 +150,43 @@ async def test_audit_log_filters_and_order(store: GrantStore, store_clock: Manua
         store_clock.now(),
     )
     assert len(await store.list_audit(limit=1)) == 1
+
+
+async def test_audit_ids_and_outbox_seqs_go_past_32_bits(
+    store: GrantStore, store_target: OpensStores, store_clock: ManualClock
+) -> None:
+    """Every token hand-out is audited, so a busy keeper's audit log passes 2**31 records; on
+    PostgreSQL an INTEGER column and its sequence then refused every audited write."""
+    beyond = 2**31 + 5
+    now = store_clock.now()
+    async with raw_sql(store, write=True) as conn:
+        await conn.execute(
+            audit_events.insert().values(id=beyond, at=now, kind="x", outcome="ok", detail={})
+        )
+        await conn.execute(
+            webhook_outbox.insert().values(
+                seq=beyond,
+                id="msg-0",
+                type="x",
+                body="{}",
+                created_at=now,
+                state="delivered",
+                next_attempt_at=now,
+            )
+        )
+        if store_target.backend == "postgres":
+            for table, column in (("gk_audit_events", "id"), ("gk_webhook_outbox", "seq")):
+                await conn.execute(
+                    sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), :n)"),
+                    {"n": beyond},
+                )
+    await store.append_audit("token", sub=SUB, client_id=CLIENT)
+    await store.enqueue_webhooks([OutboxMessage("msg-1", "grant.revoked", "{}", now)])
+    newest, older = await store.list_audit()
+    assert (newest.id, newest.kind, older.id) == (beyond + 1, "token", beyond)
+    assert [e.id for e in await store.list_audit(before_id=beyond + 1)] == [beyond]
+    listed = await store.list_webhooks()
+    assert [entry.seq for entry in listed] == [beyond + 1, beyond]
 
 
 async def test_the_store_reports_what_it_is(store: GrantStore, store_target: OpensStores) -> None:

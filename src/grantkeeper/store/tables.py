@@ -41,6 +41,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: An ever-growing id: BIGINT on PostgreSQL (the audit log passes 2**31 records on a busy
+#: keeper); on SQLite an INTEGER PRIMARY KEY, which is the 64-bit rowid (a BIGINT column would
+#: not be).
+SEQUENCE_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -99,7 +104,7 @@ grants = sa.Table(
 audit_events = sa.Table(
     "gk_audit_events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", SEQUENCE_ID, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("sub", sa.String(255)),
@@ -152,7 +157,7 @@ grant_cooldowns = sa.Table(
 webhook_outbox = sa.Table(
     "gk_webhook_outbox",
     metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("seq", SEQUENCE_ID, primary_key=True, autoincrement=True),
     sa.Column("id", sa.String(64), nullable=False, unique=True),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),

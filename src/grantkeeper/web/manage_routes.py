@@ -28,9 +28,9 @@ router = APIRouter(prefix="/v1/manage", tags=["management"])
 
 NO_STORE = {"Cache-Control": "no-store"}
 _LIMIT_403 = {403: [ServiceKeyLimitProblem]}
-#: The largest audit id or outbox seq a cursor may name: the columns are 32-bit INTEGERs on
-#: PostgreSQL (SQLite's hold 64 bits); beyond it the databases raise instead of finding nothing.
-MAX_SEQUENCE = 2**31 - 1
+#: The largest audit id or outbox seq a cursor may name (64-bit columns on both stores); beyond
+#: it the databases raise instead of finding nothing.
+MAX_SEQUENCE = 2**63 - 1
 _CURSOR = "The cursor: the previous page's next"
 After = Annotated[str | None, Query(description=_CURSOR)]
 Before = Annotated[int | None, Query(ge=1, le=MAX_SEQUENCE, description=_CURSOR)]
