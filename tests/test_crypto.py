@@ -249,3 +249,28 @@ def test_no_key_file_fallback_for_a_shared_database(tmp_path: Path) -> None:
             _env_file=None,
         )
     assert not (tmp_path / "encryption.key").exists()
+
+
+def test_a_key_id_outside_the_ring_format_is_refused_when_generating() -> None:
+    with pytest.raises(ConfigurationError, match="1-32 characters"):
+        generate_key("no spaces please")
+    assert generate_key("kept-2026_12").startswith("kept-2026_12:")
+
+
+def test_a_ring_built_from_raw_keys_checks_their_length() -> None:
+    with pytest.raises(ConfigurationError, match="is not 32 bytes long"):
+        KeyRing([("short", b"\x01" * 16)])
+
+
+def test_settings_changed_in_code_to_a_shared_database_still_get_no_key_file(
+    tmp_path: Path,
+) -> None:
+    from grantkeeper.settings import Settings
+
+    # model_copy skips validation: the key ring checks again before making a key file.
+    settings = Settings(data_dir=tmp_path, _env_file=None).model_copy(
+        update={"database_url": "postgresql://postgres@127.0.0.1:5432/test"}
+    )
+    with pytest.raises(ConfigurationError, match="GRANTKEEPER_ENCRYPTION_KEYS must be set"):
+        KeyRing.load_or_create(settings)
+    assert not (tmp_path / "encryption.key").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -39,7 +40,13 @@ def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        # A clean environment (nothing of the user's configures it); coverage.py's own
+        # variables pass so `make coverage` measures the demo too.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")},
+        },
     )
 
 
