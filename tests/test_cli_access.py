@@ -17,6 +17,8 @@ import pytest
 from grantkeeper.crypto import generate_key
 from grantkeeper.emulator import EmulatorHandle, run_emulator
 
+from .cli_in_process import invoke
+
 # Starts processes: outside the quick loop (make test-quick).
 pytestmark = pytest.mark.slow
 
@@ -116,11 +118,11 @@ def test_serve_signs_in_over_http_then_users_and_token_read_the_store(
     assert response.status_code == 200, response.text
     sub = response.json()["user"]["sub"]
 
-    listed = cli(app_env, "users", "list", "--json")
+    listed = invoke(app_env, "users", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [u["email"] for u in json.loads(listed.stdout)] == ["grace@example.com"]
 
-    shown = cli(app_env, "users", "show", sub)
+    shown = invoke(app_env, "users", "show", sub)
     assert shown.returncode == 0, shown.stderr
     state = json.loads(shown.stdout)
     assert state["grants"][0]["status"] == "active"
@@ -146,11 +148,11 @@ def test_cli_errors_name_the_code_and_what_to_do(app_env: dict[str, str]) -> Non
     assert result.returncode == 1
     assert result.stderr.startswith("store_unavailable:")
     assert "grantkeeper db upgrade" in result.stderr
-    assert cli(app_env, "db", "upgrade").returncode == 0
-    result = cli(app_env, "users", "show", "404404404404404404404")
+    assert invoke(app_env, "db", "upgrade").returncode == 0
+    result = invoke(app_env, "users", "show", "404404404404404404404")
     assert result.returncode == 1
     assert result.stderr.startswith("unknown_user:")
-    result = cli(app_env, "token", "404404404404404404404", "--scope", "email")
+    result = invoke(app_env, "token", "404404404404404404404", "--scope", "email")
     assert result.returncode == 1
     assert "unknown_user" in result.stderr
 

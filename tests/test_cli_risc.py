@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from grantkeeper.emulator import EmulatorHandle
 
+from .cli_in_process import Ran, invoke
 from .test_cli_access import emulator  # noqa: F401  (fixture)
 
 # Starts processes: outside the quick loop (make test-quick).
@@ -43,7 +44,11 @@ def service_account(tmp_path: Path) -> Path:
     return path
 
 
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run(env: dict[str, str], *args: str) -> Ran:
+    return invoke(env, "risc", *args)
+
+
+def run_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "grantkeeper", "risc", *args],
         env=env,
@@ -63,7 +68,7 @@ def test_register_then_read_disable_and_enable_the_stream(
     key = str(service_account(tmp_path))
     receiver = "http://127.0.0.1:8000/v1/google/risc"
 
-    registered = run(env, "register", receiver, "--service-account", key)
+    registered = run_process(env, "register", receiver, "--service-account", key)
     assert registered.returncode == 0, registered.stderr
     stream = json.loads(registered.stdout)
     assert stream["delivery"]["url"] == receiver

@@ -18,13 +18,18 @@ from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.store import GrantStore, OutboxMessage
 from grantkeeper.webhooks import build_message, generate_secret
 
+from .cli_in_process import Ran, invoke
 from .lifecycle.webhook_sink import webhook_sink
 
 # Starts processes: outside the quick loop (make test-quick).
 pytestmark = pytest.mark.slow
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(env: dict[str, str], *args: str) -> Ran:
+    return invoke(env, "webhooks", *args)
+
+
+def cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "grantkeeper", "webhooks", *args],
         env=env,
@@ -67,7 +72,7 @@ def test_list_replay_and_deliver(tmp_path: Path) -> None:
             GRANTKEEPER_WEBHOOK_URL=sink.url,
             GRANTKEEPER_WEBHOOK_SECRET=secret,
         )
-        everything = cli(env, "list", "--json")
+        everything = cli_process(env, "list", "--json")
         assert everything.returncode == 0, everything.stderr
         rows = json.loads(everything.stdout)
         assert [r["id"] for r in rows] == ids[::-1]  # newest first
@@ -105,7 +110,7 @@ def test_list_replay_and_deliver(tmp_path: Path) -> None:
         assert replayed.returncode == 0, replayed.stderr
         assert f"{ids[0]}  grant.revoked  pending again" in replayed.stdout
 
-        delivered = cli(env, "deliver", "--once")
+        delivered = cli_process(env, "deliver", "--once")
         assert delivered.returncode == 0, delivered.stderr
         assert "delivered 3, to retry 0, failed 0" in delivered.stdout
         arrived = sink.wait_for(3)

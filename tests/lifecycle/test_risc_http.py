@@ -26,6 +26,7 @@ from grantkeeper.settings import Settings
 from grantkeeper.web import create_app
 from grantkeeper.webhooks import generate_secret
 
+from ..cli_in_process import Ran, invoke
 from .conftest import World
 from .webhook_sink import WebhookSink, webhook_sink
 
@@ -76,7 +77,7 @@ class Served:
         verifier = Webhook(self.secret)
         return [verifier.verify(r.body, r.headers) for r in self.sink.wait_for(count)]
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRANTKEEPER_")}
         s = self.settings
         env.update(
@@ -86,9 +87,18 @@ class Served:
             GRANTKEEPER_DATA_DIR=str(s.data_dir),
             GRANTKEEPER_ALLOWED_CLIENT_IDS=",".join(s.allowed_client_ids),
         )
+        return env
+
+    def cli(self, *args: str) -> Ran:
+        """The command in this process (see tests/cli_in_process.py)."""
+        return invoke(self.cli_env(), *args)
+
+    def cli_process(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The command as the script, in a process of its own."""
+        s = self.settings
         return subprocess.run(
             [sys.executable, "-m", "grantkeeper", *args],
-            env=env,
+            env=self.cli_env(),
             cwd=s.data_dir.parent,
             capture_output=True,
             text=True,
@@ -138,7 +148,6 @@ def _register(served: Served) -> None:
     assert answer.status_code == 200
 
 
-@pytest.mark.slow  # reads the audit log with the CLI
 def test_google_pushes_events_and_the_grant_follows(served: Served) -> None:
     _register(served)
     sub = served.sign_in()
@@ -204,7 +213,6 @@ def test_google_pushes_events_and_the_grant_follows(served: Served) -> None:
     assert "ya29." not in audit.stdout
 
 
-@pytest.mark.slow  # registers the stream with the CLI
 def test_stream_verification_reaches_the_receiver(served: Served) -> None:
     with served.emulator() as client:
         update = client.post(
@@ -234,13 +242,12 @@ def test_stream_verification_reaches_the_receiver(served: Served) -> None:
     assert event["detail"]["state"] == "setup-check-7"
 
 
-@pytest.mark.slow
-@pytest.mark.slow
+@pytest.mark.slow  # one command as the script
 def test_cli_revoke_and_sweep(served: Served) -> None:
     sub = served.sign_in()
     world = served.world
     world.emulator.control.add_fault("revoke", status=503, count=None)
-    revoke = served.cli("revoke", sub)
+    revoke = served.cli_process("revoke", sub)
     assert revoke.returncode == 0, revoke.stderr
     assert json.loads(revoke.stdout)["revocation_pending"] is True
     assert served.token_status(sub).json()["reason"] == "disconnect"
