@@ -15,6 +15,7 @@ from grantkeeper.crypto import generate_key
 from grantkeeper.errors import ConfigurationError
 from grantkeeper.settings import Settings
 
+from .cli_in_process import Ran, invoke
 from .test_cli_access import app_env, cli, emulator, free_port  # noqa: F401  (fixtures)
 
 # Starts processes: outside the quick loop (make test-quick).
@@ -42,7 +43,7 @@ def run(
     )
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: str) -> str:
+def one_line_error(result: subprocess.CompletedProcess[str] | Ran, code: str) -> str:
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.strip().splitlines()
@@ -53,7 +54,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: str) -> str:
 
 def test_a_misspelt_variable_is_named_with_the_nearest_setting(tmp_path: Path) -> None:
     env = clean_env(tmp_path, GRANTKEEPER_DATABSE_URL="postgresql://gk:hunter2@db/x")
-    line = one_line_error(run(env, "users", "list"), "config_invalid")
+    line = one_line_error(invoke(env, "users", "list"), "config_invalid")
     assert "GRANTKEEPER_DATABSE_URL (in the environment) is not a grantkeeper setting" in line
     assert "did you mean GRANTKEEPER_DATABASE_URL?" in line
     assert "hunter2" not in line
@@ -175,7 +176,7 @@ def test_tables_never_cut_a_sub_or_an_email(tmp_path: Path) -> None:
 def test_webhooks_secret_is_a_standard_webhooks_secret(tmp_path: Path) -> None:
     from standardwebhooks import Webhook
 
-    result = run(clean_env(tmp_path), "webhooks", "secret")
+    result = invoke(clean_env(tmp_path), "webhooks", "secret")
     assert result.returncode == 0, result.stderr
     secret = result.stdout.strip()
     assert secret.startswith("whsec_")
