@@ -107,6 +107,68 @@ async def test_a_pending_revocation_is_completed_by_the_sweep(keeper: Keeper, wo
     assert outcomes == ["revoked", "revocation_pending", "revocation_pending"]
 
 
+def sign_in_while_google_answers(keeper: Keeper, world: World, sub_email: str) -> list[str]:
+    """Make the provider's revoke call end with the user signing in again (on another
+    instance) after Google revoked the old token but before its answer arrives here. Returns
+    the sub of each sign-in that landed so."""
+    provider = provider_of(keeper)
+    real_revoke = provider.revoke
+    landed: list[str] = []
+
+    async def revoke(token: str, **options: Any) -> None:
+        await real_revoke(token, **options)
+        landed.append((await keeper.sign_in(world.code(email=sub_email, prompt="consent"))).sub)
+
+    provider.revoke = revoke  # type: ignore[method-assign]
+    return landed
+
+
+async def test_a_sweep_completing_a_revocation_keeps_a_sign_in_that_landed_meanwhile(
+    keeper: Keeper, world: World
+) -> None:
+    # The lease keeps other sweeps out, not a sign-in: erasing what was read before the revoke
+    # call would wipe the new refresh token (never revoked at Google) and send grant.revoked.
+    email = "returning@example.com"
+    world.emulator.control.create_user(email)
+    sub = (await keeper.sign_in(world.code(email=email))).sub
+    world.emulator.control.add_fault("revoke", status=503, count=None)
+    assert (await keeper.disconnect(sub)).pending
+    world.emulator.control.clear_faults()
+
+    landed = sign_in_while_google_answers(keeper, world, email)
+    report = await keeper.sweep()
+
+    assert landed == [sub]
+    assert [g.action for g in report.grants] == ["revocation_superseded"]
+    grant = await store_of(keeper).get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.ACTIVE
+    assert grant.refresh_token is not None
+    world.emulator.control.advance_clock(7200)
+    assert (await keeper.access_token(sub)).token  # offline access survived
+    outcomes = [e.outcome for e in await store_of(keeper).list_audit(sub, kind="disconnect")]
+    assert "revoked" not in outcomes
+    assert outcomes[0] == "superseded"
+
+
+async def test_a_disconnect_keeps_a_sign_in_that_landed_during_its_revoke_call(
+    keeper: Keeper, world: World
+) -> None:
+    email = "quick@example.com"
+    world.emulator.control.create_user(email)
+    sub = (await keeper.sign_in(world.code(email=email))).sub
+    landed = sign_in_while_google_answers(keeper, world, email)
+
+    outcome = await keeper.disconnect(sub, forget=True)
+
+    assert landed == [sub]
+    assert not outcome.forgotten
+    grant = await store_of(keeper).get_grant(sub)
+    assert grant is not None
+    assert grant.status == GrantStatus.ACTIVE
+    assert grant.refresh_token is not None
+
+
 async def test_sweeps_on_several_hosts_revoke_once(
     keeper: Keeper, world: World, store_target: Any, store_keyring: Any
 ) -> None:

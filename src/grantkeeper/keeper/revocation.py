@@ -5,6 +5,10 @@ Either way the grant ends ``disconnected`` with its tokens erased, the audit log
 finished it (``by``), and one ``disconnected`` event is announced, so the app's
 ``grant.revoked`` webhook fires however the revocation ended. A revocation the provider cannot
 take now (timeout, 5xx) is recorded as pending; the sweep retries it under the grant's lease.
+
+The erasure is a compare-and-swap on the version read before the provider was called: a lease
+does not keep a sign-in out, so a user who signs in again while the revoke call runs keeps the
+new grant (the action is then ``revocation_superseded``: no erasure, no ``grant.revoked``).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from grantkeeper.store import Grant, GrantStatus
 
 log = logging.getLogger("grantkeeper.keeper")
 
-#: What one attempt did: the provider confirmed, or the revocation waits for the sweep.
-Attempt = Literal["revoked", "pending"]
+#: What one attempt did: the provider confirmed, the revocation waits for the sweep, or a
+#: sign-in replaced the grant while the provider answered (the new grant is left alone).
+Attempt = Literal["revoked", "pending", "superseded"]
 
 
 class Revocations:
@@ -40,7 +45,7 @@ class Revocations:
             if forget:
                 return DisconnectOutcome(sub, False, False, False, 0)
             raise UnknownUser(f"No user {sub} is stored.")
-        revoked = pending = False
+        revoked = pending = superseded = False
         by = {"caller": caller} if caller else {}
         for grant in grants:
             if grant.refresh_token is None and grant.access_token is None:
@@ -48,8 +53,10 @@ class Revocations:
             attempt = await self._attempt(grant, forget=forget, by=by)
             revoked = revoked or attempt == "revoked"
             pending = pending or attempt == "pending"
+            superseded = superseded or attempt == "superseded"
         forgotten = False
-        if forget and not pending:
+        # A sign-in that landed during the revoke call is newer than the request to forget.
+        if forget and not pending and not superseded:
             forgotten = await store.forget_user(sub)
             await store.append_audit("forget", sub=sub, outcome="ok")
         return DisconnectOutcome(sub, revoked, pending, forgotten, len(grants))
@@ -66,7 +73,11 @@ class Revocations:
             if not error.retryable:
                 raise
             reason = FORGET_AFTER_REVOCATION if forget else "disconnect"
-            await self._parts.store.mark_pending_revocation(grant.sub, grant.client_id, reason)
+            changed = await self._parts.store.mark_pending_revocation(
+                grant.sub, grant.client_id, reason, expected_version=grant.version
+            )
+            if not changed:
+                return "superseded"
             await self._parts.store.append_audit(
                 "disconnect",
                 sub=grant.sub,
@@ -75,13 +86,15 @@ class Revocations:
                 detail={"error": error.code, "forget": forget, **by},
             )
             return "pending"
-        await self._completed(grant, by="disconnect", forget=forget, audit=by)
+        if not await self._completed(grant, by="disconnect", forget=forget, audit=by):
+            return "superseded"
         return "revoked"
 
     async def retry_pending(self, grant: Grant, owner: str, lease: timedelta) -> str | None:
         """Retry a pending revocation under the grant's lease (several hosts may sweep at
         once). Returns the sweep's action: ``revocation_completed``,
-        ``revocation_still_pending``, or None when another host holds the grant or it moved on.
+        ``revocation_still_pending``, ``revocation_superseded`` (a sign-in replaced the grant
+        while the provider answered), or None when another host holds the grant or it moved on.
         """
         store = self._parts.store
         leased = await store.try_acquire_lease(grant.sub, grant.client_id, owner, lease)
@@ -105,7 +118,9 @@ class Revocations:
                     )
                     return "revocation_still_pending"
             forget = leased.status_reason == FORGET_AFTER_REVOCATION
-            await self._completed(leased, by="sweep", forget=forget)
+            if not await self._completed(leased, by="sweep", forget=forget):
+                log.info("revocation for %s superseded by a sign-in", grant.sub)
+                return "revocation_superseded"
             if forget:
                 await store.forget_user(grant.sub)
                 await store.append_audit(
@@ -117,21 +132,34 @@ class Revocations:
 
     async def _completed(
         self, grant: Grant, *, by: str, forget: bool, audit: dict[str, str] | None = None
-    ) -> None:
+    ) -> bool:
         """The provider confirmed: erase the tokens (this also clears a lease) and write the
         ``grant.revoked`` notification in that transaction, audit (with ``audit`` as the detail
-        of a disconnect), announce."""
+        of a disconnect), announce. The erasure only lands if ``grant`` is still at the version
+        read before the provider was called; returns False (nothing written) when a sign-in
+        changed it meanwhile."""
         store = self._parts.store
         done = self._parts.event("disconnected", grant.sub, grant.client_id, forget=forget, by=by)
-        await store.erase_tokens(
+        erased = await store.erase_tokens(
             grant.sub,
             grant.client_id,
             status=GrantStatus.DISCONNECTED,
             reason="disconnect",
+            expected_version=grant.version,
             outbox=self._parts.outbox(done),
         )
+        if not erased:
+            await store.append_audit(
+                "disconnect",
+                sub=grant.sub,
+                client_id=grant.client_id,
+                outcome="superseded",
+                detail=(audit or {}) if by == "disconnect" else {"by": by},
+            )
+            return False
         detail = (audit or {}) if by == "disconnect" else {"by": by}
         await store.append_audit(
             "disconnect", sub=grant.sub, client_id=grant.client_id, outcome="revoked", detail=detail
         )
         await self._parts.events.emit(done)
+        return True

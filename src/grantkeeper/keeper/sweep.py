@@ -91,7 +91,7 @@ class GrantReport:
     refresh_token_expires_at: datetime | None = None
     action: str | None = None
     """What this sweep did: ``kept_alive``, ``keep_alive_failed``, ``revocation_completed``,
-    ``revocation_still_pending``, ``notified``."""
+    ``revocation_still_pending``, ``revocation_superseded``, ``notified``."""
 
     def to_json(self) -> dict[str, Any]:
         return {

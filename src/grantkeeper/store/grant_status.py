@@ -82,11 +82,23 @@ class GrantStatusChanges(StoreCore):
         )
 
     async def mark_pending_revocation(
-        self, sub: str, client_id: str | None, reason: str = "disconnect"
+        self,
+        sub: str,
+        client_id: str | None,
+        reason: str = "disconnect",
+        *,
+        expected_version: int | None = None,
     ) -> int:
         """Disconnected, but the provider could not be told yet: keep the refresh token (the
-        sweep needs it to revoke) and erase the access token."""
-        return await self.set_status(sub, client_id, GrantStatus.PENDING_REVOCATION, reason)
+        sweep needs it to revoke) and erase the access token. With ``expected_version`` it is a
+        compare-and-swap (a sign-in that wrote meanwhile is left active)."""
+        return await self.set_status(
+            sub,
+            client_id,
+            GrantStatus.PENDING_REVOCATION,
+            reason,
+            expected_version=expected_version,
+        )
 
     async def erase_tokens(
         self,
