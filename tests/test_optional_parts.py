@@ -17,6 +17,8 @@ import pytest
 
 from grantkeeper.crypto import generate_key
 
+from .cli_in_process import invoke
+
 pytestmark = pytest.mark.slow
 
 #: The import names the extras bring (server, postgres, emulator, demo).
@@ -154,16 +156,16 @@ def test_reading_commands_need_no_client_secrets(bare_env: dict[str, str]) -> No
     """``users``, ``audit``, ``keys status`` and a report-only ``sweep`` go through the keeper,
     whose provider client is built only when Google must be called."""
     assert cli(bare_env, "db", "upgrade").returncode == 0
-    listed = cli(bare_env, "users", "list", "--json")
+    listed = invoke(bare_env, "users", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
-    keys = cli(bare_env, "keys", "status", "--json")
+    keys = invoke(bare_env, "keys", "status", "--json")
     assert keys.returncode == 0, keys.stderr
     assert json.loads(keys.stdout)["primary"] == "core"
-    swept = cli(bare_env, "sweep", "--json")
+    swept = invoke(bare_env, "sweep", "--json")
     assert swept.returncode == 0, swept.stderr
     assert json.loads(swept.stdout)["total"] == 0
-    audit = cli(bare_env, "audit", "--json")
+    audit = invoke(bare_env, "audit", "--json")
     assert audit.returncode == 0, audit.stderr
     assert [e["kind"] for e in json.loads(audit.stdout)] == ["sweep"]
     # Calling Google is what needs the client secrets, and it says so.
