@@ -229,3 +229,46 @@ def test_the_sub_of_an_unverified_id_token_is_read_for_the_log_only() -> None:
     assert unverified_sub(_unsigned({"email": "a@b"})) is None
     assert unverified_sub(_unsigned({"sub": 1234})) is None
     assert unverified_sub(_unsigned({"sub": "x" * 256})) is None
+
+
+async def test_when_the_store_cannot_say_what_the_user_has_nothing_is_revoked(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Revoking could take the offline access of a stored grant with it: without knowing, keep.
+    from grantkeeper.errors import StoreUnavailable
+
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    store = store_of(keeper)
+
+    async def database_gone(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("The database is unavailable (OperationalError).")
+
+    def refuse(candidate: SignInCandidate) -> None:
+        monkeypatch.setattr(store, "get_grant", database_gone)
+        raise SignInRefused("Not now.")
+
+    with pytest.raises(SignInRefused):
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=refuse)
+    assert "the store cannot say whether the user already has offline access" in caplog.text
+    assert world.stats().get("revoke", 0) == 0
+
+
+async def test_an_audit_the_store_cannot_write_does_not_hide_the_refusal(
+    keeper: Keeper, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grantkeeper.errors import StoreUnavailable
+
+    caplog.set_level(logging.INFO, logger="grantkeeper")
+    store = store_of(keeper)
+
+    async def database_gone(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("The database is unavailable (OperationalError).")
+
+    def refuse(candidate: SignInCandidate) -> None:
+        monkeypatch.setattr(store, "append_audit", database_gone)
+        raise SignInRefused("Not now.")
+
+    with pytest.raises(SignInRefused):
+        await keeper.sign_in(world.code([*OPENID, DRIVE_APPDATA]), decide=refuse)
+    assert "revoked what Google issued" in caplog.text  # the give-back itself happened
+    assert "could not audit the discarded sign-in" in caplog.text

@@ -485,3 +485,26 @@ async def test_every_security_event_is_announced_on_the_bus_and_counted_from_it(
     assert counted("account-disabled", "disabled") == before[("account-disabled", "disabled")] + 1
     assert counted("account-disabled", "duplicate") == before["dup"] + 1
     assert counted("unknown", "rejected") == before[("unknown", "rejected")] + 1
+
+
+async def test_an_event_the_database_failed_midway_is_applied_on_redelivery_at_once(
+    store: GrantStore, receiver: Keeper, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grantkeeper.errors import StoreUnavailable
+
+    token = _set(emulator, "tokens-revoked", sub=ALICE)
+    real_erase = store.erase_tokens
+
+    async def database_gone(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("The database at sqlite:///x is unavailable (OperationalError).")
+
+    monkeypatch.setattr(store, "erase_tokens", database_gone)
+    with pytest.raises(StoreUnavailable):  # answered 503: Google delivers it again
+        await receiver.receive_security_event(token)
+    assert (await _grant(store, ALICE)).status == GrantStatus.ACTIVE
+    monkeypatch.setattr(store, "erase_tokens", real_erase)
+    # The claim was withdrawn: the redelivery is processed now, not taken for a duplicate
+    # still in progress elsewhere (which would leave the grant alive for the stale-claim time).
+    again = await receiver.receive_security_event(token)
+    assert not again.duplicate
+    assert (await _grant(store, ALICE)).status == GrantStatus.REVOKED
