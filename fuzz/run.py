@@ -502,6 +502,7 @@ class Fuzzer:
             phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
             derandomize=False,
+            verbosity=hypothesis.Verbosity.quiet,  # no "@seed" note for an exhausted case space
         )
         @given(case=strategy)
         def run(case: Case) -> None:
