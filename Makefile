@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Some machines set PYTHONDONTWRITEBYTECODE=1; then every test process and every CLI subprocess
+# compiles the package and rewrites the tests' asserts again (seconds each). Let them cache.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test test-quick coverage coverage-floors lint typecheck install clean bench docs \
 	fuzz chaos
 
