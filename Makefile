@@ -34,13 +34,13 @@ TEST_WORKERS ?= auto
 # included: pyproject's [tool.coverage.run]), then the floors: the run fails below any of them.
 test: $(STAMP) lint
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --durations=15
+	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 	$(BIN)/coverage combine --quiet
 	$(MAKE) --no-print-directory coverage-floors
 
 # The quick loop while working: everything that starts no process, without coverage.
 test-quick: $(STAMP)
-	$(BIN)/pytest -m "not slow" -q -n $(TEST_WORKERS)
+	$(BIN)/pytest -m "not slow" -q -n $(TEST_WORKERS) --dist worksteal
 
 # The coverage report and floors of the last `make test` (`make coverage` runs it again).
 coverage: test
