@@ -1,4 +1,5 @@
-"""The ``grantkeeper`` command run in the test's own process (typer's CliRunner).
+"""The ``grantkeeper`` command in tests: in the test's own process (typer's CliRunner), or as
+the script in a process of its own.
 
 A subprocess costs a second or two of start-up (three times that under coverage); the CLI's
 runner ends every command the same way in-process as from the script (code, advice, exit code),
@@ -8,8 +9,11 @@ so tests make one call as a subprocess for the real entry point and the rest her
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -35,3 +39,18 @@ def invoke(env: Mapping[str, str], *args: str) -> Ran:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def script(
+    env: Mapping[str, str], *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``grantkeeper *args`` as the installed script would: a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "grantkeeper", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

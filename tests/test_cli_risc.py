@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from grantkeeper.emulator import EmulatorHandle
 
-from .cli_in_process import Ran, invoke
+from .cli_in_process import Ran, invoke, script
 from .test_cli_access import emulator  # noqa: F401  (fixture)
 
 # Starts processes: outside the quick loop (make test-quick).
@@ -49,14 +48,7 @@ def run(env: dict[str, str], *args: str) -> Ran:
 
 
 def run_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grantkeeper", "risc", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return script(env, "risc", *args)
 
 
 def test_register_then_read_disable_and_enable_the_stream(

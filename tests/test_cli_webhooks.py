@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.store import GrantStore, OutboxMessage
 from grantkeeper.webhooks import build_message, generate_secret
 
-from .cli_in_process import Ran, invoke
+from .cli_in_process import Ran, invoke, script
 from .lifecycle.webhook_sink import webhook_sink
 
 # Starts processes: outside the quick loop (make test-quick).
@@ -30,13 +29,7 @@ def cli(env: dict[str, str], *args: str) -> Ran:
 
 
 def cli_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "grantkeeper", "webhooks", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return script(env, "webhooks", *args)
 
 
 async def seed_outbox(url: str, key: str) -> list[str]:
