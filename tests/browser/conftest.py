@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,7 +63,12 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
     """``grantkeeper serve --emulator`` on a free port; its URL once it answers."""
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        # coverage.py's own variables, so `make coverage` measures the dev server too.
+        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")},
+    }
     process = subprocess.Popen(
         [
             sys.executable,
@@ -99,7 +105,9 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.1)  # waiting for a subprocess to start, not a test timing
         yield url
     finally:
-        process.terminate()
+        # Ctrl-C, as a developer stops it: uvicorn re-raises the signal after its shutdown, and
+        # SIGINT (unlike SIGTERM) then ends the interpreter normally (atexit: coverage saves).
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
