@@ -197,7 +197,8 @@ async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
     keeper: Keeper, world: World, store_target: Any, store_keyring: Any
 ) -> None:
     """Two instances on one store get the same code at once: one exchange, one answer."""
-    world.emulator.control.update_settings(response_delay_ms=1200)
+    # Only the exchange is slow (a delay on every answer would slow the second keeper's start).
+    world.emulator.control.add_fault("token", delay_ms=1200, count=1)
     other_store = await store_target.open(store_keyring, keeper.clock)
     code = world.code()
     results = []
@@ -212,7 +213,7 @@ async def test_a_retry_reaching_another_instance_waits_for_the_first_answer(
                 group.start_soon(post, keeper, 0.0)
                 group.start_soon(post, other, 0.1)  # while the first exchange is in flight
     finally:
-        world.emulator.control.update_settings(response_delay_ms=0)
+        world.emulator.control.clear_faults()
         await other_store.close()
     assert [r.sub for r in results] == [world.sub, world.sub]
     assert (results[0].user, results[0].grant) == (results[1].user, results[1].grant)
