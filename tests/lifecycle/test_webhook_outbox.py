@@ -265,6 +265,36 @@ async def test_a_claim_whose_deliverer_died_is_taken_again_when_its_lease_lapses
     assert done["attempts"] == 2  # the dead attempt counts: a poison message still ends
 
 
+async def test_a_message_whose_every_deliverer_dies_ends_failed_after_its_attempts(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    clock = world.emulator.state.clock
+    with webhook_sink() as sink:
+        async with notifying_keeper(
+            world, store_target, store_keyring, sink.url, generate_secret(), webhook_max_attempts=2
+        ) as k:
+            await revoke_at_google(k, world)
+            store = await store_target.open(store_keyring, clock)
+            try:
+                # Two deliverers in turn claim it and die before recording the POST's outcome.
+                for n in range(2):
+                    claims = await store.claim_webhooks(f"dead-{n}", timedelta(seconds=60), 10)
+                    assert len(claims) == 1
+                    world.emulator.control.advance_clock(61)
+            finally:
+                await store.close()
+            # Its attempts are used up: not claimed a third time, failed with a reason.
+            assert (await k.deliver_webhooks()).attempted == 0
+            (entry,) = await listed(k)
+            assert entry["state"] == "failed"
+            assert entry["attempts"] == 2
+            assert "deliverer lost" in entry["last_error"]
+            assert sink.received == []
+            # A replay sends it again.
+            await k.replay_webhooks([entry["id"]])
+            assert (await k.deliver_webhooks()).delivered == 1
+
+
 async def test_two_deliverers_on_one_store_deliver_each_message_once(
     world: World, store_target: StoreTarget, store_keyring: KeyRing
 ) -> None:

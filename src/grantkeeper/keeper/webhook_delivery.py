@@ -7,7 +7,8 @@ outcome: a 2xx marks it ``delivered``; anything else schedules the next attempt 
 exponential backoff with jitter, and after ``GRANTKEEPER_WEBHOOK_MAX_ATTEMPTS`` attempts marks it
 ``failed`` (``grantkeeper webhooks replay`` sends it again). A deliverer that dies mid-POST
 leaves its claim to lapse; the message is then claimed again, so the app may receive it twice
-and de-duplicates by ``webhook-id``.
+and de-duplicates by ``webhook-id``. A claim counts as an attempt, so a message whose every
+deliverer dies still ends ``failed`` after its attempts.
 
 One runs in every ``grantkeeper serve`` worker process, on a :class:`SyncKeeper`'s loop, and in
 ``grantkeeper webhooks deliver``; the claim lets any number run side by side.
@@ -145,7 +146,10 @@ class WebhookDeliverer:
         async with self._sender.client() as client:
             while True:
                 claimed = await self._store.claim_webhooks(
-                    self.owner, self._policy.lease, self._policy.batch
+                    self.owner,
+                    self._policy.lease,
+                    self._policy.batch,
+                    max_attempts=self._policy.max_attempts,
                 )
                 if not claimed:
                     break

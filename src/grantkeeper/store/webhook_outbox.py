@@ -35,6 +35,8 @@ T = TypeVar("T")
 Outbox = Sequence["OutboxMessage"] | Callable[[T], Sequence["OutboxMessage"]]
 
 LAST_ERROR_CHARS = 200
+#: ``last_error`` of a message whose last attempt's deliverer died before recording an outcome.
+DELIVERER_LOST = "deliverer lost: its claim lapsed during the last attempt"
 
 
 class OutboxState(StrEnum):
@@ -130,18 +132,28 @@ class WebhookOutbox(StoreCore):
             async with self._write() as conn:
                 await enqueue(conn, messages)
 
-    async def claim_webhooks(self, owner: str, lease: timedelta, limit: int) -> list[OutboxEntry]:
+    async def claim_webhooks(
+        self, owner: str, lease: timedelta, limit: int, *, max_attempts: int | None = None
+    ) -> list[OutboxEntry]:
         """Claim up to ``limit`` due messages (pending, due, not held by a live lease) for
-        ``owner`` until ``lease`` from now; each claim counts as an attempt. Oldest first."""
+        ``owner`` until ``lease`` from now; each claim counts as an attempt. Oldest first.
+
+        With ``max_attempts``, a message that has had them all and is held by no live lease
+        (its last deliverer died mid-POST, so no one recorded the outcome) is marked ``failed``
+        in the same transaction instead of being claimed again and again."""
         now = self._clock.now()
-        due = (
-            webhook_outbox.c.state == OutboxState.PENDING.value,
-            webhook_outbox.c.next_attempt_at <= now,
-            sa.or_(
-                webhook_outbox.c.lease_expires_at.is_(None),
-                webhook_outbox.c.lease_expires_at <= now,
-            ),
+        no_live_lease = sa.or_(
+            webhook_outbox.c.lease_expires_at.is_(None),
+            webhook_outbox.c.lease_expires_at <= now,
         )
+        pending = webhook_outbox.c.state == OutboxState.PENDING.value
+        due: tuple[sa.ColumnElement[bool], ...] = (
+            pending,
+            webhook_outbox.c.next_attempt_at <= now,
+            no_live_lease,
+        )
+        if max_attempts is not None:
+            due = (*due, webhook_outbox.c.attempts < max_attempts)
         pick = (
             sa.select(webhook_outbox.c.seq)
             .where(*due)
@@ -151,6 +163,20 @@ class WebhookOutbox(StoreCore):
         if self.dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         async with self._write() as conn:
+            if max_attempts is not None:
+                await conn.execute(
+                    webhook_outbox.update()
+                    .where(pending, no_live_lease, webhook_outbox.c.attempts >= max_attempts)
+                    .values(
+                        state=OutboxState.FAILED.value,
+                        last_error=sa.case(
+                            (webhook_outbox.c.lease_expires_at.is_not(None), DELIVERER_LOST),
+                            else_=webhook_outbox.c.last_error,
+                        ),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                    )
+                )
             seqs = [row.seq for row in (await conn.execute(pick)).all()]
             if not seqs:
                 return []
