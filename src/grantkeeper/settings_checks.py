@@ -89,6 +89,10 @@ def check_url(value: str, *, what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise ValueError(f"{what} must be an absolute https:// URL, not {value!r}")
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number in 0-65535
+    except ValueError:
+        raise ValueError(f"{what} has an invalid port (a number up to 65535): {value!r}") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
             f"{what} must use https:// (plain http:// only for localhost), not {value!r}"

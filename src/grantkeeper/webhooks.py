@@ -308,6 +308,11 @@ class WebhookSender:
         except httpx.HTTPError as error:
             # The URL may carry a credential of the app's (a query token): never recorded.
             return _describe(error).replace(self.url, "<webhook URL>")[:200]
+        except Exception as error:
+            # Anything else (httpx.InvalidURL, a transport's bug) is still a failed attempt to
+            # record, not a crash that leaves the claim without an outcome; its message may
+            # quote the URL, so only the type is kept.
+            return f"{type(error).__name__} (unexpected)"
         if response.is_success:
             return None
         return f"HTTP {response.status_code}"

@@ -295,6 +295,34 @@ async def test_a_message_whose_every_deliverer_dies_ends_failed_after_its_attemp
             assert (await k.deliver_webhooks()).delivered == 1
 
 
+async def test_an_error_that_is_not_an_http_error_is_recorded_as_a_failed_attempt(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    # httpx raises InvalidURL (not an HTTPError) for a port that is not a number: the attempt
+    # must still end with an outcome, not leave the claim leased and deliver_due raising.
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    try:
+        now = clock.now()
+        message = build_message("grant.revoked", {"sub": "1"}, at=now)
+        await store.enqueue_webhooks([OutboxMessage(message.id, message.type, message.body, now)])
+        sender = WebhookSender("https://app.example:abc/hook", generate_secret())
+        report = await WebhookDeliverer(store, sender, clock=clock).deliver_due()
+        (entry,) = await store.list_webhooks()
+    finally:
+        await store.close()
+    assert report.retried == 1
+    assert entry.state == "pending"
+    assert entry.last_error == "InvalidURL (unexpected)"
+
+
+def test_a_webhook_url_with_an_invalid_port_is_refused() -> None:
+    from grantkeeper.settings import Settings
+
+    with pytest.raises(ValueError, match="invalid port"):
+        Settings(webhook_url="https://app.example:abc/hook", webhook_secret=generate_secret())
+
+
 async def test_two_deliverers_on_one_store_deliver_each_message_once(
     world: World, store_target: StoreTarget, store_keyring: KeyRing
 ) -> None:

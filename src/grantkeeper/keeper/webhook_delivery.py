@@ -153,7 +153,21 @@ class WebhookDeliverer:
                 )
                 if not claimed:
                     break
-                await asyncio.gather(*(self._attempt(client, m, report) for m in claimed))
+                outcomes = await asyncio.gather(
+                    *(self._attempt(client, m, report) for m in claimed), return_exceptions=True
+                )
+                # One message's failure (the store refusing its outcome) must not orphan the
+                # others' attempts: each is logged; its claim lapses and it is tried again.
+                for message, outcome in zip(claimed, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        if isinstance(outcome, asyncio.CancelledError):
+                            raise outcome
+                        log.error(
+                            "webhook %s (%s): recording the attempt failed: %s",
+                            message.id,
+                            message.type,
+                            type(outcome).__name__,
+                        )
         return report
 
     async def _attempt(
