@@ -112,9 +112,10 @@ def generate_secret() -> str:
 
 
 def build_message(
-    event: WebhookEvent | str, data: Mapping[str, Any], *, at: datetime
+    event: WebhookEvent | str, data: Mapping[str, Any], *, at: datetime, id: str | None = None
 ) -> WebhookMessage:
-    """The JSON payload for ``event`` (pure; ``data`` must hold no secret)."""
+    """The JSON payload for ``event`` (pure; ``data`` must hold no secret). ``id``: the
+    message's ``webhook-id`` when it must be the same for every writer (a random one else)."""
     body = json.dumps(
         {
             "type": str(event),
@@ -126,7 +127,7 @@ def build_message(
         default=str,
     )
     return WebhookMessage(
-        id="msg_" + secrets.token_urlsafe(18), type=str(event), body=body, created_at=at
+        id=id or "msg_" + secrets.token_urlsafe(18), type=str(event), body=body, created_at=at
     )
 
 

@@ -3,6 +3,7 @@ revocations completed once the provider is back, several hosts at once, expiry w
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -233,6 +234,31 @@ async def test_expiring_grants_are_announced_by_webhook(keeper: Keeper) -> None:
     assert payload["data"]["sub"] == "500"
     assert payload["data"]["client_id"] == keeper.client_id
     assert "refresh" not in received.body.decode()
+
+
+async def test_an_expiring_grant_is_announced_once_however_often_it_is_swept(
+    keeper: Keeper, world: World
+) -> None:
+    # The worker sweeps hourly, inside a window of days: one notice per grant and expiry,
+    # whichever host's sweep writes it, not one per sweep (each with a new webhook-id).
+    await _seed_other(
+        keeper, "500", refresh_token_expires_at=keeper.clock.now() + timedelta(days=2)
+    )
+    with webhook_sink() as sink:
+        sender = WebhookSender(sink.url, generate_secret())
+        notifying = Keeper(
+            keeper.settings, clock=keeper.clock, store=store_of(keeper), webhooks=sender
+        )
+        async with notifying:
+            for _ in range(3):
+                report = await notifying.sweep()
+                assert report.grants[0].action == "notified"
+                world.emulator.control.advance_clock(3600)
+        await sender.drain()
+    expiring = [e for e in await store_of(keeper).list_webhooks() if e.type == "grant.expiring"]
+    assert len(expiring) == 1
+    assert expiring[0].id.startswith("msg_expiring_")
+    assert json.loads(expiring[0].body)["data"]["expires_at"].endswith("Z")
 
 
 async def test_a_grant_sealed_with_a_lost_key_is_reported_and_the_rest_still_swept(

@@ -8,9 +8,12 @@ refresh) make no message.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 from grantkeeper.keeper.events import GrantEvent
+from grantkeeper.keeper.results import iso_utc
 from grantkeeper.store import OutboxMessage
 from grantkeeper.webhooks import WebhookEvent, build_message
 
@@ -48,7 +51,9 @@ def _payloads(event: GrantEvent) -> list[tuple[WebhookEvent, dict[str, Any]]]:
             )
         ]
     if event.kind == "expiring":
-        data = {"sub": event.sub, "client_id": event.client_id, "expires_at": detail["expires_at"]}
+        expires_at = detail["expires_at"]
+        assert isinstance(expires_at, datetime)
+        data = {"sub": event.sub, "client_id": event.client_id, "expires_at": iso_utc(expires_at)}
         return [(WebhookEvent.GRANT_EXPIRING, data)]
     if event.kind == "status_changed":
         kind = (
@@ -79,6 +84,16 @@ def webhook_messages(event: GrantEvent) -> list[OutboxMessage]:
     """The notifications ``event`` makes (none for most events); never a token."""
     found = []
     for kind, data in _payloads(event):
-        message = build_message(kind, data, at=event.at)
+        message = build_message(kind, data, at=event.at, id=_fixed_id(event))
         found.append(OutboxMessage(message.id, message.type, message.body, message.created_at))
     return found
+
+
+def _fixed_id(event: GrantEvent) -> str | None:
+    """The ``webhook-id`` of a notice that is due once per fact rather than per change: every
+    sweep, on every host, finds an expiring grant again, and writes the one notice of that grant
+    and expiry (the outbox keeps the first, so the app hears it once). None: a fresh id."""
+    if event.kind != "expiring":
+        return None
+    fact = f"{event.sub}\0{event.client_id}\0{iso_utc(event.detail['expires_at'])}"
+    return "msg_expiring_" + hashlib.sha256(fact.encode()).hexdigest()[:24]

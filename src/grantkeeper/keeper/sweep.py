@@ -227,7 +227,9 @@ class _Chores:
             expiring = self.parts.event(
                 "expiring", grant.sub, grant.client_id, expires_at=expires_at
             )
-            await self.parts.store.enqueue_webhooks(self.parts.outbox(expiring))
+            # Once per grant and expiry: the message id is fixed, a sweep finding it again
+            # (this host's next one, another host's) writes nothing.
+            await self.parts.store.enqueue_webhooks(self.parts.outbox(expiring), keep_existing=True)
             await self.parts.events.emit(expiring)
             action = "notified"
         return GrantReport(

@@ -23,6 +23,8 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.store.store_core import StoreCore
@@ -105,32 +107,46 @@ async def enqueue(conn: AsyncConnection, messages: Sequence[OutboxMessage]) -> N
     """Write ``messages`` inside the caller's transaction, due at once."""
     if not messages:
         return
-    await conn.execute(
-        webhook_outbox.insert(),
-        [
-            {
-                "id": m.id,
-                "type": m.type,
-                "body": m.body,
-                "created_at": m.created_at,
-                "state": OutboxState.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": m.created_at,
-            }
-            for m in messages
-        ],
-    )
+    await conn.execute(webhook_outbox.insert(), _rows(messages))
+
+
+def _rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": m.id,
+            "type": m.type,
+            "body": m.body,
+            "created_at": m.created_at,
+            "state": OutboxState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": m.created_at,
+        }
+        for m in messages
+    ]
 
 
 class WebhookOutbox(StoreCore):
     """Writing, claiming, finishing, listing and replaying outbox messages."""
 
-    async def enqueue_webhooks(self, messages: Sequence[OutboxMessage]) -> None:
+    async def enqueue_webhooks(
+        self, messages: Sequence[OutboxMessage], *, keep_existing: bool = False
+    ) -> None:
         """Write notifications that go with no grant change (an expiring grant, a security
-        event the app must act on) in a transaction of their own."""
-        if messages:
+        event the app must act on) in a transaction of their own. ``keep_existing``: a message
+        whose id is already stored is skipped (a notice due once per fact, written by every
+        sweep), not an error."""
+        if not messages:
+            return
+        if not keep_existing:
             async with self._write() as conn:
                 await enqueue(conn, messages)
+            return
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        async with self._write() as conn:
+            await conn.execute(
+                insert(webhook_outbox).on_conflict_do_nothing(index_elements=["id"]),
+                _rows(messages),
+            )
 
     async def claim_webhooks(
         self, owner: str, lease: timedelta, limit: int, *, max_attempts: int | None = None
