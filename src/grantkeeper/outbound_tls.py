@@ -5,7 +5,11 @@ default ``verify=True``, and building one means parsing the whole CA bundle: ten
 milliseconds of CPU each time. The keeper makes clients per keeper, per webhook round and per
 RISC discovery, so it builds the context once, the way httpx would (``SSL_CERT_FILE`` or
 ``SSL_CERT_DIR`` from the environment, else certifi's bundle), and shares it: an ``SSLContext``
-is safe to use from several threads and event loops as long as nobody changes it.
+is safe to use from several threads and event loops as long as nobody changes it in a way that
+differs between its users. One change does happen: httpcore calls
+``set_alpn_protocols(["http/1.1"])`` on it for every new connection. Every client grantkeeper
+makes with this context leaves http2 off, so each call writes the same list and the sharing is
+harmless; a client that enabled http2 (``["h2", "http/1.1"]``) must get a context of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ __all__ = ["verified_context"]
 
 
 def verified_context() -> ssl.SSLContext:
-    """The certificate-verifying context for outbound HTTPS (shared; do not modify it)."""
+    """The certificate-verifying context for outbound HTTPS (shared: never enable http2 on a
+    client that uses it, nor change it otherwise)."""
     return _context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 

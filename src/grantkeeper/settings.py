@@ -166,11 +166,11 @@ class Settings(BaseSettings):
     """Delivery attempts per notification before it is marked ``failed`` (``grantkeeper
     webhooks replay`` sends it again). With the default backoff, 12 attempts span about a day."""
 
-    webhook_retry_seconds: float = Field(default=60.0, ge=0, le=86400)
+    webhook_retry_seconds: float = Field(default=60.0, ge=1, le=86400)
     """The wait after a notification's first failed attempt; doubled per attempt (with
     jitter), at most ``GRANTKEEPER_WEBHOOK_RETRY_MAX_SECONDS``."""
 
-    webhook_retry_max_seconds: float = Field(default=21600.0, ge=0, le=7 * 86400)
+    webhook_retry_max_seconds: float = Field(default=21600.0, ge=1, le=7 * 86400)
     """The longest wait between two attempts of one notification (default 6 h)."""
 
     migrate_on_start: bool = True

@@ -316,6 +316,15 @@ async def test_an_error_that_is_not_an_http_error_is_recorded_as_a_failed_attemp
     assert entry.last_error == "InvalidURL (unexpected)"
 
 
+@pytest.mark.parametrize("name", ["webhook_retry_seconds", "webhook_retry_max_seconds"])
+def test_a_retry_wait_of_zero_is_refused(name: str) -> None:
+    # 0 would retry a failing receiver in a tight loop until the attempts are gone.
+    from grantkeeper.settings import Settings
+
+    with pytest.raises(ValueError, match=f"GRANTKEEPER_{name.upper()}: .* equal to 1"):
+        Settings(**{name: 0})
+
+
 def test_a_webhook_url_with_an_invalid_port_is_refused() -> None:
     from grantkeeper.settings import Settings
 
@@ -440,5 +449,30 @@ async def test_delivered_notifications_are_pruned_after_their_retention(
         assert await deliverer.prune() == 1
         (kept,) = await store.list_webhooks()
         assert kept.state == "failed"  # kept for the operator to replay
+    finally:
+        await store.close()
+
+
+async def test_one_delivery_round_also_prunes_past_retention(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    # The worker's webhooks job and `webhooks deliver --once` only run rounds, never run():
+    # without a prune there, delivered messages pile up for ever.
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    try:
+        now = clock.now()
+        old = build_message("grant.revoked", {"n": 1}, at=now)
+        await store.enqueue_webhooks([OutboxMessage(old.id, old.type, old.body, now)])
+        policy = DeliveryPolicy(retention=timedelta(days=7))
+        with webhook_sink() as sink:
+            sender = WebhookSender(sink.url, generate_secret())
+            first = WebhookDeliverer(store, sender, clock=clock, policy=policy)
+            assert (await first.deliver_due()).delivered == 1
+            world.emulator.control.advance_clock(8 * 86400)
+            # A later round, by a deliverer made for it (as the CLI and the worker do).
+            later = WebhookDeliverer(store, sender, clock=clock, policy=policy)
+            await later.deliver_due()
+        assert await store.list_webhooks() == []
     finally:
         await store.close()

@@ -168,7 +168,16 @@ class WebhookDeliverer:
                             message.type,
                             type(outcome).__name__,
                         )
+        await self._prune_now_and_then()
         return report
+
+    async def _prune_now_and_then(self) -> None:
+        # Here rather than in run() alone: the worker's webhooks job and `webhooks deliver
+        # --once` only call deliver_due, and the table must not grow without end there either.
+        now = self._clock.now()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            await self.prune()
 
     async def _attempt(
         self, client: httpx.AsyncClient, message: OutboxEntry, report: DeliveryReport
@@ -228,10 +237,6 @@ class WebhookDeliverer:
             self._wake.clear()
             try:
                 await self.deliver_due()
-                now = self._clock.now()
-                if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
-                    self._pruned_at = now
-                    await self.prune()
                 pause = await self._pause()
             except GrantkeeperError as error:  # the store is down: try again later
                 log.warning("webhook delivery paused: %s", error.code)
