@@ -185,11 +185,15 @@ class Worker:
         return self._stopping.is_set()
 
     async def run_once(self) -> list[JobOutcome]:
-        """Every job one time, in order (``grantkeeper worker --once``)."""
+        """Every job one time, in order (``grantkeeper worker --once``). A job a stop kept
+        from running is a failed outcome (``skipped``): the round did not do its work, and
+        ``--once`` must not exit 0 as if it had."""
         outcomes = []
         for job in self.jobs:
             if self.stopping:
-                break
+                log.warning("%s: skipped, the worker was stopped", job.name)
+                outcomes.append(JobOutcome(job.name, False, "skipped: the worker was stopped", 0.0))
+                continue
             outcomes.append(await self._run(job))
         return outcomes
 

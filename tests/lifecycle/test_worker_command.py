@@ -224,3 +224,18 @@ def test_a_job_still_running_on_stop_gets_its_grace_then_is_cancelled() -> None:
 
     assert asyncio.run(main()) < 1
     assert cancelled.is_set()
+
+
+def test_a_round_stopped_before_its_last_jobs_counts_them_as_failed() -> None:
+    # `worker --once` ended by SIGTERM after its first job must not exit 0 as if all ran.
+    async def first(_: Keeper) -> str:
+        worker.stop()
+        return "ok"
+
+    async def never(_: Keeper) -> str:
+        raise AssertionError("a job run after the stop")
+
+    worker = Worker(None, [Job("first", 60, first), Job("second", 60, never)])  # type: ignore[arg-type]
+    outcomes = asyncio.run(worker.run_once())
+    assert [(o.name, o.ok) for o in outcomes] == [("first", True), ("second", False)]
+    assert outcomes[1].summary.startswith("skipped")

@@ -100,20 +100,30 @@ async def _work(settings: Settings, jobs: list[Job], *, once: bool, grace: float
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, _stopper(worker, signum))
-        if settings.client_secrets_file is None:
-            log.warning(
-                "no GRANTKEEPER_CLIENT_SECRETS_FILE: the sweep only reports (no revocation "
-                "retried, no grant kept alive)"
-            )
-        plan = ", ".join(f"{job.name} every {describe_duration(job.every)}" for job in jobs)
-        if once:
-            log.info("worker: one round (%s)", ", ".join(job.name for job in jobs))
-            outcomes = await worker.run_once()
-            return sum(not outcome.ok for outcome in outcomes)
-        log.info("worker started: %s; SIGTERM or SIGINT stops it", plan)
-        await worker.run_forever()
-        log.info("worker stopped")
-        return 0
+        try:
+            return await _rounds(settings, jobs, worker, once=once)
+        finally:
+            # The jobs are over; closing the keeper may still drain webhooks for a while: a
+            # second SIGTERM or Ctrl-C then ends the process the default way, not silently.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+
+async def _rounds(settings: Settings, jobs: list[Job], worker: Worker, *, once: bool) -> int:
+    if settings.client_secrets_file is None:
+        log.warning(
+            "no GRANTKEEPER_CLIENT_SECRETS_FILE: the sweep only reports (no revocation "
+            "retried, no grant kept alive)"
+        )
+    plan = ", ".join(f"{job.name} every {describe_duration(job.every)}" for job in jobs)
+    if once:
+        log.info("worker: one round (%s)", ", ".join(job.name for job in jobs))
+        outcomes = await worker.run_once()
+        return sum(not outcome.ok for outcome in outcomes)
+    log.info("worker started: %s; SIGTERM or SIGINT stops it", plan)
+    await worker.run_forever()
+    log.info("worker stopped")
+    return 0
 
 
 def _stopper(worker: Worker, signum: signal.Signals) -> Callable[[], None]:
