@@ -476,3 +476,32 @@ async def test_one_delivery_round_also_prunes_past_retention(
         assert await store.list_webhooks() == []
     finally:
         await store.close()
+
+
+async def test_an_attempt_ends_before_its_claim_lapses(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    # httpx times each phase, not the whole POST: a receiver answering slowly enough could
+    # hold an attempt past its lease while another deliverer sends the message again.
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    try:
+        now = clock.now()
+        message = build_message("grant.revoked", {"n": 1}, at=now)
+        await store.enqueue_webhooks([OutboxMessage(message.id, message.type, message.body, now)])
+
+        class Trickling(WebhookSender):
+            async def post(self, client: Any, message_id: str, body: str) -> str | None:
+                await asyncio.sleep(3600)
+                return None
+
+        policy = DeliveryPolicy(lease=timedelta(seconds=5.2))
+        deliverer = WebhookDeliverer(
+            store, Trickling(unreachable_url(), generate_secret()), clock=clock, policy=policy
+        )
+        report = await asyncio.wait_for(deliverer.deliver_due(), 5)
+        (entry,) = await store.list_webhooks()
+    finally:
+        await store.close()
+    assert report.retried == 1
+    assert entry.last_error == "no answer within 1 s"

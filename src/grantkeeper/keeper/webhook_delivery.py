@@ -43,6 +43,8 @@ log = logging.getLogger("grantkeeper.webhooks")
 IDLE_POLL_SECONDS = 5.0
 #: How often a running deliverer deletes delivered messages past their retention.
 PRUNE_EVERY = timedelta(hours=1)
+#: How long before its claim lapses an attempt is given up (its outcome must still be written).
+LEASE_MARGIN_SECONDS = 5.0
 #: The shortest sleep between passes (a due message another deliverer holds is not spun on).
 MIN_POLL_SECONDS = 0.5
 #: How long the loop waits before trying again after the store failed.
@@ -182,7 +184,7 @@ class WebhookDeliverer:
     async def _attempt(
         self, client: httpx.AsyncClient, message: OutboxEntry, report: DeliveryReport
     ) -> None:
-        error = await self._sender.post(client, message.id, message.body)
+        error = await self._post_within_lease(client, message)
         if error is None:
             await self._store.finish_webhook(message.id, self.owner, delivered=True)
             metrics.WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
@@ -220,6 +222,18 @@ class WebhookDeliverer:
             error,
             int(wait.total_seconds()),
         )
+
+    async def _post_within_lease(
+        self, client: httpx.AsyncClient, message: OutboxEntry
+    ) -> str | None:
+        # httpx's timeout is per phase (connect, each read, …): a receiver trickling its answer
+        # could hold one POST past the claim, and another deliverer would send it meanwhile.
+        limit = max(self._policy.lease.total_seconds() - LEASE_MARGIN_SECONDS, 1.0)
+        try:
+            async with asyncio.timeout(limit):
+                return await self._sender.post(client, message.id, message.body)
+        except TimeoutError:
+            return f"no answer within {limit:g} s"
 
     async def prune(self) -> int:
         """Delete the delivered messages older than the retention (none without one)."""
