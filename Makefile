@@ -31,10 +31,11 @@ demo: $(STAMP)
 TEST_WORKERS ?= auto
 
 # The whole suite under coverage.py (branch coverage, the CLI's and the workers' subprocesses
-# included: pyproject's [tool.coverage.run]), then the floors: the run fails below any of them.
+# included: pyproject's [tool.coverage.run]; the source as an absolute path, so a CLI started
+# in another directory is still counted), then the floors: the run fails below any of them.
 test: $(STAMP) lint
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(BIN)/coverage run --source="$(CURDIR)/src/grantkeeper" -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 	$(BIN)/coverage combine --quiet
 	$(MAKE) --no-print-directory coverage-floors
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import ConsoleMessage, Locator, Page, expect
 
 # Starts Chromium: outside the quick loop (make test-quick).
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,6 +26,15 @@ def consent(page: Page, *, email: str | None = None) -> None:
     if email is not None:
         page.locator('input[name="new_email"]').fill(email)
     page.locator("#allow").click()
+
+
+def loaded_width(image: Locator) -> int:
+    """The picture's width once the browser has it: an image just added to the page may still
+    be on its way (``complete`` false), so wait for its decoding rather than look too early;
+    a broken picture rejects and fails the test."""
+    width = image.evaluate("async img => { await img.decode(); return img.naturalWidth; }")
+    assert isinstance(width, int)
+    return width
 
 
 def test_sign_in_grant_photos_and_run_the_offline_job(
@@ -83,7 +92,7 @@ def test_sign_in_grant_photos_and_run_the_offline_job(
     expect(picker.locator('input[name="item"]')).to_have_count(6)
     thumbnails = picker.locator(".photo img")
     for index in range(6):
-        assert thumbnails.nth(index).evaluate("img => img.complete && img.naturalWidth") > 0
+        assert loaded_width(thumbnails.nth(index)) > 0
     for index in (0, 2, 4):
         picker.locator('input[name="item"]').nth(index).check()
     with picker.expect_event("close"):
@@ -108,8 +117,7 @@ def test_sign_in_grant_photos_and_run_the_offline_job(
     expect(pictures).to_have_count(6)
     expect(page.locator("#results figcaption")).to_have_count(3)
     for index in range(6):
-        loaded = pictures.nth(index).evaluate("img => img.complete && img.naturalWidth")
-        assert loaded == 640
+        assert loaded_width(pictures.nth(index)) == 640
     before = page.request.get(dev_server + pictures.nth(0).get_attribute("src")).body()
     after = page.request.get(dev_server + pictures.nth(1).get_attribute("src")).body()
     assert before[:2] == after[:2] == b"\xff\xd8"  # JPEGs
