@@ -119,7 +119,7 @@ def test_an_explicit_env_file_is_read_from_anywhere(tmp_path: Path) -> None:
     assert json.loads(listed.stdout) == []
 
     missing = clean_env(tmp_path, GRANTKEEPER_ENV_FILE=str(tmp_path / "nope.env"))
-    line = one_line_error(run(missing, "users", "list"), "config_invalid")
+    line = one_line_error(invoke(missing, "users", "list"), "config_invalid")
     assert "GRANTKEEPER_ENV_FILE=" in line
 
 

@@ -58,9 +58,14 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[str]:
-    """``grantkeeper serve --emulator`` on a free port; its URL once it answers."""
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``grantkeeper serve --emulator`` on a free port; its URL once it answers.
+
+    One per test process: starting it costs seconds, and each test's browser context starts
+    with no cookies, so a test sees the page as a new visitor would.
+    """
+    tmp_path = tmp_path_factory.mktemp("dev-server")
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     env = {

@@ -14,6 +14,8 @@ from PIL import Image
 
 from grantkeeper.demo.story import PICTURES
 
+from ..cli_in_process import invoke
+
 # Starts processes: outside the quick loop (make test-quick).
 pytestmark = pytest.mark.slow
 
@@ -106,6 +108,7 @@ def test_a_photos_outage_names_the_step_and_the_answer(tmp_path: Path) -> None:
 
 
 def test_an_unknown_fault_is_a_usage_error() -> None:
-    result = run_demo("--inject-fault", "gremlins")
+    # Refused while parsing the options, before anything starts: in-process is enough.
+    result = invoke({}, "demo", "--inject-fault", "gremlins")
     assert result.returncode == 2
     assert "refresh" in result.stderr

@@ -4,6 +4,7 @@ lost when a refreshing process is killed."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from grantkeeper.crypto import generate_key
 from grantkeeper.keeper import Keeper
 
 from ..app_world import store_of
+from ..cli_in_process import unmeasured
 from .conftest import World
 
 # Starts processes: outside the quick loop (make test-quick).
@@ -40,10 +42,11 @@ def worker_config(world: World, store_target: Any, key: str, sub: str, **extra: 
     return json.dumps({"settings": settings, "clock_offset": offset, "sub": sub, **extra})
 
 
-def start_worker(config: str) -> subprocess.Popen[str]:
+def start_worker(config: str, *, to_be_killed: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.keeper.refresh_worker", config],
         cwd=ROOT,
+        env=unmeasured(os.environ) if to_be_killed else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,7 +118,7 @@ async def test_a_refresher_killed_mid_refresh_never_loses_the_grant(
             world, store_target, shared_key, result.sub, callers=1, go_file=str(go)
         )
         before = world.refreshes()
-        worker = start_worker(config)
+        worker = start_worker(config, to_be_killed=True)
         try:
             assert worker.stderr is not None
             assert worker.stderr.readline().strip() == "ready"

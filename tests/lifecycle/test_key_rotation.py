@@ -22,6 +22,7 @@ from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.keeper import keys as key_ops
 from grantkeeper.store import GrantStore
 
+from ..cli_in_process import unmeasured
 from .seed import CLIENT, access_of, refresh_of, seed_grants
 
 OLD = generate_key("old")
@@ -133,7 +134,9 @@ def test_cli_rotation_survives_a_kill_and_resumes(tmp_path: Path) -> None:
     }
 
     # First run: killed (SIGKILL, no cleanup) once some batches are in.
-    first = _cli(env, "keys", "rotate", "--batch-size", "50", "--pause", "0.05", cwd=tmp_path)
+    first = _cli(
+        unmeasured(env), "keys", "rotate", "--batch-size", "50", "--pause", "0.05", cwd=tmp_path
+    )
     deadline = time.monotonic() + 60
     while _kids(database).get("new", 0) < 150:
         assert first.poll() is None, first.communicate()

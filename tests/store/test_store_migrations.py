@@ -25,6 +25,7 @@ from grantkeeper.store.engine import create_engine, normalize_url
 from grantkeeper.store.migrate import alembic_config, head_revision
 from grantkeeper.store.tables import metadata
 
+from ..cli_in_process import invoke
 from .helpers import OpensStores, raw_sql
 
 pytestmark = pytest.mark.anyio
@@ -112,7 +113,8 @@ def test_db_cli_upgrade_and_current(empty_database: tuple[str, str | None]) -> N
     url, schema = empty_database
     where = ["--database-url", url] + (["--schema", schema] if schema else [])
 
-    before = run_cli("current", *where, "--check")
+    # The check in-process (the runner ends it as the script would); the upgrade as the script.
+    before = invoke(os.environ, "db", "current", *where, "--check")
     assert before.returncode == 1, before.stderr
     assert "none (empty database)" in before.stdout
     assert "grantkeeper db upgrade" in before.stderr
@@ -121,7 +123,7 @@ def test_db_cli_upgrade_and_current(empty_database: tuple[str, str | None]) -> N
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"at revision {head_revision()} (head)" in upgraded.stdout
 
-    after = run_cli("current", *where, "--check")
+    after = invoke(os.environ, "db", "current", *where, "--check")
     assert after.returncode == 0, after.stderr
     assert f"revision {head_revision()}; newest {head_revision()}" in after.stdout
 
