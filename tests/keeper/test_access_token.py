@@ -243,3 +243,32 @@ async def test_a_slow_provider_does_not_let_a_second_instance_refresh_too(
         await second_store.close()
     assert len(set(tokens)) == 1
     assert world.refreshes() == 1
+    # The heartbeat took the lease again while the provider was slow; it is let go after.
+    grant = await store_of(keeper).get_grant(sub)
+    assert grant is not None
+    assert grant.lease_owner is None
+
+
+async def test_a_refresh_for_a_service_key_is_one_write_that_audits_and_frees_the_lease(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    token = await keeper.access_token(sub, caller="nightly-job")
+    assert token.refreshed
+    grant = await store_of(keeper).get_grant(sub)
+    assert grant is not None
+    assert grant.lease_owner is None
+    assert grant.lease_expires_at is None
+    events = await store_of(keeper).list_audit(sub, limit=10)
+    newest = {(e.kind, e.outcome): e for e in events}
+    assert newest[("refresh", "ok")].detail == {"caller": "nightly-job"}
+    handed = newest[("token", "refreshed")]
+    assert handed.detail == {"caller": "nightly-job", "scopes": [], "forced": False}
+    assert handed.at == newest[("refresh", "ok")].at  # the same transaction
+    # A read that needs no refresh is its own hand-out.
+    again = await keeper.access_token(sub, caller="nightly-job")
+    assert not again.refreshed
+    kinds = [(e.kind, e.outcome) for e in await store_of(keeper).list_audit(sub, limit=10)]
+    assert kinds.count(("token", "ok")) == 1
+    assert kinds.count(("token", "refreshed")) == 1

@@ -3,7 +3,8 @@
 A refresh that failed transiently (the provider down, slow or refusing with 429/5xx) is not
 tried again by every caller: until the cooldown ends, callers get ``provider_unavailable`` with
 ``Retry-After`` at once and Google is not called. Each consecutive failure doubles the cooldown
-(``REFRESH_COOLDOWN_SECONDS``, at most ``REFRESH_COOLDOWN_MAX_SECONDS``); a success clears it.
+(``REFRESH_COOLDOWN_SECONDS``, at most ``REFRESH_COOLDOWN_MAX_SECONDS``); a success clears it
+(in the transaction that saves the refreshed token).
 So ten callers of one failing grant cost the provider one retry budget, not ten — the lesson of
 a token broker that made ~60,000 failed refreshes a day for one connection. After
 ``REFRESH_FAILING_AFTER`` consecutive failures the keeper announces ``refresh_failing`` once
@@ -87,6 +88,3 @@ class RefreshCooldown:
         )
         if cooldown.failures == settings.refresh_failing_after:
             await self._events.emit(failing)
-
-    async def succeeded(self, sub: str, client_id: str) -> None:
-        await self._store.clear_cooldown(sub, client_id)

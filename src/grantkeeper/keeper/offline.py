@@ -15,7 +15,8 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from grantkeeper.errors import GrantkeeperError, GrantRevoked, MissingScopes, UnknownUser
 from grantkeeper.keeper.cooldown import RefreshCooldown
@@ -72,23 +73,25 @@ class OfflineAccess:
     ) -> AccessToken:
         """See :meth:`Keeper.access_token`."""
         wanted = normalize_scopes(scopes) if scopes else frozenset()
+        # A service key's hand-out is audited under its name (never the token).
+        hand_out = (
+            {"caller": caller, "scopes": sorted(wanted), "forced": rejected is not None}
+            if caller is not None
+            else None
+        )
         try:
-            token = await self._access_token(sub, wanted, rejected, caller)
+            token = await self._access_token(sub, wanted, rejected, caller, hand_out)
         except (MissingScopes, GrantRevoked) as error:
             await self._explain(error, sub)
             raise
-        if caller is not None:
-            # A service key's hand-out, under its name (never the token).
+        if hand_out is not None and not token.refreshed:
+            # (A refreshing caller's hand-out went into the refresh's own transaction.)
             await self._store.append_audit(
                 "token",
                 sub=token.sub,
                 client_id=self._parts.client_id,
-                outcome="refreshed" if token.refreshed else "ok",
-                detail={
-                    "caller": caller,
-                    "scopes": sorted(wanted),
-                    "forced": rejected is not None,
-                },
+                outcome="ok",
+                detail=hand_out,
             )
         return token
 
@@ -116,7 +119,12 @@ class OfflineAccess:
         )
 
     async def _access_token(
-        self, sub: str, wanted: frozenset[str], rejected: str | None, caller: str | None
+        self,
+        sub: str,
+        wanted: frozenset[str],
+        rejected: str | None,
+        caller: str | None,
+        hand_out: dict[str, Any] | None,
     ) -> AccessToken:
         grant = await self._usable_grant(sub)
         missing = missing_scopes(grant.scopes, wanted)
@@ -127,6 +135,9 @@ class OfflineAccess:
         key = (grant.sub, grant.client_id)
         flight = self._flights.setdefault(key, _Flight())
         flight.callers += 1
+        # Waiting behind another caller's refresh makes this read stale; otherwise it is the
+        # refresh's first read (the lease, taken by compare-and-swap, re-checks the row).
+        read = None if flight.lock.locked() else grant
         try:
             async with flight.lock:
                 shared = flight.outcome
@@ -137,7 +148,9 @@ class OfflineAccess:
                 if shared is not None and self._still_good(shared, rejected):
                     return dataclasses.replace(shared, refreshed=False)
                 try:
-                    token = await self._refresh(grant.sub, grant.client_id, rejected, caller)
+                    token = await self._refresh(
+                        grant.sub, grant.client_id, rejected, caller, hand_out, read
+                    )
                 except GrantkeeperError as error:
                     flight.outcome = error
                     raise
@@ -199,12 +212,19 @@ class OfflineAccess:
         )
 
     async def _refresh(
-        self, sub: str, client_id: str, rejected: str | None, caller: str | None
+        self,
+        sub: str,
+        client_id: str,
+        rejected: str | None,
+        caller: str | None,
+        hand_out: dict[str, Any] | None,
+        read: Grant | None,
     ) -> AccessToken:
         lease_ttl = timedelta(seconds=self.settings.refresh_lease_seconds)
         poll = 0.02
         while True:
-            grant = await self._usable_grant(sub, client_id)
+            grant = read or await self._usable_grant(sub, client_id)
+            read = None
             if self._fresh(grant, rejected):
                 return await self._hand_out(grant, refreshed=False)
             await self._cooldown.check(sub, client_id)  # a failing grant: 503 at once
@@ -214,31 +234,41 @@ class OfflineAccess:
                 await self._parts.sleep(poll)
                 poll = min(poll * 1.5, 0.5)
                 continue
-            heartbeat = asyncio.create_task(self._hold_lease(sub, client_id, lease_ttl))
+            extensions: list[datetime] = []
+            heartbeat = asyncio.create_task(self._hold_lease(sub, client_id, lease_ttl, extensions))
+            token: AccessToken | None = None
             try:
                 if self._fresh(leased, rejected) or leased.status != GrantStatus.ACTIVE:
                     continue  # someone finished just before us; the loop re-reads and returns
-                token = await self._refresh_leased(leased, caller)
+                token = await self._refresh_leased(leased, caller, hand_out)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+                # A saved refresh let go of the lease in its own statement; release it here
+                # otherwise, or when a heartbeat may have taken it again after that save.
                 # Shielded: a cancelled caller must not keep others waiting for the lease TTL.
-                await asyncio.shield(self._store.release_lease(sub, client_id, self._owner))
+                if token is None or extensions:
+                    await asyncio.shield(self._store.release_lease(sub, client_id, self._owner))
             if token is not None:
                 return token
 
-    async def _hold_lease(self, sub: str, client_id: str, ttl: timedelta) -> None:
+    async def _hold_lease(
+        self, sub: str, client_id: str, ttl: timedelta, extensions: list[datetime]
+    ) -> None:
         """Extend the lease while the provider call runs: a slow provider (timeouts, retries,
         Retry-After) must not let another process start a second refresh of the same grant."""
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
+            extensions.append(self.clock.now())
             extended = await self._store.try_acquire_lease(sub, client_id, self._owner, ttl)
             if extended is None:
                 log.warning("lost the refresh lease of sub=%s while refreshing", sub)
                 return
 
-    async def _refresh_leased(self, grant: Grant, caller: str | None) -> AccessToken | None:
+    async def _refresh_leased(
+        self, grant: Grant, caller: str | None, hand_out: dict[str, Any] | None
+    ) -> AccessToken | None:
         """Refresh under the lease; None means "the grant moved on, re-read it"."""
         assert grant.refresh_token is not None
         try:
@@ -276,14 +306,16 @@ class OfflineAccess:
             tokens.refresh_token,
             self._owner,
             refresh_token_expires_at=tokens.refresh_token_expires_at,
-            # One transaction: the token, its hand-out to this caller and the audit event.
+            # One transaction: the token, its hand-out to this caller (audited under the
+            # service key's name), the refresh's audit event, and the end of any cooldown.
             last_used_at=self.clock.now(),
             audit_detail={"caller": caller} if caller else {},
+            hand_out_detail=hand_out,
+            clear_cooldown=True,
         )
         if not saved:
             log.info("refresh of sub=%s lost a race; re-reading", grant.sub)
             return None
-        await self._cooldown.succeeded(grant.sub, grant.client_id)
         await self.events.emit(
             GrantEvent("refreshed", grant.sub, grant.client_id, self.clock.now())
         )

@@ -28,6 +28,7 @@ from grantkeeper.keeper.results import SignInResult
 from grantkeeper.oauth import TokenResponse, VerifiedIdentity
 from grantkeeper.store import (
     OutboxMessage,
+    ReplayEntry,
     SignInRecord,
     UserProfile,
     idempotency_key_hash,
@@ -80,12 +81,12 @@ class SignIns:
         lock = self._locks.setdefault(code_hash, asyncio.Lock())
         try:
             async with lock:
-                while True:
+                # Claim first: a first POST (nearly every one) costs one statement; only a
+                # code someone else holds or answered is read back.
+                while not await store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
                     answer = await self._settled_answer(code_hash, key_hash)
                     if answer is not None:
                         return answer
-                    if await store.claim_signin(code_hash, SIGN_IN_CLAIM_TTL):
-                        break
                 try:
                     with span("grantkeeper.sign_in", platform=platform):
                         return await self._sign_in(
@@ -180,6 +181,9 @@ class SignIns:
         def notify_if_reactivated(record: SignInRecord) -> list[OutboxMessage]:
             return parts.outbox(recovered) if record.reactivated else []
 
+        def answer_for_retries(record: SignInRecord) -> str:
+            return SignInResult.from_record(record, platform).dumps(key_hash)
+
         # The tokens exist only in memory now: a store hiccup must not lose them.
         try:
             async for attempt in AsyncRetrying(
@@ -199,6 +203,9 @@ class SignIns:
                         expires_at,
                         tokens.refresh_token_expires_at,
                         audit_detail={"azp": identity.azp, "platform": platform},
+                        # The answer to a retry lands with the grant: one transaction, and no
+                        # moment when the grant is kept but a retry would find no answer.
+                        replay=ReplayEntry(code_hash, REPLAY_TTL, answer_for_retries),
                         outbox=notify_if_reactivated,
                     )
         except StoreUnavailable as error:
@@ -210,9 +217,6 @@ class SignIns:
                 "result.",
             ) from None
         result = SignInResult.from_record(record, platform)
-        await parts.store.remember_signin_response(
-            code_hash, result.dumps(key_hash), REPLAY_TTL, sub=identity.sub
-        )
         log.info(
             "sign-in sub=%s new_user=%s offline=%s added_scopes=%d",
             identity.sub,

@@ -74,9 +74,13 @@ class GrantCooldowns(StoreCore):
         return cooldown
 
     async def clear_cooldown(self, sub: str, client_id: str | None = None) -> None:
-        """A refresh succeeded (or the grant is gone): forget its failures."""
+        """The grant is gone (or a refresh succeeded): forget its failures."""
+        async with self._write() as conn:
+            await conn.execute(self._cooldown_cleared(sub, client_id))
+
+    @staticmethod
+    def _cooldown_cleared(sub: str, client_id: str | None) -> sa.Delete:
         conditions = [grant_cooldowns.c.sub == sub]
         if client_id is not None:
             conditions.append(grant_cooldowns.c.client_id == client_id)
-        async with self._write() as conn:
-            await conn.execute(grant_cooldowns.delete().where(*conditions))
+        return grant_cooldowns.delete().where(*conditions)

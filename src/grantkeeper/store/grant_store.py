@@ -279,6 +279,7 @@ class GrantStore(
             if replay is not None:
                 answer = replay.answer(record)
                 await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
+                await self._purge_now_and_then(conn, now)
             await enqueue(conn, outbox_for(outbox, record))
         return record
 

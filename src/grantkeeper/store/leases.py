@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from grantkeeper.store.audit_log import AuditLog
+from grantkeeper.store.cooldowns import GrantCooldowns
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grants
@@ -71,6 +72,8 @@ class GrantLeases(StoreCore):
         refresh_token_expires_at: datetime | None = None,
         last_used_at: datetime | None = None,
         audit_detail: Mapping[str, Any] | None = None,
+        hand_out_detail: Mapping[str, Any] | None = None,
+        clear_cooldown: bool = False,
     ) -> bool:
         """Write a refresh's result if the grant is still at ``expected_version``.
 
@@ -80,7 +83,9 @@ class GrantLeases(StoreCore):
         someone else refreshed, signed in or revoked meanwhile; re-read the grant.
         ``last_used_at``: the refresh is for a caller, who uses the token now.
         ``audit_detail``: a written refresh also appends a ``refresh`` audit event (outcome
-        ``ok``) in the same transaction.
+        ``ok``) in the same transaction; ``hand_out_detail`` a ``token`` event (outcome
+        ``refreshed``: the new token handed to a service key); ``clear_cooldown`` ends the
+        grant's refresh cooldown (a success clears it).
         """
         now = self._clock.now()
         values: dict[str, Any] = {
@@ -116,4 +121,16 @@ class GrantLeases(StoreCore):
                     outcome="ok",
                     detail=audit_detail,
                 )
+            if saved and hand_out_detail is not None:
+                await AuditLog._audit(
+                    conn,
+                    now,
+                    "token",
+                    sub=sub,
+                    client_id=client_id,
+                    outcome="refreshed",
+                    detail=hand_out_detail,
+                )
+            if saved and clear_cooldown:
+                await conn.execute(GrantCooldowns._cooldown_cleared(sub, client_id))
         return saved
