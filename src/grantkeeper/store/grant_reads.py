@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from grantkeeper.errors import TokenDecryptionError
 from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_prefix_sha256
 from grantkeeper.store.records import Grant, GrantRef, User
-from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.store_core import GRANT_OF_CLIENT, StoreCore
 from grantkeeper.store.tables import grants, users
 
 
@@ -49,8 +49,13 @@ class GrantReads(StoreCore):
         Raises:
             TokenDecryptionError: a stored token cannot be decrypted with the key ring.
         """
+        query: sa.Executable
+        if client_id is not None:
+            query, bound = GRANT_OF_CLIENT, {"sub": sub, "client_id": client_id}
+        else:
+            query, bound = self._grant_query(sub, None), None
         async with self._read() as conn:
-            row = (await conn.execute(self._grant_query(sub, client_id))).first()
+            row = (await conn.execute(query, bound)).first()
         return None if row is None else self._codec.grant(row)
 
     async def list_grants(

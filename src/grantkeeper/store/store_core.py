@@ -80,3 +80,10 @@ class StoreCore:
             .order_by(grants.c.updated_at.desc(), grants.c.id.desc())
             .limit(1)
         )
+
+
+#: A grant by its key, (sub, client_id): the statement of every token read, built once so
+#: SQLAlchemy neither rebuilds it nor recomputes its cache key per call (parameters per call).
+GRANT_OF_CLIENT = grants.select().where(
+    grants.c.sub == sa.bindparam("sub"), grants.c.client_id == sa.bindparam("client_id")
+)
