@@ -272,3 +272,27 @@ async def test_a_refresh_for_a_service_key_is_one_write_that_audits_and_frees_th
     kinds = [(e.kind, e.outcome) for e in await store_of(keeper).list_audit(sub, limit=10)]
     assert kinds.count(("token", "ok")) == 1
     assert kinds.count(("token", "refreshed")) == 1
+
+
+async def test_every_caller_sharing_one_refresh_has_its_hand_out_audited(
+    keeper: Keeper, world: World
+) -> None:
+    sub = await signed_in(keeper, world)
+    world.emulator.control.advance_clock(2 * HOUR)
+    world.emulator.control.update_settings(response_delay_ms=200)
+    try:
+        tokens: list[str] = []
+
+        async def ask(n: int) -> None:
+            tokens.append((await keeper.access_token(sub, caller=f"worker-{n}")).token)
+
+        async with anyio.create_task_group() as group:
+            for n in range(10):
+                group.start_soon(ask, n)
+    finally:
+        world.emulator.control.update_settings(response_delay_ms=0)
+    assert len(set(tokens)) == 1
+    assert world.refreshes() == 1
+    handed = [e for e in await store_of(keeper).list_audit(sub, limit=50) if e.kind == "token"]
+    assert sorted(e.detail["caller"] for e in handed) == sorted(f"worker-{n}" for n in range(10))
+    assert [e.outcome for e in handed].count("refreshed") == 1

@@ -80,18 +80,14 @@ class OfflineAccess:
             else None
         )
         try:
-            token = await self._access_token(sub, wanted, rejected, caller, hand_out)
+            token, audited = await self._access_token(sub, wanted, rejected, caller, hand_out)
         except (MissingScopes, GrantRevoked) as error:
             await self._explain(error, sub)
             raise
-        if hand_out is not None and not token.refreshed:
-            # (A refreshing caller's hand-out went into the refresh's own transaction.)
-            await self._store.append_audit(
-                "token",
-                sub=token.sub,
-                client_id=self._parts.client_id,
-                outcome="ok",
-                detail=hand_out,
+        if hand_out is not None and not audited:
+            # A token shared by the refresh this caller queued behind.
+            await self._store.record_hand_out(
+                token.sub, self._parts.client_id, audit_detail=hand_out
             )
         return token
 
@@ -125,13 +121,15 @@ class OfflineAccess:
         rejected: str | None,
         caller: str | None,
         hand_out: dict[str, Any] | None,
-    ) -> AccessToken:
+    ) -> tuple[AccessToken, bool]:
+        """The token, and whether its hand-out was audited on the way (every path but a token
+        shared by another caller's refresh writes it with the write it makes anyway)."""
         grant = await self._usable_grant(sub)
         missing = missing_scopes(grant.scopes, wanted)
         if missing:
             raise MissingScopes(missing)
         if self._fresh(grant, rejected):
-            return await self._hand_out(grant, refreshed=False)
+            return await self._hand_out(grant, refreshed=False, hand_out=hand_out), True
         key = (grant.sub, grant.client_id)
         flight = self._flights.setdefault(key, _Flight())
         flight.callers += 1
@@ -146,7 +144,7 @@ class OfflineAccess:
                     # multiply the load on a provider that is already failing.
                     raise shared
                 if shared is not None and self._still_good(shared, rejected):
-                    return dataclasses.replace(shared, refreshed=False)
+                    return dataclasses.replace(shared, refreshed=False), False
                 try:
                     token = await self._refresh(
                         grant.sub, grant.client_id, rejected, caller, hand_out, read
@@ -155,7 +153,7 @@ class OfflineAccess:
                     flight.outcome = error
                     raise
                 flight.outcome = token if token.refreshed else None
-                return token
+                return token, True
         finally:
             flight.callers -= 1
             if flight.callers == 0 and self._flights.get(key) is flight:
@@ -197,12 +195,18 @@ class OfflineAccess:
             )
         return grant
 
-    async def _hand_out(self, grant: Grant, *, refreshed: bool) -> AccessToken:
+    async def _hand_out(
+        self, grant: Grant, *, refreshed: bool, hand_out: dict[str, Any] | None
+    ) -> AccessToken:
+        """The stored token; one write (if any) keeps the last use (to the minute) and audits
+        a service key's hand-out."""
         assert grant.access_token is not None
         assert grant.access_token_expires_at is not None
         now = self.clock.now()
-        if grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_PRECISION:
-            await self._store.touch_last_used(grant.sub, grant.client_id, now)
+        stale = grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_PRECISION
+        await self._store.record_hand_out(
+            grant.sub, grant.client_id, used_at=now if stale else None, audit_detail=hand_out
+        )
         return AccessToken(
             token=grant.access_token,
             expires_at=grant.access_token_expires_at,
@@ -226,7 +230,7 @@ class OfflineAccess:
             grant = read or await self._usable_grant(sub, client_id)
             read = None
             if self._fresh(grant, rejected):
-                return await self._hand_out(grant, refreshed=False)
+                return await self._hand_out(grant, refreshed=False, hand_out=hand_out)
             await self._cooldown.check(sub, client_id)  # a failing grant: 503 at once
             leased = await self._store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
             if leased is None:

@@ -3,11 +3,13 @@ last-use stamp, the one grant write that does not bump the version."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
 from grantkeeper.store.store_core import StoreCore
@@ -162,9 +164,35 @@ class GrantStatusChanges(StoreCore):
 
     async def touch_last_used(self, sub: str, client_id: str, at: datetime | None = None) -> None:
         """Record that the grant's access token was handed out (does not bump the version)."""
+        await self.record_hand_out(sub, client_id, used_at=at or self._clock.now())
+
+    async def record_hand_out(
+        self,
+        sub: str,
+        client_id: str,
+        *,
+        used_at: datetime | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A stored access token handed out, in one transaction: ``used_at`` becomes the
+        grant's ``last_used_at`` (the version stays), ``audit_detail`` a ``token`` audit event
+        (outcome ``ok``). With neither, nothing is written."""
+        if used_at is None and audit_detail is None:
+            return
         async with self._write() as conn:
-            await conn.execute(
-                grants.update()
-                .where(grants.c.sub == sub, grants.c.client_id == client_id)
-                .values(last_used_at=at or self._clock.now())
-            )
+            if used_at is not None:
+                await conn.execute(
+                    grants.update()
+                    .where(grants.c.sub == sub, grants.c.client_id == client_id)
+                    .values(last_used_at=used_at)
+                )
+            if audit_detail is not None:
+                await AuditLog._audit(
+                    conn,
+                    self._clock.now(),
+                    "token",
+                    sub=sub,
+                    client_id=client_id,
+                    outcome="ok",
+                    detail=audit_detail,
+                )
