@@ -219,8 +219,11 @@ async def test_a_slow_provider_does_not_let_a_second_instance_refresh_too(
 
     sub = await signed_in(keeper, world)
     world.emulator.control.advance_clock(2 * HOUR)
-    world.emulator.control.add_fault("token", delay_ms=1200, count=1)
-    short_lease = keeper.settings.model_copy(update={"refresh_lease_seconds": 0.3})
+    # A short lease (1.2 s, extended every 0.4 s) and a provider twice as slow. Shorter leases
+    # make the test measure the machine: under a loaded test run the loop can stall past a
+    # 0.3 s lease before its heartbeat writes (the lease is lost, a second refresh follows).
+    world.emulator.control.add_fault("token", delay_ms=2500, count=1)
+    short_lease = keeper.settings.model_copy(update={"refresh_lease_seconds": 1.2})
     clock = world.emulator.state.clock
     first_store = await store_target.open(store_keyring, clock)
     second_store = await store_target.open(store_keyring, clock)
@@ -237,7 +240,7 @@ async def test_a_slow_provider_does_not_let_a_second_instance_refresh_too(
 
             async with anyio.create_task_group() as group:
                 group.start_soon(ask, first, 0.0)
-                group.start_soon(ask, second, 0.7)  # well past the 0.3 s lease TTL
+                group.start_soon(ask, second, 1.6)  # well past the 1.2 s lease TTL
     finally:
         await first_store.close()
         await second_store.close()
