@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     token_rate_per_minute: int = Field(default=6000, ge=0, le=10_000_000)
     """Token-API requests accepted per service key a minute, per process. 0: no limit."""
 
+    keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
+    """How long ``serve`` keeps an idle HTTP connection open. Behind a load balancer or a
+    client pool it must outlast their idle timeout (Google Cloud's load balancers keep idle
+    connections 600 s): a request sent on a connection the keeper is closing gets no answer
+    (a 502 at the balancer). uvicorn's own default is 5 s."""
+
     refresh_cooldown_seconds: float = Field(default=30.0, ge=0, le=3600)
     """After a transient refresh failure, callers get 503 with Retry-After for this long
     without the provider being called; doubled per consecutive failure (shared by instances)."""

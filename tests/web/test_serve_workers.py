@@ -66,10 +66,14 @@ def served(
     if store_target.schema:
         env["GRANTKEEPER_DATABASE_SCHEMA"] = store_target.schema
     port = free_port()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one would stall
+    # the workers' logging.
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port), "--workers", "2"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -77,13 +81,15 @@ def served(
     try:
         deadline = time.monotonic() + 90
         while len(psutil.Process(process.pid).children()) < 2 or not _ready(base):
-            assert process.poll() is None, process.communicate()[0]
+            assert process.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the keeper did not become ready"
             time.sleep(0.1)
         yield base, process, web["web"]["client_id"], ios
     finally:
         process.terminate()
-        output = process.communicate(timeout=60)[0]
+        process.wait(timeout=60)
+        log.close()
+        output = log_path.read_text()
         assert "1//" not in output
         assert "ya29." not in output
 

@@ -67,6 +67,7 @@ def serve(
             log_level="info",
             log_config=uvicorn_log_config(settings.log_format),
             proxy_headers=False,
+            timeout_keep_alive=settings.keep_alive_seconds,
         )
         return
     for name, value in overrides.items():
@@ -83,4 +84,5 @@ def serve(
         # Only GRANTKEEPER_TRUSTED_PROXIES decides whom X-Forwarded-* is believed from (the
         # app's own middleware); uvicorn's would trust FORWARDED_ALLOW_IPS (127.0.0.1) first.
         proxy_headers=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
