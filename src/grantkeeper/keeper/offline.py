@@ -227,7 +227,7 @@ class OfflineAccess:
         lease_ttl = timedelta(seconds=self.settings.refresh_lease_seconds)
         poll = 0.02
         while True:
-            grant = read or await self._usable_grant(sub, client_id)
+            grant = read if read is not None else await self._usable_grant(sub, client_id)
             read = None
             if self._fresh(grant, rejected):
                 return await self._hand_out(grant, refreshed=False, hand_out=hand_out)
