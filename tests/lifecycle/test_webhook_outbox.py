@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -505,3 +506,38 @@ async def test_an_attempt_ends_before_its_claim_lapses(
         await store.close()
     assert report.retried == 1
     assert entry.last_error == "no answer within 1 s"
+
+
+async def test_closing_spends_at_most_the_drain_it_is_given(
+    world: World, store_target: StoreTarget, store_keyring: KeyRing
+) -> None:
+    # grantkeeper worker closes its keeper with --grace: a receiver that never answers must
+    # not hold a stop for the 30 s default.
+    class Hanging(WebhookSender):
+        async def post(self, client: Any, message_id: str, body: str) -> str | None:
+            await asyncio.sleep(3600)
+            return None
+
+    clock = world.emulator.state.clock
+    store = await store_target.open(store_keyring, clock)
+    provider = quick_provider(world.settings, clock)
+    keeper = Keeper(
+        world.settings,
+        clock=clock,
+        store=store,
+        provider=provider,
+        sleep=no_wait,
+        webhooks=Hanging(unreachable_url(), generate_secret()),
+    )
+    try:
+        await keeper.open()
+        await revoke_at_google(keeper, world)
+        await keeper.start_webhook_delivery()
+        started = time.monotonic()
+        await keeper.close(webhook_drain=0.5)
+        assert time.monotonic() - started < 5
+        (entry,) = await store.list_webhooks()
+        assert entry.state == "pending"  # left for the next deliverer, not lost
+    finally:
+        await provider.aclose()
+        await store.close()

@@ -70,7 +70,7 @@ def worker(
         "--grace",
         min=0.0,
         help="On SIGTERM or SIGINT, seconds a running job may take to finish before it is "
-        "cancelled.",
+        "cancelled; delivering the webhooks left at close gets as long again at most.",
     ),
 ) -> None:
     """Run the sweep, key maintenance and webhook delivery on a schedule until SIGTERM/SIGINT
@@ -95,7 +95,8 @@ def worker(
 
 async def _work(settings: Settings, jobs: list[Job], *, once: bool, grace: float) -> int:
     """Open the keeper, run the jobs, close it; the number of failed runs (``--once``)."""
-    async with Keeper(settings) as keeper:
+    keeper = await Keeper(settings).open()
+    try:
         worker = Worker(keeper, jobs, grace=grace)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -103,10 +104,13 @@ async def _work(settings: Settings, jobs: list[Job], *, once: bool, grace: float
         try:
             return await _rounds(settings, jobs, worker, once=once)
         finally:
-            # The jobs are over; closing the keeper may still drain webhooks for a while: a
-            # second SIGTERM or Ctrl-C then ends the process the default way, not silently.
+            # The jobs are over; closing the keeper may still drain webhooks (within the grace
+            # too): a second SIGTERM or Ctrl-C then ends the process the default way.
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+    finally:
+        # A stop is bounded by --grace: the jobs get it, and so does the last webhook round.
+        await keeper.close(webhook_drain=grace)
 
 
 async def _rounds(settings: Settings, jobs: list[Job], worker: Worker, *, once: bool) -> int:

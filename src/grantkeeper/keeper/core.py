@@ -170,11 +170,12 @@ class Keeper:
             self._revocations = Revocations(parts)
         return self._parts
 
-    async def close(self) -> None:
+    async def close(self, *, webhook_drain: float = WEBHOOK_DRAIN_SECONDS) -> None:
         """Close the provider client and the store. Stops webhook delivery, and first tries
-        once (30 s at most) to deliver the notifications this keeper wrote: what is left stays
-        in the outbox for the next deliverer."""
-        await self._finish_webhooks()
+        once to deliver the notifications this keeper wrote, ``webhook_drain`` seconds at most
+        for both (``grantkeeper worker`` passes its ``--grace``): what is left stays in the
+        outbox for the next deliverer."""
+        await self._finish_webhooks(webhook_drain)
         self._parts = self._signins = self._offline = self._revocations = None
         self._deliverer = None
         if self._security_events is not None:
@@ -441,27 +442,30 @@ class Keeper:
             )
         return True
 
-    async def stop_webhook_delivery(self) -> None:
-        """Stop background delivery after the attempts in flight (30 s at most)."""
+    async def stop_webhook_delivery(self, *, drain: float = WEBHOOK_DRAIN_SECONDS) -> None:
+        """Stop background delivery after the attempts in flight (``drain`` seconds at most;
+        then they are cancelled and stay in the outbox)."""
         task, self._delivery = self._delivery, None
         if task is None:
             return
         if self._deliverer is not None:
             self._deliverer.stop()
         try:
-            async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
+            async with asyncio.timeout(drain):
                 await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _finish_webhooks(self) -> None:
-        await self.stop_webhook_delivery()
+    async def _finish_webhooks(self, drain: float) -> None:
+        # One deadline for stopping the background deliverer and the last round together.
+        deadline = asyncio.get_running_loop().time() + max(drain, 0.0)
+        await self.stop_webhook_delivery(drain=max(drain, 0.0))
         if not self._wrote_webhooks or self._parts is None or self._webhooks is None:
             return
         try:
-            async with asyncio.timeout(WEBHOOK_DRAIN_SECONDS):
+            async with asyncio.timeout_at(deadline):
                 await self._webhook_deliverer().deliver_due()
         except TimeoutError:
             log.warning("webhooks still being delivered when the keeper closed stay in the outbox")

@@ -27,7 +27,7 @@ NOTIFYING_KINDS = frozenset(
 
 
 def _payloads(event: GrantEvent) -> list[tuple[WebhookEvent, dict[str, Any]]]:
-    base = {"sub": event.sub, "client_id": event.client_id, "at": event.at.isoformat()}
+    base = {"sub": event.sub, "client_id": event.client_id, "at": iso_utc(event.at)}
     detail = event.detail
     if event.kind == "revoked":
         reason = detail.get("reason", "revoked")

@@ -30,7 +30,7 @@ class Page:
 def audit_json(event: AuditEvent) -> dict[str, Any]:
     return {
         "id": event.id,
-        "at": event.at.isoformat().replace("+00:00", "Z"),
+        "at": iso_utc(event.at),
         "kind": event.kind,
         "sub": event.sub,
         "client_id": event.client_id,

@@ -211,7 +211,7 @@ class AuditEntry:
         e = self.event
         return {
             "id": e.id,
-            "at": e.at.isoformat(),
+            "at": iso_utc(e.at),
             "kind": e.kind,
             "sub": e.sub,
             "client_id": e.client_id,

@@ -39,6 +39,7 @@ from typing import Any
 from grantkeeper.errors import GrantkeeperError
 from grantkeeper.keeper.offline import OfflineAccess
 from grantkeeper.keeper.parts import Parts
+from grantkeeper.keeper.results import iso_utc
 from grantkeeper.keeper.revocation import Revocations
 from grantkeeper.store import Grant, GrantRef, GrantStatus
 
@@ -99,10 +100,8 @@ class GrantReport:
             "client_id": self.client_id,
             "state": str(self.state),
             "reason": self.reason,
-            "last_active": self.last_active.isoformat() if self.last_active else None,
-            "refresh_token_expires_at": (
-                self.refresh_token_expires_at.isoformat() if self.refresh_token_expires_at else None
-            ),
+            "last_active": iso_utc(self.last_active),
+            "refresh_token_expires_at": iso_utc(self.refresh_token_expires_at),
             "action": self.action,
         }
 
@@ -123,7 +122,7 @@ class SweepReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at.isoformat(),
+            "at": iso_utc(self.at),
             "total": len(self.grants),
             "counts": self.counts,
             "actions": self.actions,
