@@ -109,3 +109,33 @@ async def test_a_writer_cancelled_while_waiting_for_the_file_lock_leaves_the_sto
     finally:
         holder.close()
         await store.close()
+
+
+async def test_a_writer_waits_for_another_processs_lock_and_goes_the_moment_it_is_let_go(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import os
+    import stat
+
+    path = tmp_path / "locked.sqlite3"
+    store = await open_store(path, generate_key("w"))
+    try:
+        await store.append_audit("warm")
+        lock_file = Path(f"{path}.writer-lock")
+        assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+        # Another process's writer holds the lock (a descriptor of our own stands in for it).
+        fd = os.open(lock_file, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            write = asyncio.ensure_future(store.append_audit("queued"))
+            await asyncio.sleep(0.3)
+            assert not write.done()  # it waits; it does not fail with "database is locked"
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        await asyncio.wait_for(write, 5)
+        kinds = [e.kind for e in await store.list_audit(None, limit=10)]
+        assert "queued" in kinds
+    finally:
+        await store.close()
