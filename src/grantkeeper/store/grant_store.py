@@ -214,7 +214,7 @@ class GrantStore(
             )
         sub = profile.sub
         async with self._write() as conn:
-            new_user = await self._upsert_user(conn, profile, now)
+            new_user, user_row = await self._upsert_user(conn, profile, now)
             await conn.execute(
                 self._insert(grants)
                 .values(
@@ -246,8 +246,11 @@ class GrantStore(
                     values.update(
                         status=GrantStatus.ACTIVE.value, status_reason=None, status_changed_at=now
                     )
-            await conn.execute(grants.update().where(grants.c.id == row.id).values(**values))
-            grant = self._codec.grant((await conn.execute(self._grant_query(sub, client_id))).one())
+            # RETURNING: the row as written, without reading it back.
+            written = await conn.execute(
+                grants.update().where(grants.c.id == row.id).values(**values).returning(*grants.c)
+            )
+            grant = self._codec.grant(written.one())
             added = scopes - stored_scopes
             await self._audit(
                 conn,
@@ -265,9 +268,7 @@ class GrantStore(
                     **(audit_detail or {}),
                 },
             )
-            user = self._codec.user(
-                (await conn.execute(users.select().where(users.c.sub == sub))).one()
-            )
+            user = self._codec.user(user_row)
             record = SignInRecord(
                 user=user,
                 grant=grant,
@@ -285,20 +286,25 @@ class GrantStore(
 
     async def _upsert_user(
         self, conn: AsyncConnection, profile: UserProfile, now: datetime
-    ) -> bool:
+    ) -> tuple[bool, sa.Row[Any]]:
+        """(whether the user is new, the user's row as stored now)."""
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         inserted = await conn.execute(
             self._insert(users)
             .values(sub=profile.sub, created_at=now, updated_at=now, **claims)
             .on_conflict_do_nothing(index_elements=["sub"])
             # RETURNING, not rowcount: psycopg reports rowcount -1 for this statement.
-            .returning(sa.literal(1))
+            .returning(*users.c)
         )
-        if inserted.first() is not None:
-            return True
+        row = inserted.first()
+        if row is not None:
+            return True, row
         # A claim absent from this ID token (narrower scopes) keeps the stored value.
         present = {name: value for name, value in claims.items() if value is not None}
-        await conn.execute(
-            users.update().where(users.c.sub == profile.sub).values(updated_at=now, **present)
+        updated = await conn.execute(
+            users.update()
+            .where(users.c.sub == profile.sub)
+            .values(updated_at=now, **present)
+            .returning(*users.c)
         )
-        return False
+        return False, updated.one()

@@ -46,14 +46,36 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        # RETURNING, not rowcount: psycopg reports -1 for this statement.
-        statement = self._upsert(code_hash, None, PENDING, now, ttl, only_expired=True).returning(
-            signin_replays.c.code_hash
-        )
+        bound = {"code_hash": code_hash, "now": now, "expires_at": now + ttl}
         async with self._write() as conn:
-            claimed = (await conn.execute(statement)).first() is not None
+            claimed = (await conn.execute(self._claim_statement(), bound)).first() is not None
             await self._purge_now_and_then(conn, now)
         return claimed
+
+    _claim: Any = None
+
+    def _claim_statement(self) -> Any:
+        """The claim's upsert, built once per store (its dialect) with parameters bound per
+        call: one statement in every sign-in, not worth rebuilding each time."""
+        if self._claim is None:
+            at = signin_replays.c.created_at.type
+            now = sa.bindparam("now", type_=at)
+            statement = self._insert(signin_replays).values(
+                code_hash=sa.bindparam("code_hash"),
+                sub=None,
+                response_json=PENDING,
+                created_at=now,
+                expires_at=sa.bindparam("expires_at", type_=at),
+            )
+            replaced = ("sub", "response_json", "created_at", "expires_at")
+            self._claim = statement.on_conflict_do_update(
+                index_elements=["code_hash"],
+                set_={column: statement.excluded[column] for column in replaced},
+                # Only an expired entry is taken over: a live claim or answer never is.
+                where=signin_replays.c.expires_at <= now,
+                # RETURNING, not rowcount: psycopg reports -1 for this statement.
+            ).returning(signin_replays.c.code_hash)
+        return self._claim
 
     async def _purge_now_and_then(self, conn: AsyncConnection, now: datetime) -> None:
         # Expired answers are dead weight, not a hazard (reads filter on expires_at and claims
