@@ -231,9 +231,11 @@ class OfflineAccess:
             read = None
             if self._fresh(grant, rejected):
                 return await self._hand_out(grant, refreshed=False, hand_out=hand_out)
-            await self._cooldown.check(sub, client_id)  # a failing grant: 503 at once
-            leased = await self._store.try_acquire_lease(sub, client_id, self._owner, lease_ttl)
+            leased = await self._store.try_acquire_lease(
+                sub, client_id, self._owner, lease_ttl, unless_cooling_down=True
+            )
             if leased is None:
+                await self._cooldown.check(sub, client_id)  # a failing grant: 503 at once
                 # Another process holds the lease: wait for its write (or for the lease to lapse).
                 await self._parts.sleep(poll)
                 poll = min(poll * 1.5, 0.5)

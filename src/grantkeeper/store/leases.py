@@ -13,7 +13,7 @@ from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.cooldowns import GrantCooldowns
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import StoreCore
-from grantkeeper.store.tables import grants
+from grantkeeper.store.tables import grant_cooldowns, grants
 
 NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
@@ -22,32 +22,49 @@ class GrantLeases(StoreCore):
     """The refresh lease and the versioned write of a refresh."""
 
     async def try_acquire_lease(
-        self, sub: str, client_id: str, owner: str, ttl: timedelta
+        self,
+        sub: str,
+        client_id: str,
+        owner: str,
+        ttl: timedelta,
+        *,
+        unless_cooling_down: bool = False,
     ) -> Grant | None:
         """Take the grant's refresh lease unless another owner holds a live one.
 
         Compare-and-swap: succeeds if the lease is free, expired, or already ``owner``'s (the
-        lease is then extended). Returns the grant as re-read under the lease, or ``None`` if
-        the lease is held by someone else or the grant does not exist. The lease does not
-        change ``version``.
+        lease is then extended). Returns the grant as it is under the lease, or ``None`` if
+        the lease is held by someone else or the grant does not exist (or, with
+        ``unless_cooling_down``, while the grant's refresh cooldown lasts: the caller then
+        reads the cooldown). One statement; the lease does not change ``version``.
         """
         now = self._clock.now()
-        free = sa.or_(
-            grants.c.lease_owner.is_(None),
-            grants.c.lease_expires_at.is_(None),
-            grants.c.lease_expires_at <= now,
-            grants.c.lease_owner == owner,
-        )
+        conditions = [
+            *self._grant_filter(sub, client_id),
+            sa.or_(
+                grants.c.lease_owner.is_(None),
+                grants.c.lease_expires_at.is_(None),
+                grants.c.lease_expires_at <= now,
+                grants.c.lease_owner == owner,
+            ),
+        ]
+        if unless_cooling_down:
+            conditions.append(
+                ~sa.exists().where(
+                    grant_cooldowns.c.sub == grants.c.sub,
+                    grant_cooldowns.c.client_id == grants.c.client_id,
+                    grant_cooldowns.c.until > now,
+                )
+            )
         async with self._write() as conn:
             taken = await conn.execute(
                 grants.update()
-                .where(*self._grant_filter(sub, client_id), free)
+                .where(*conditions)
                 .values(lease_owner=owner, lease_expires_at=now + ttl)
+                .returning(*grants.c)
             )
-            if taken.rowcount != 1:
-                return None
-            row = (await conn.execute(self._grant_query(sub, client_id))).one()
-        return self._codec.grant(row)
+            row = taken.first()
+        return None if row is None else self._codec.grant(row)
 
     async def release_lease(self, sub: str, client_id: str, owner: str) -> bool:
         """Give the lease back; ``False`` if ``owner`` no longer held it."""
