@@ -29,8 +29,7 @@ from google.oauth2.credentials import Credentials
 from grantkeeper.clock import OffsetClock
 from grantkeeper.crypto import generate_key
 from grantkeeper.emulator.client import EmulatorControl
-from grantkeeper.keeper import Keeper
-from grantkeeper.keeper.sweep import SweepOptions, sweep
+from grantkeeper.keeper import Keeper, SweepOptions
 from grantkeeper.settings import Settings
 
 SCOPES = ["openid", "email", "profile"]
@@ -53,14 +52,14 @@ def google_auth_loop(emulator: Emulator, web: dict[str, str], tokens: list[str])
     request = google.auth.transport.requests.Request()
     began = time.perf_counter()
     for refresh_token in tokens:
-        credentials = Credentials(
+        credentials = Credentials(  # type: ignore[no-untyped-call]
             token=None,
             refresh_token=refresh_token,
             token_uri=web["token_uri"],
             client_id=web["client_id"],
             client_secret=web["client_secret"],
         )
-        credentials.refresh(request)
+        credentials.refresh(request)  # type: ignore[no-untyped-call]
     return (time.perf_counter() - began) / len(tokens)
 
 
@@ -104,11 +103,9 @@ def main() -> int:
                     control.update_settings(latency_ms=LATENCY_MS)
                     before = control.stats()["token"]["refresh_token"]
                     began = time.perf_counter()
-                    report = await sweep(
-                        keeper.store,
-                        now=clock.now(),
-                        options=SweepOptions(keep_alive=True),
-                        keeper=keeper,
+                    # What `grantkeeper sweep --keep-alive` (and the worker's sweep) calls.
+                    report = await keeper.sweep(
+                        SweepOptions(keep_alive=True, concurrency=args.concurrency)
                     )
                     seconds = time.perf_counter() - began
                     refreshes = control.stats()["token"]["refresh_token"] - before

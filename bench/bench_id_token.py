@@ -63,7 +63,7 @@ def main() -> int:
             issuer=emulator.base_url,
             allowed_client_ids=[ios],
             data_dir=Path(tmp),
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
 
         async def ours() -> float:

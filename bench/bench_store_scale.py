@@ -28,8 +28,8 @@ from benchlib import POSTGRES, drop_schema, postgres_schema
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
-from grantkeeper.keeper import keys as key_life
-from grantkeeper.keeper.sweep import SweepOptions, sweep
+from grantkeeper.keeper import Keeper, SweepOptions
+from grantkeeper.settings import Settings
 from grantkeeper.store import GrantStore
 from grantkeeper.store.tables import grants, users
 
@@ -113,11 +113,17 @@ async def run(label: str, url: str, schema: str | None, count: int) -> dict[str,
         await fill(store, count, clock.now())
     # The new ring: a new primary, and the old key to read what rotate rewrites.
     ring = KeyRing.from_strings([new_key, old_key])
-    async with await GrantStore.open(url, ring, clock, schema=schema) as store:
-        rotate_s, rotate_mib = await timed(lambda: key_life.rotate(store, batch_size=1000))
-        sweep_s, sweep_mib = await timed(
-            lambda: sweep(store, now=clock.now(), options=SweepOptions())
-        )
+    async with (
+        await GrantStore.open(url, ring, clock, schema=schema) as store,
+        Keeper(
+            Settings(_env_file=None, data_dir=Path(tempfile.gettempdir())),
+            clock=clock,
+            store=store,
+        ) as keeper,
+    ):
+        # What `grantkeeper keys rotate` and a report-only `grantkeeper sweep` call.
+        rotate_s, rotate_mib = await timed(lambda: keeper.rotate_keys(batch_size=1000))
+        sweep_s, sweep_mib = await timed(lambda: keeper.sweep(SweepOptions(), report_only=True))
     print(
         f"  [{label} {count:>7,} grants] keys rotate {count / rotate_s:8,.0f} grants/s "
         f"(+{rotate_mib:5.1f} MiB)   report-only sweep {count / sweep_s:8,.0f} grants/s "

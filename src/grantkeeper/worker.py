@@ -86,7 +86,7 @@ def sweep_job(options: SweepOptions, every: float) -> Job:
         report = await keeper.sweep(options)
         states = ", ".join(f"{state} {n}" for state, n in report.counts.items() if n)
         actions = ", ".join(f"{action} {n}" for action, n in report.actions.items())
-        return f"{len(report.grants)} grants ({states or 'none'}); {actions or 'nothing to do'}"
+        return f"{report.total} grants ({states or 'none'}); {actions or 'nothing to do'}"
 
     return Job("sweep", every, run)
 

@@ -336,3 +336,57 @@ async def test_a_revocation_the_sweep_completes_is_announced_like_a_disconnect(
     assert payload["type"] == "grant.revoked"
     assert payload["data"]["sub"] == sub
     assert payload["data"]["source"] == "disconnect"
+
+
+async def test_keep_alive_works_on_several_grants_at_once(keeper: Keeper, world: World) -> None:
+    import asyncio
+
+    from grantkeeper.keeper.sweep import sweep
+
+    for n in range(6):
+        await _seed_other(keeper, f"90{n}")
+    world.emulator.control.advance_clock(100 * DAY)  # every grant idle
+    in_flight = most = 0
+    together = asyncio.Event()
+
+    class Offline:
+        """Each refresh waits until three are under way: one at a time never gets there."""
+
+        async def access_token(self, sub: str, *args: Any, **kwargs: Any) -> None:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            if in_flight == 3:
+                together.set()
+            await asyncio.wait_for(together.wait(), 5)
+            in_flight -= 1
+
+    report = await sweep(
+        keeper._open_parts(),
+        options=SweepOptions(keep_alive=True, concurrency=3),
+        offline=Offline(),  # type: ignore[arg-type]
+    )
+    assert most == 3
+    assert report.actions == {"kept_alive": 6}
+    assert [g.sub for g in report.grants] == [f"90{n}" for n in range(6)]  # store order
+
+
+async def test_the_report_lists_a_bounded_number_of_grants_and_counts_them_all(
+    keeper: Keeper,
+) -> None:
+    for n in range(5):
+        await _seed_other(keeper, f"80{n}")
+    await _seed_other(keeper, "810")
+    await _seed_other(keeper, "811")
+    await store_of(keeper).mark_revoked("810", keeper.client_id, "invalid_grant")
+    await store_of(keeper).mark_revoked("811", keeper.client_id, "invalid_grant")
+    report = await keeper.sweep(SweepOptions(report_rows=2))
+    assert report.total == 7
+    assert report.counts["healthy"] == 5
+    assert report.counts["revoked"] == 2
+    # Two healthy grants and the two others by name: memory does not grow with the store.
+    assert [g.sub for g in report.grants] == ["800", "801", "810", "811"]
+    assert report.omitted == 3
+    as_json = report.to_json()
+    assert as_json["total"] == 7
+    assert as_json["omitted"] == 3

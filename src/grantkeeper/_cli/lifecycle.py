@@ -158,7 +158,7 @@ def sweep_command(
         echo_json(report.to_json())
         return
     counts = [[state, str(count)] for state, count in report.counts.items() if count]
-    out.print(table(("state", "grants"), counts, title=f"{len(report.grants)} grants"))
+    out.print(table(("state", "grants"), counts, title=f"{report.total} grants"))
     troubled = [g for g in report.grants if g.state not in ("healthy",)]
     if troubled:
         rows = [
