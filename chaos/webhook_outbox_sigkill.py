@@ -299,11 +299,11 @@ def run(setup: Setup) -> int:
             GRANTKEEPER_SIGNIN_RATE_PER_MINUTE="0",
             GRANTKEEPER_WEBHOOK_URL=hook_url,
             GRANTKEEPER_WEBHOOK_SECRET=secret,
-            # Short waits so the run fits in a minute or two: a killed claim lapses in 6.5 s,
-            # a failed attempt is retried within a second.
+            # Short waits so the run fits in a few minutes: a killed claim lapses in 6.5 s, a
+            # failed attempt is retried after a second or two (1 s is the shortest setting).
             GRANTKEEPER_WEBHOOK_TIMEOUT_SECONDS="0.5",
-            GRANTKEEPER_WEBHOOK_RETRY_SECONDS="0.2",
-            GRANTKEEPER_WEBHOOK_RETRY_MAX_SECONDS="1",
+            GRANTKEEPER_WEBHOOK_RETRY_SECONDS="1",
+            GRANTKEEPER_WEBHOOK_RETRY_MAX_SECONDS="2",
             GRANTKEEPER_WEBHOOK_MAX_ATTEMPTS="50",
         )
         serve = Serve(env, workdir, options.workers)
