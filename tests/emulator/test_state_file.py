@@ -119,6 +119,6 @@ def test_cli_state_and_seed(tmp_path: Path) -> None:
         timeout=60,
     )
     assert refused.returncode == 2
-    assert refused.stderr.strip().startswith("grantkeeper emulator: The seed file")
+    assert refused.stderr.strip().startswith("grantkeeper emulator: The --seed file")
     assert "clients.0.type" in refused.stderr
     assert "Traceback" not in refused.stderr

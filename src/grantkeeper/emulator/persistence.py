@@ -66,11 +66,11 @@ def load_seed(path: Path) -> Seed:
     try:
         return Seed.model_validate(_read_json(path, "seed file"))
     except ValidationError as error:
-        raise StateFileError(f"The seed file {path} is not valid: {_problem(error)}.") from None
+        raise StateFileError(f"The --seed file {path} is not valid: {_problem(error)}.") from None
 
 
 def apply_seed(state: EmulatorState, seed: Seed) -> None:
-    """Create the seed file's clients and users that do not exist yet (by client id and email)."""
+    """Create the --seed file's clients and users that do not exist yet (by client id and email)."""
     from grantkeeper.emulator.oauth import accounts
 
     for client in seed.clients:
@@ -80,7 +80,7 @@ def apply_seed(state: EmulatorState, seed: Seed) -> None:
         if state.user_by_email(user.email) is None:
             if user.sub is not None and user.sub in state.users:
                 raise StateFileError(
-                    f"The seed file's user {user.email} has the sub of "
+                    f"The --seed file's user {user.email} has the sub of "
                     f"{state.users[user.sub].email}."
                 )
             accounts.create_user(state, **user.model_dump())

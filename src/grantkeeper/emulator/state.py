@@ -56,7 +56,7 @@ class EmulatorState:
         self._start_persisting()
 
     def _start_persisting(self) -> None:
-        """Create the seed file's clients and users, then keep every change in the state file."""
+        """Create the --seed file's clients and users, then keep every change in the state file."""
         if self._seed is not None:
             apply_seed(self, self._seed)
         self._persisting = True
