@@ -64,12 +64,12 @@ coverage-floors: $(STAMP)
 	    || { echo "below the floor: $$part"; exit 1; }; \
 	done
 
+# The bench and chaos scripts call the library too: a changed API must fail the lint, not
+# `make bench` halfway (bench/guide_backend is the code from Google's guide, kept as written).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples fuzz chaos
 	$(BIN)/ruff format --check src tests bench examples fuzz chaos
 	$(BIN)/mypy
-	# The bench and chaos scripts call the library too: a changed API must fail here, not
-	# in the middle of `make bench` (bench/guide_backend is the guide's code, kept as written).
 	$(BIN)/mypy --strict bench/*.py chaos
 
 docs: $(STAMP)
