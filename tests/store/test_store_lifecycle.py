@@ -121,12 +121,12 @@ async def test_forget_user_erases_profile_grants_and_cached_answers_keeps_audit(
     assert not await store.forget_user(SUB)  # idempotent
 
 
-async def test_touch_last_used_does_not_bump_the_version(
+async def test_a_hand_out_keeps_the_last_use_without_bumping_the_version(
     store: GrantStore, store_clock: ManualClock
 ) -> None:
     signed = await sign_in(store, store_clock)
     store_clock.advance(3600)
-    await store.touch_last_used(SUB, CLIENT)
+    await store.record_hand_out(SUB, CLIENT, used_at=store_clock.now())
     grant = await store.get_grant(SUB, CLIENT)
     assert grant is not None
     assert grant.last_used_at == store_clock.now()

@@ -460,8 +460,9 @@ class Keeper:
 
     async def _finish_webhooks(self, drain: float) -> None:
         # One deadline for stopping the background deliverer and the last round together.
-        deadline = asyncio.get_running_loop().time() + max(drain, 0.0)
-        await self.stop_webhook_delivery(drain=max(drain, 0.0))
+        drain = max(drain, 0.0)
+        deadline = asyncio.get_running_loop().time() + drain
+        await self.stop_webhook_delivery(drain=drain)
         if not self._wrote_webhooks or self._parts is None or self._webhooks is None:
             return
         try:

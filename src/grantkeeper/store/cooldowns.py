@@ -73,13 +73,9 @@ class GrantCooldowns(StoreCore):
             await enqueue(conn, outbox_for(outbox, cooldown))
         return cooldown
 
-    async def clear_cooldown(self, sub: str, client_id: str | None = None) -> None:
-        """The grant is gone (or a refresh succeeded): forget its failures."""
-        async with self._write() as conn:
-            await conn.execute(self._cooldown_cleared(sub, client_id))
-
     @staticmethod
     def _cooldown_cleared(sub: str, client_id: str | None) -> sa.Delete:
+        """A refresh succeeded: forget the grant's failures (in the refresh's transaction)."""
         conditions = [grant_cooldowns.c.sub == sub]
         if client_id is not None:
             conditions.append(grant_cooldowns.c.client_id == client_id)

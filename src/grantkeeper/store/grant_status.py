@@ -162,10 +162,6 @@ class GrantStatusChanges(StoreCore):
             result = await conn.execute(users.delete().where(users.c.sub == sub))
         return result.rowcount == 1
 
-    async def touch_last_used(self, sub: str, client_id: str, at: datetime | None = None) -> None:
-        """Record that the grant's access token was handed out (does not bump the version)."""
-        await self.record_hand_out(sub, client_id, used_at=at or self._clock.now())
-
     async def record_hand_out(
         self,
         sub: str,

@@ -46,36 +46,13 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        bound = {"code_hash": code_hash, "now": now, "expires_at": now + ttl}
         async with self._write() as conn:
-            claimed = (await conn.execute(self._claim_statement(), bound)).first() is not None
+            entry = await conn.execute(
+                self._upsert(only_expired=True), self._row(code_hash, None, PENDING, now, ttl)
+            )
+            claimed = entry.first() is not None
             await self._purge_now_and_then(conn, now)
         return claimed
-
-    _claim: Any = None
-
-    def _claim_statement(self) -> Any:
-        """The claim's upsert, built once per store (its dialect) with parameters bound per
-        call: one statement in every sign-in, not worth rebuilding each time."""
-        if self._claim is None:
-            at = signin_replays.c.created_at.type
-            now = sa.bindparam("now", type_=at)
-            statement = self._insert(signin_replays).values(
-                code_hash=sa.bindparam("code_hash"),
-                sub=None,
-                response_json=PENDING,
-                created_at=now,
-                expires_at=sa.bindparam("expires_at", type_=at),
-            )
-            replaced = ("sub", "response_json", "created_at", "expires_at")
-            self._claim = statement.on_conflict_do_update(
-                index_elements=["code_hash"],
-                set_={column: statement.excluded[column] for column in replaced},
-                # Only an expired entry is taken over: a live claim or answer never is.
-                where=signin_replays.c.expires_at <= now,
-                # RETURNING, not rowcount: psycopg reports -1 for this statement.
-            ).returning(signin_replays.c.code_hash)
-        return self._claim
 
     async def _purge_now_and_then(self, conn: AsyncConnection, now: datetime) -> None:
         # Expired answers are dead weight, not a hazard (reads filter on expires_at and claims
@@ -95,31 +72,48 @@ class SignInReplayCache(StoreCore):
                 )
             )
 
-    def _upsert(
-        self,
-        code_hash: str,
-        sub: str | None,
-        response_json: str,
-        now: datetime,
-        ttl: timedelta,
-        *,
-        only_expired: bool = False,
-    ) -> Any:
-        """Write the code's entry, replacing the one there (``only_expired``: only if it has
-        expired, so a live claim or answer is never taken over)."""
-        statement = self._insert(signin_replays).values(
-            code_hash=code_hash,
-            sub=sub,
-            response_json=response_json,
-            created_at=now,
-            expires_at=now + ttl,
-        )
-        replaced = ("sub", "response_json", "created_at", "expires_at")
-        return statement.on_conflict_do_update(
-            index_elements=["code_hash"],
-            set_={column: statement.excluded[column] for column in replaced},
-            where=signin_replays.c.expires_at <= now if only_expired else None,
-        )
+    _upserts: dict[bool, Any] | None = None
+
+    def _upsert(self, *, only_expired: bool = False) -> Any:
+        """Write a code's entry, replacing the one there (``only_expired``: only if it has
+        expired, so a live claim or answer is never taken over; the code's hash comes back
+        when the entry was taken). Built once per store (its dialect), parameters per call
+        (:meth:`_row`): one runs in every sign-in."""
+        if self._upserts is None:
+            self._upserts = {}
+        if only_expired not in self._upserts:
+            at = signin_replays.c.created_at.type
+            now = sa.bindparam("now", type_=at)
+            statement = self._insert(signin_replays).values(
+                code_hash=sa.bindparam("code_hash"),
+                sub=sa.bindparam("sub"),
+                response_json=sa.bindparam("response_json"),
+                created_at=now,
+                expires_at=sa.bindparam("expires_at", type_=at),
+            )
+            replaced = ("sub", "response_json", "created_at", "expires_at")
+            upsert = statement.on_conflict_do_update(
+                index_elements=["code_hash"],
+                set_={column: statement.excluded[column] for column in replaced},
+                where=signin_replays.c.expires_at <= now if only_expired else None,
+            )
+            # RETURNING, not rowcount: psycopg reports -1 for this statement.
+            self._upserts[only_expired] = (
+                upsert.returning(signin_replays.c.code_hash) if only_expired else upsert
+            )
+        return self._upserts[only_expired]
+
+    @staticmethod
+    def _row(
+        code_hash: str, sub: str | None, response_json: str, now: datetime, ttl: timedelta
+    ) -> dict[str, Any]:
+        return {
+            "code_hash": code_hash,
+            "sub": sub,
+            "response_json": response_json,
+            "now": now,
+            "expires_at": now + ttl,
+        }
 
     async def _remember(
         self,
@@ -130,7 +124,7 @@ class SignInReplayCache(StoreCore):
         ttl: timedelta,
         sub: str | None,
     ) -> None:
-        await conn.execute(self._upsert(code_hash, sub, response_json, now, ttl))
+        await conn.execute(self._upsert(), self._row(code_hash, sub, response_json, now, ttl))
 
     async def remember_signin_response(
         self,
