@@ -73,10 +73,9 @@ class GrantCooldowns(StoreCore):
             await enqueue(conn, outbox_for(outbox, cooldown))
         return cooldown
 
-    @staticmethod
-    def _cooldown_cleared(sub: str, client_id: str | None) -> sa.Delete:
-        """A refresh succeeded: forget the grant's failures (in the refresh's transaction)."""
-        conditions = [grant_cooldowns.c.sub == sub]
-        if client_id is not None:
-            conditions.append(grant_cooldowns.c.client_id == client_id)
-        return grant_cooldowns.delete().where(*conditions)
+
+#: A refresh succeeded: forget the grant's failures (in the refresh's transaction). Built once.
+COOLDOWN_CLEARED = grant_cooldowns.delete().where(
+    grant_cooldowns.c.sub == sa.bindparam("sub", type_=sa.String()),
+    grant_cooldowns.c.client_id == sa.bindparam("client_id", type_=sa.String()),
+)

@@ -12,9 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
-from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param
 from grantkeeper.store.tables import grant_cooldowns, grants, signin_replays, users
 from grantkeeper.store.webhook_outbox import Outbox, enqueue, outbox_for
+
+#: A hand-out's last use (to the minute), built once.
+LAST_USED = grants.update().where(*OF_GRANT).values(last_used_at=param(grants.c.last_used_at))
 
 ERASED_TOKENS: dict[str, Any] = {
     "refresh_token": None,
@@ -178,9 +181,7 @@ class GrantStatusChanges(StoreCore):
         async with self._write() as conn:
             if used_at is not None:
                 await conn.execute(
-                    grants.update()
-                    .where(grants.c.sub == sub, grants.c.client_id == client_id)
-                    .values(last_used_at=used_at)
+                    LAST_USED, {**of_grant(sub, client_id), "p_last_used_at": used_at}
                 )
             if audit_detail is not None:
                 await AuditLog._audit(

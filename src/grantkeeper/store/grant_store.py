@@ -41,6 +41,7 @@ from grantkeeper.store.records import (
 from grantkeeper.store.rotation_batches import KeyRotationBatches
 from grantkeeper.store.security_event_claims import SecurityEventClaims
 from grantkeeper.store.signin_replay_cache import ReplayEntry, SignInReplayCache
+from grantkeeper.store.store_core import GRANT_OF_CLIENT_FOR_UPDATE, param, params
 from grantkeeper.store.tables import grants, users
 from grantkeeper.store.webhook_outbox import Outbox, WebhookOutbox, enqueue, outbox_for
 
@@ -216,19 +217,18 @@ class GrantStore(
         async with self._write() as conn:
             new_user, user_row = await self._upsert_user(conn, profile, now)
             await conn.execute(
-                self._insert(grants)
-                .values(
-                    sub=sub,
-                    client_id=client_id,
-                    scopes="",
-                    version=0,
-                    status=GrantStatus.ACTIVE.value,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["sub", "client_id"])
+                self._prebuilt("grant_insert", self._grant_insert),
+                {
+                    "p_sub": sub,
+                    "p_client_id": client_id,
+                    "p_status": GrantStatus.ACTIVE.value,
+                    "p_created_at": now,
+                    "p_updated_at": now,
+                },
             )
-            row = (await conn.execute(self._grant_query(sub, client_id).with_for_update())).one()
+            row = (
+                await conn.execute(GRANT_OF_CLIENT_FOR_UPDATE, {"sub": sub, "client_id": client_id})
+            ).one()
             stored_scopes = scopes_from_column(row.scopes)
             scopes = merge_scopes(stored_scopes, granted_scopes)
             values: dict[str, Any] = {
@@ -247,8 +247,10 @@ class GrantStore(
                         status=GrantStatus.ACTIVE.value, status_reason=None, status_changed_at=now
                     )
             # RETURNING: the row as written, without reading it back.
+            columns = tuple(values)
             written = await conn.execute(
-                grants.update().where(grants.c.id == row.id).values(**values).returning(*grants.c)
+                self._prebuilt(("grant_signed_in", columns), lambda: _grant_signed_in(columns)),
+                {**params(values), "w_id": row.id},
             )
             grant = self._codec.grant(written.one())
             added = scopes - stored_scopes
@@ -289,22 +291,56 @@ class GrantStore(
     ) -> tuple[bool, sa.Row[Any]]:
         """(whether the user is new, the user's row as stored now)."""
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
-        inserted = await conn.execute(
-            self._insert(users)
-            .values(sub=profile.sub, created_at=now, updated_at=now, **claims)
-            .on_conflict_do_nothing(index_elements=["sub"])
-            # RETURNING, not rowcount: psycopg reports rowcount -1 for this statement.
-            .returning(*users.c)
-        )
+        bound = params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims})
+        inserted = await conn.execute(self._prebuilt("user_insert", self._user_insert), bound)
         row = inserted.first()
         if row is not None:
             return True, row
         # A claim absent from this ID token (narrower scopes) keeps the stored value.
-        present = {name: value for name, value in claims.items() if value is not None}
-        updated = await conn.execute(
-            users.update()
-            .where(users.c.sub == profile.sub)
-            .values(updated_at=now, **present)
+        updated = await conn.execute(USER_SIGNED_IN, bound)
+        return False, updated.one()
+
+    def _user_insert(self) -> Any:
+        # RETURNING, not rowcount: psycopg reports rowcount -1 for this statement.
+        return (
+            self._insert(users)
+            .values({c.name: param(c) for c in users.c})
+            .on_conflict_do_nothing(index_elements=["sub"])
             .returning(*users.c)
         )
-        return False, updated.one()
+
+    def _grant_insert(self) -> Any:
+        return (
+            self._insert(grants)
+            .values(
+                sub=param(grants.c.sub),
+                client_id=param(grants.c.client_id),
+                scopes="",
+                version=0,
+                status=param(grants.c.status),
+                created_at=param(grants.c.created_at),
+                updated_at=param(grants.c.updated_at),
+            )
+            .on_conflict_do_nothing(index_elements=["sub", "client_id"])
+        )
+
+
+def _grant_signed_in(columns: tuple[str, ...]) -> sa.Update:
+    return (
+        grants.update()
+        .where(grants.c.id == sa.bindparam("w_id", type_=grants.c.id.type))
+        .values({name: param(grants.c[name]) for name in columns})
+        .returning(*grants.c)
+    )
+
+
+#: A returning user's claims: one absent from this ID token (None) keeps the stored value.
+USER_SIGNED_IN = (
+    users.update()
+    .where(users.c.sub == sa.bindparam("p_sub", type_=users.c.sub.type))
+    .values(
+        updated_at=param(users.c.updated_at),
+        **{name: sa.func.coalesce(param(users.c[name]), users.c[name]) for name in PROFILE_FIELDS},
+    )
+    .returning(*users.c)
+)

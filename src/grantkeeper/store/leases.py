@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from grantkeeper.store.audit_log import AuditLog
-from grantkeeper.store.cooldowns import GrantCooldowns
+from grantkeeper.store.cooldowns import COOLDOWN_CLEARED
 from grantkeeper.store.records import Grant
-from grantkeeper.store.store_core import StoreCore
+from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param, params
 from grantkeeper.store.tables import grant_cooldowns, grants
 
 NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
@@ -39,29 +39,18 @@ class GrantLeases(StoreCore):
         reads the cooldown). One statement; the lease does not change ``version``.
         """
         now = self._clock.now()
-        conditions = [
-            *self._grant_filter(sub, client_id),
-            sa.or_(
-                grants.c.lease_owner.is_(None),
-                grants.c.lease_expires_at.is_(None),
-                grants.c.lease_expires_at <= now,
-                grants.c.lease_owner == owner,
-            ),
-        ]
-        if unless_cooling_down:
-            conditions.append(
-                ~sa.exists().where(
-                    grant_cooldowns.c.sub == grants.c.sub,
-                    grant_cooldowns.c.client_id == grants.c.client_id,
-                    grant_cooldowns.c.until > now,
-                )
-            )
+        statement = self._prebuilt(
+            ("lease", unless_cooling_down), lambda: _lease(unless_cooling_down)
+        )
         async with self._write() as conn:
             taken = await conn.execute(
-                grants.update()
-                .where(*conditions)
-                .values(lease_owner=owner, lease_expires_at=now + ttl)
-                .returning(*grants.c)
+                statement,
+                {
+                    **of_grant(sub, client_id),
+                    "now": now,
+                    "p_lease_owner": owner,
+                    "p_lease_expires_at": now + ttl,
+                },
             )
             row = taken.first()
         return None if row is None else self._codec.grant(row)
@@ -70,9 +59,7 @@ class GrantLeases(StoreCore):
         """Give the lease back; ``False`` if ``owner`` no longer held it."""
         async with self._write() as conn:
             result = await conn.execute(
-                grants.update()
-                .where(*self._grant_filter(sub, client_id), grants.c.lease_owner == owner)
-                .values(**NO_LEASE)
+                RELEASE_LEASE, {**of_grant(sub, client_id), "w_owner": owner}
             )
         return result.rowcount == 1
 
@@ -107,7 +94,6 @@ class GrantLeases(StoreCore):
         now = self._clock.now()
         values: dict[str, Any] = {
             **self._codec.access_columns(sub, client_id, access_token, expires_at),
-            "version": grants.c.version + 1,
             "last_refreshed_at": now,
             "updated_at": now,
         }
@@ -117,15 +103,20 @@ class GrantLeases(StoreCore):
             values["refresh_token_expires_at"] = refresh_token_expires_at
         if last_used_at is not None:
             values["last_used_at"] = last_used_at
-        if owner is not None:
-            mine = grants.c.lease_owner == owner
-            values["lease_owner"] = sa.case((mine, None), else_=grants.c.lease_owner)
-            values["lease_expires_at"] = sa.case((mine, None), else_=grants.c.lease_expires_at)
+        columns = tuple(values)
+        statement = self._prebuilt(
+            ("save_refreshed", columns, owner is not None),
+            lambda: _save_refreshed(columns, releasing=owner is not None),
+        )
         async with self._write() as conn:
             result = await conn.execute(
-                grants.update()
-                .where(*self._grant_filter(sub, client_id), grants.c.version == expected_version)
-                .values(**values)
+                statement,
+                {
+                    **params(values),
+                    **of_grant(sub, client_id),
+                    "w_version": expected_version,
+                    "w_owner": owner,
+                },
             )
             saved: bool = result.rowcount == 1
             if saved and audit_detail is not None:
@@ -149,5 +140,62 @@ class GrantLeases(StoreCore):
                     detail=hand_out_detail,
                 )
             if saved and clear_cooldown:
-                await conn.execute(GrantCooldowns._cooldown_cleared(sub, client_id))
+                await conn.execute(COOLDOWN_CLEARED, {"sub": sub, "client_id": client_id})
         return saved
+
+
+def _lease(unless_cooling_down: bool) -> sa.Update:
+    """Take the lease: parameters ``sub``, ``client_id``, ``now`` and the new owner and
+    expiry."""
+    now = sa.bindparam("now", type_=grants.c.lease_expires_at.type)
+    conditions = [
+        *OF_GRANT,
+        sa.or_(
+            grants.c.lease_owner.is_(None),
+            grants.c.lease_expires_at.is_(None),
+            grants.c.lease_expires_at <= now,
+            grants.c.lease_owner == param(grants.c.lease_owner),
+        ),
+    ]
+    if unless_cooling_down:
+        conditions.append(
+            ~sa.exists().where(
+                grant_cooldowns.c.sub == grants.c.sub,
+                grant_cooldowns.c.client_id == grants.c.client_id,
+                grant_cooldowns.c.until > now,
+            )
+        )
+    return (
+        grants.update()
+        .where(*conditions)
+        .values(
+            lease_owner=param(grants.c.lease_owner),
+            lease_expires_at=param(grants.c.lease_expires_at),
+        )
+        .returning(*grants.c)
+    )
+
+
+def _save_refreshed(columns: tuple[str, ...], *, releasing: bool) -> sa.Update:
+    """A refresh's write: ``columns`` as parameters, the version bumped if it is still
+    ``version``; with ``releasing`` the lease of ``owner`` let go."""
+    values: dict[str, Any] = {name: param(grants.c[name]) for name in columns}
+    values["version"] = grants.c.version + 1
+    if releasing:
+        mine = grants.c.lease_owner == sa.bindparam("w_owner", type_=grants.c.lease_owner.type)
+        values["lease_owner"] = sa.case((mine, None), else_=grants.c.lease_owner)
+        values["lease_expires_at"] = sa.case((mine, None), else_=grants.c.lease_expires_at)
+    return (
+        grants.update()
+        .where(*OF_GRANT, grants.c.version == sa.bindparam("w_version", type_=sa.Integer()))
+        .values(**values)
+    )
+
+
+RELEASE_LEASE = (
+    grants.update()
+    .where(
+        *OF_GRANT, grants.c.lease_owner == sa.bindparam("w_owner", type_=grants.c.lease_owner.type)
+    )
+    .values(**NO_LEASE)
+)
