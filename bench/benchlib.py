@@ -88,17 +88,17 @@ class Emulator:
         stop(self.process)
 
 
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants (alive now)."""
+def tree_cpu(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of a process and each of its descendants alive now, by pid."""
     root = psutil.Process(pid)
-    total = 0.0
+    found: dict[int, float] = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        found[proc.pid] = times.user + times.system
+    return found
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -195,7 +195,14 @@ def measure(
     began = time.perf_counter()
     latencies, failures, samples = asyncio.run(_drive(base_url, calls, concurrency))
     wall = time.perf_counter() - began
-    cpu = tree_cpu(server_pid) - cpu_before
+    cpu_after = tree_cpu(server_pid)
+    gone = sorted(set(cpu_before) - set(cpu_after))
+    if gone:
+        # Its CPU left the sum with it (a worker killed by its supervisor's timeout, say): the
+        # figure would be too low, so the phase counts as failed.
+        failures += 1
+        samples.append(f"server process(es) {gone} exited during the phase")
+    cpu = sum(cpu_after.values()) - sum(cpu_before.get(p, 0.0) for p in cpu_after)
     return Phase(name, len(calls), cpu, wall, latencies, failures, samples)
 
 
