@@ -143,7 +143,13 @@ def configure_sqlite_connections(engine: sa.Engine) -> None:
         # A write transaction takes the write lock up front, so it waits (busy timeout) rather
         # than failing when it would have to upgrade a read lock another writer made stale.
         immediate = connection.get_execution_options().get(_WRITE, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        if connection.dialect.driver == "pysqlite":
+            # Straight to sqlite3: through exec_driver_sql a BEGIN cost as much as the
+            # token read's own SELECT.
+            connection.connection.dbapi_connection.execute(statement)  # type: ignore[union-attr]
+        else:
+            connection.exec_driver_sql(statement)
 
 
 @asynccontextmanager

@@ -3,21 +3,15 @@ last-use stamp, the one grant write that does not bump the version."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.leases import NO_LEASE
 from grantkeeper.store.records import GrantStatus
-from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param
+from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grant_cooldowns, grants, signin_replays, users
 from grantkeeper.store.webhook_outbox import Outbox, enqueue, outbox_for
-
-#: A hand-out's last use (to the minute), built once.
-LAST_USED = grants.update().where(*OF_GRANT).values(last_used_at=param(grants.c.last_used_at))
 
 ERASED_TOKENS: dict[str, Any] = {
     "refresh_token": None,
@@ -164,32 +158,3 @@ class GrantStatusChanges(StoreCore):
             await conn.execute(grants.delete().where(grants.c.sub == sub))
             result = await conn.execute(users.delete().where(users.c.sub == sub))
         return result.rowcount == 1
-
-    async def record_hand_out(
-        self,
-        sub: str,
-        client_id: str,
-        *,
-        used_at: datetime | None = None,
-        audit_detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        """A stored access token handed out, in one transaction: ``used_at`` becomes the
-        grant's ``last_used_at`` (the version stays), ``audit_detail`` a ``token`` audit event
-        (outcome ``ok``). With neither, nothing is written."""
-        if used_at is None and audit_detail is None:
-            return
-        async with self._write() as conn:
-            if used_at is not None:
-                await conn.execute(
-                    LAST_USED, {**of_grant(sub, client_id), "p_last_used_at": used_at}
-                )
-            if audit_detail is not None:
-                await AuditLog._audit(
-                    conn,
-                    self._clock.now(),
-                    "token",
-                    sub=sub,
-                    client_id=client_id,
-                    outcome="ok",
-                    detail=audit_detail,
-                )

@@ -29,6 +29,7 @@ from grantkeeper.store.cooldowns import GrantCooldowns
 from grantkeeper.store.engine import create_engine, display_url, normalize_url
 from grantkeeper.store.grant_reads import GrantReads
 from grantkeeper.store.grant_status import GrantStatusChanges
+from grantkeeper.store.hand_outs import HandOutLog
 from grantkeeper.store.leases import GrantLeases
 from grantkeeper.store.records import (
     GrantStatus,
@@ -56,6 +57,7 @@ class GrantStore(
     GrantReads,
     GrantLeases,
     GrantStatusChanges,
+    HandOutLog,
     SignInReplayCache,
     AuditLog,
     KeyRotationBatches,
@@ -65,7 +67,8 @@ class GrantStore(
     """Async store on SQLite or PostgreSQL. Open with :meth:`open`; use as ``async with``.
 
     Its methods come in parts, one module each: reading (:mod:`.grant_reads`), leases and
-    compare-and-swap (:mod:`.leases`), status changes (:mod:`.grant_status`), the sign-in replay
+    compare-and-swap (:mod:`.leases`), status changes (:mod:`.grant_status`), hand-outs of
+    stored tokens (:mod:`.hand_outs`), the sign-in replay
     cache (:mod:`.signin_replay_cache`), the audit log (:mod:`.audit_log`), key rotation
     (:mod:`.rotation_batches`), security-event claims (:mod:`.security_event_claims`) and the
     webhook outbox (:mod:`.webhook_outbox`), on a

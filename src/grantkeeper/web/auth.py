@@ -6,24 +6,22 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
 
 from grantkeeper.keeper import Keeper
 from grantkeeper.service_keys import ServiceKey
 from grantkeeper.web.guards import ServiceKeys, require_https
-from grantkeeper.web.openapi import service_key_scheme
+from grantkeeper.web.openapi import needs_service_key
 
 
 def service_key(operation: str) -> Callable[..., Awaitable[ServiceKey]]:
     """A dependency answering the calling :class:`ServiceKey` if it may do ``operation``."""
 
     # async, like every dependency here: FastAPI runs a plain ``def`` dependency in its thread
-    # pool, a thread hop per request (py-spy: ~6% of a token read's CPU).
-    async def check(
-        request: Request,
-        # Declares the bearer scheme in OpenAPI; the key itself is checked by ServiceKeys.
-        _: Annotated[HTTPAuthorizationCredentials | None, Depends(service_key_scheme)],
-    ) -> ServiceKey:
+    # pool, a thread hop per request (py-spy: ~6% of a token read's CPU). The bearer scheme is
+    # declared in the OpenAPI document (needs_service_key), not by a sub-dependency: FastAPI
+    # would solve that on every request too, only to parse the header ServiceKeys parses.
+    @needs_service_key
+    async def check(request: Request) -> ServiceKey:
         require_https(request, request.app.state.allow_insecure_http)
         keys: ServiceKeys = request.app.state.service_keys
         key = keys.check(request, operation)

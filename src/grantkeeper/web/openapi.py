@@ -9,11 +9,13 @@ the keeper answers invalid input with 400 ``invalid_request``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -23,8 +25,9 @@ from grantkeeper.web.schemas import PROBLEM_MODELS, Problem, RefreshBody, SignIn
 PROBLEM_JSON = "application/problem+json"
 _REF = "#/components/schemas/{model}"
 
-#: The service-key scheme: FastAPI lists it under securitySchemes and on every operation that
-#: depends on it, so /docs can authorize and generated clients send the header.
+#: The service-key scheme: listed under securitySchemes and on every operation whose
+#: dependencies include one marked by :func:`needs_service_key`, so /docs can authorize and
+#: generated clients send the header.
 service_key_scheme = HTTPBearer(
     scheme_name="serviceKey",
     description="A service key from GRANTKEEPER_SERVICE_API_KEYS: Authorization: Bearer <key>.",
@@ -44,6 +47,22 @@ _STATUS_TEXT = {
     503: "The provider or the store is unavailable: retry (Retry-After when known)",
     504: "The identity provider did not answer in time: retry",
 }
+
+F = TypeVar("F", bound=Callable[..., Any])
+_SERVICE_KEY = "__grantkeeper_service_key__"
+
+
+def needs_service_key(dependency: F) -> F:
+    """Mark a dependency that checks the service key: operations using it declare the scheme."""
+    setattr(dependency, _SERVICE_KEY, True)
+    return dependency
+
+
+def _uses_service_key(dependant: Dependant) -> bool:
+    return any(
+        getattr(d.call, _SERVICE_KEY, False) or _uses_service_key(d) for d in dependant.dependencies
+    )
+
 
 #: Component schemas the document needs beyond those FastAPI finds in signatures.
 _EXTRA_COMPONENTS: tuple[type[BaseModel], ...] = (*PROBLEM_MODELS, SignInBody, RefreshBody)
@@ -108,6 +127,18 @@ def install_openapi(app: FastAPI) -> None:
                 operation.get("responses", {}).pop("422", None)
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        scheme = service_key_scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        components.setdefault("securitySchemes", {})[service_key_scheme.scheme_name] = scheme
+        # The routes as mounted (FastAPI's own walk of included routers, as get_openapi's).
+        for context in iter_route_contexts(app.routes):
+            route = context.original_route
+            if isinstance(route, APIRoute) and _uses_service_key(route.dependant):
+                operations = document.get("paths", {}).get(context.path_format, {})
+                for method in route.methods or ():
+                    if method.lower() in operations:
+                        operations[method.lower()]["security"] = [
+                            {service_key_scheme.scheme_name: []}
+                        ]
         app.openapi_schema = document
         return document
 

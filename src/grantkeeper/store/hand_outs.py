@@ -1,0 +1,112 @@
+"""Hand-outs of stored access tokens, written together.
+
+A token read writes one thing: the ``token`` audit event of a service key's hand-out (and, once
+a minute per grant, its last use). Written one transaction per read, that write cost twice the
+read itself. Hand-outs made in the same turn of the event loop are collected and written with
+one ``executemany`` per table in one transaction, and nobody's call returns before that
+transaction has committed: a token never leaves before its hand-out is on disk, as before; the
+store just writes many hand-outs for the price of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from grantkeeper.store.audit_log import AUDIT_INSERT
+from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param
+from grantkeeper.store.tables import grants
+
+#: A hand-out's last use (to the minute), built once.
+LAST_USED = grants.update().where(*OF_GRANT).values(last_used_at=param(grants.c.last_used_at))
+
+
+@dataclass
+class _Pending:
+    """Hand-outs waiting for their write, and the future of that write."""
+
+    written: asyncio.Future[None]
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    last_used: list[dict[str, Any]] = field(default_factory=list)
+
+
+class HandOutLog(StoreCore):
+    """The write of every hand-out of a stored token."""
+
+    _pending_hand_outs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pending] | None = None
+    _hand_out_writes: set[asyncio.Task[None]] | None = None
+
+    async def record_hand_out(
+        self,
+        sub: str,
+        client_id: str,
+        *,
+        used_at: datetime | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A stored access token handed out: ``used_at`` becomes the grant's ``last_used_at``
+        (the version stays), ``audit_detail`` a ``token`` audit event (outcome ``ok``). Returns
+        once that is committed, written with the other hand-outs of this moment. With neither,
+        nothing is written.
+
+        Raises:
+            StoreUnavailable: the write failed (then no hand-out of its batch is written).
+        """
+        if used_at is None and audit_detail is None:
+            return
+        pending = self._hand_outs_now()
+        if used_at is not None:
+            pending.last_used.append({**of_grant(sub, client_id), "p_last_used_at": used_at})
+        if audit_detail is not None:
+            pending.audits.append(
+                {
+                    "at": self._clock.now(),
+                    "kind": "token",
+                    "sub": sub,
+                    "client_id": client_id,
+                    "outcome": "ok",
+                    "detail": dict(audit_detail),
+                }
+            )
+        # Shielded: a caller that goes away does not cancel the others' write.
+        await asyncio.shield(pending.written)
+
+    def _hand_outs_now(self) -> _Pending:
+        """The batch open on this event loop, or a new one with its write scheduled."""
+        loop = asyncio.get_running_loop()
+        if self._pending_hand_outs is None:
+            self._pending_hand_outs = weakref.WeakKeyDictionary()
+            self._hand_out_writes = set()
+        pending = self._pending_hand_outs.get(loop)
+        if pending is None:
+            pending = self._pending_hand_outs[loop] = _Pending(loop.create_future())
+            task = loop.create_task(self._write_hand_outs(loop, pending))
+            assert self._hand_out_writes is not None
+            self._hand_out_writes.add(task)  # a task nobody references may be collected
+            task.add_done_callback(self._hand_out_writes.discard)
+        return pending
+
+    async def _write_hand_outs(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        try:
+            # The requests this turn of the loop is handling add theirs; later ones start the
+            # next batch.
+            await asyncio.sleep(0)
+            assert self._pending_hand_outs is not None
+            if self._pending_hand_outs.get(loop) is pending:
+                del self._pending_hand_outs[loop]
+            async with self._write() as conn:
+                if pending.last_used:
+                    await conn.execute(LAST_USED, pending.last_used)
+                if pending.audits:
+                    await conn.execute(AUDIT_INSERT, pending.audits)
+        except BaseException as error:
+            pending.written.set_exception(error)
+            pending.written.exception()  # retrieved: a batch whose callers left is no error
+            if isinstance(error, asyncio.CancelledError):
+                raise
+        else:
+            pending.written.set_result(None)
