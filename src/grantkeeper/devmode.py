@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from grantkeeper.emulator import EmulatorConfig, EmulatorHandle, run_emulator
+from grantkeeper.outbound_http import provider_transport
 from grantkeeper.settings import Settings
 
 
@@ -36,7 +37,7 @@ class DevWorld:
         """The transport a keeper needs to reach this emulator: one that trusts its CA when it
         serves HTTPS (``Keeper(world.settings, transport=world.keeper_transport())``)."""
         context = self.emulator.ssl_context()
-        return httpx.AsyncHTTPTransport(verify=context) if context is not None else None
+        return provider_transport(verify=context) if context is not None else None
 
 
 def register_app(emulator: EmulatorHandle, data_dir: Path, **overrides: object) -> DevWorld:

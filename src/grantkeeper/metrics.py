@@ -31,6 +31,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from grantkeeper.outbound_http import provider_transport
 from grantkeeper.outbound_tls import verified_context
 
 __all__ = [
@@ -158,7 +159,7 @@ class TimedTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self._inner = inner or httpx.AsyncHTTPTransport(verify=verified_context())
+        self._inner = inner or provider_transport(verify=verified_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         start = time.perf_counter()
