@@ -2,10 +2,12 @@
 
 A token read writes one thing: the ``token`` audit event of a service key's hand-out (and, once
 a minute per grant, its last use). Written one transaction per read, that write cost twice the
-read itself. Hand-outs made in the same turn of the event loop are collected and written with
-one ``executemany`` per table in one transaction, and nobody's call returns before that
-transaction has committed: a token never leaves before its hand-out is on disk, as before; the
-store just writes many hand-outs for the price of one.
+read itself. Hand-outs made while the previous batch is being written (or at least in the same
+turn of the event loop) are collected and written with one ``executemany`` per table in one
+transaction, and nobody's call returns before that transaction has committed: a token never
+leaves before its hand-out is on disk, as before; the store just writes many hand-outs for the
+price of one. One batch is written at a time per event loop, so no fixed delay is added: an idle
+keeper writes a lone hand-out at once, a busy one writes more per transaction.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class _Pending:
     """Hand-outs waiting for their write, and the future of that write."""
 
     written: asyncio.Future[None]
+    after: asyncio.Future[None] | None
+    """The write of the batch before this one (on this loop), while it is not done."""
     audits: list[dict[str, Any]] = field(default_factory=list)
     last_used: list[dict[str, Any]] = field(default_factory=list)
 
@@ -38,6 +42,7 @@ class HandOutLog(StoreCore):
     """The write of every hand-out of a stored token."""
 
     _pending_hand_outs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pending] | None = None
+    _last_hand_outs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[None]]
     _hand_out_writes: set[asyncio.Task[None]] | None = None
 
     async def record_hand_out(
@@ -80,10 +85,15 @@ class HandOutLog(StoreCore):
         loop = asyncio.get_running_loop()
         if self._pending_hand_outs is None:
             self._pending_hand_outs = weakref.WeakKeyDictionary()
+            self._last_hand_outs = weakref.WeakKeyDictionary()
             self._hand_out_writes = set()
         pending = self._pending_hand_outs.get(loop)
         if pending is None:
-            pending = self._pending_hand_outs[loop] = _Pending(loop.create_future())
+            before = self._last_hand_outs.get(loop)
+            after = before if before is not None and not before.done() else None
+            pending = _Pending(loop.create_future(), after)
+            self._pending_hand_outs[loop] = pending
+            self._last_hand_outs[loop] = pending.written
             task = loop.create_task(self._write_hand_outs(loop, pending))
             assert self._hand_out_writes is not None
             self._hand_out_writes.add(task)  # a task nobody references may be collected
@@ -92,8 +102,11 @@ class HandOutLog(StoreCore):
 
     async def _write_hand_outs(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
         try:
-            # The requests this turn of the loop is handling add theirs; later ones start the
-            # next batch.
+            # Hand-outs join while the batch before is being written (one write at a time
+            # per loop: the busier the keeper, the more share a write), and at least those of
+            # this turn of the loop; later ones start the next batch.
+            if pending.after is not None:
+                await asyncio.wait([pending.after])
             await asyncio.sleep(0)
             assert self._pending_hand_outs is not None
             if self._pending_hand_outs.get(loop) is pending:
