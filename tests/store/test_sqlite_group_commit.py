@@ -139,3 +139,36 @@ async def test_a_writer_waits_for_another_processs_lock_and_goes_the_moment_it_i
         assert "queued" in kinds
     finally:
         await store.close()
+
+
+async def test_a_writer_that_does_not_take_the_lock_file_is_waited_for_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    import time
+
+    path = tmp_path / "foreign.sqlite3"
+    store = await open_store(path, generate_key("f"))
+    try:
+        await store.append_audit("warm")
+        # A migration or another tool: SQLite's write lock held without the lock file.
+        foreign = sqlite3.connect(path, isolation_level=None)
+        foreign.execute("BEGIN IMMEDIATE")
+        try:
+            write = asyncio.ensure_future(store.append_audit("after the foreign writer"))
+            stalls = []
+            for _ in range(20):  # the loop keeps turning while the write waits
+                began = time.perf_counter()
+                await asyncio.sleep(0.01)
+                stalls.append(time.perf_counter() - began)
+            assert not write.done()
+            assert max(stalls) < 0.2
+        finally:
+            foreign.execute("COMMIT")
+            foreign.close()
+        await asyncio.wait_for(write, 5)
+        await store.append_audit("and the next one at once")
+        kinds = [e.kind for e in await store.list_audit(None, limit=10)]
+        assert {"after the foreign writer", "and the next one at once"} <= set(kinds)
+    finally:
+        await store.close()
