@@ -1,0 +1,108 @@
+"""PostgreSQL's pool: a connection idle for a second or more is pinged before use, so one the
+server dropped (a restart, an idle timeout, an administrator) is replaced instead of failing
+the request; a connection in steady use is not pinged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from grantkeeper.clock import ManualClock
+from grantkeeper.errors import StoreUnavailable
+from grantkeeper.store import GrantStore
+from grantkeeper.store import engine as store_engine
+
+from ..conftest import postgres_connect
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+async def _backend_pid(store: GrantStore) -> int:
+    async with store._read() as conn:
+        pid: int = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+async def test_a_connection_the_server_dropped_while_idle_is_replaced_not_failed(
+    postgres_schema: str, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grantkeeper.crypto import KeyRing, generate_key
+
+    from ..conftest import POSTGRES_URL
+
+    store = await GrantStore.open(
+        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
+    )
+    try:
+        before = await _backend_pid(store)
+        with postgres_connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (before,))
+        # The pool still holds the dead connection. Used again at once it would fail (the
+        # next request would answer 503); idle a while, it is pinged and replaced.
+        monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 0.2)
+        await asyncio.sleep(0.3)
+        after = await _backend_pid(store)
+        assert after != before
+        assert await store.list_audit(None) == []
+    finally:
+        await store.close()
+
+
+async def test_a_connection_in_steady_use_is_not_pinged(
+    postgres_schema: str, store_clock: ManualClock
+) -> None:
+    from grantkeeper.crypto import KeyRing, generate_key
+
+    from ..conftest import POSTGRES_URL
+
+    store = await GrantStore.open(
+        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
+    )
+    pings = 0
+    dialect = store._engine.sync_engine.dialect
+    original = dialect.do_ping
+
+    def counting(dbapi_connection: object) -> bool:
+        nonlocal pings
+        pings += 1
+        return original(dbapi_connection)
+
+    dialect.do_ping = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(20):
+            await store.list_audit(None)
+        assert pings == 0
+        store_engine.PING_AFTER_IDLE_SECONDS, saved = 0.0, store_engine.PING_AFTER_IDLE_SECONDS
+        try:
+            await store.list_audit(None)
+        finally:
+            store_engine.PING_AFTER_IDLE_SECONDS = saved
+        assert pings == 1
+    finally:
+        await store.close()
+
+
+async def test_a_dropped_connection_used_within_the_second_answers_unavailable_once(
+    postgres_schema: str, store_clock: ManualClock
+) -> None:
+    """What the ping no longer covers, and why that is safe: the failure is a clean
+    StoreUnavailable (a 503 with Retry-After), and SQLAlchemy then replaces the pool, so the
+    very next transaction works."""
+    from grantkeeper.crypto import KeyRing, generate_key
+
+    from ..conftest import POSTGRES_URL
+
+    store = await GrantStore.open(
+        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
+    )
+    try:
+        before = await _backend_pid(store)
+        with postgres_connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (before,))
+        with pytest.raises(StoreUnavailable):
+            await store.list_audit(None)
+        assert await _backend_pid(store) != before
+    finally:
+        await store.close()
