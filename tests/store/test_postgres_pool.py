@@ -45,7 +45,7 @@ async def test_a_connection_the_server_dropped_while_idle_is_replaced_not_failed
         await asyncio.sleep(0.3)
         after = await _backend_pid(store)
         assert after != before
-        assert await store.list_audit(None) == []
+        await store.list_audit(None, limit=1)  # and the store answers
     finally:
         await store.close()
 

@@ -189,11 +189,17 @@ def configure_sqlite_connections(engine: sa.Engine) -> None:
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
-    """One short transaction; connection failures become :class:`StoreUnavailable`."""
+async def transaction(
+    engine: AsyncEngine, *, write: bool, one_statement: bool = False
+) -> AsyncIterator[AsyncConnection]:
+    """One short transaction; connection failures become :class:`StoreUnavailable`.
+    ``one_statement``: the caller runs a single statement, which PostgreSQL may run in
+    autocommit (atomic by itself)."""
     try:
         async with engine.connect() as conn:
-            if write:
+            if write and one_statement and engine.dialect.name == "postgresql":
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            elif write:
                 conn = await conn.execution_options(**{_WRITE: True})
             elif engine.dialect.name == "postgresql":
                 # A read runs its statements without BEGIN and COMMIT (two round trips of

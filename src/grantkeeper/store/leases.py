@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from grantkeeper.store.audit_log import AuditLog
+from grantkeeper.store.audit_log import AUDIT_INSERT
 from grantkeeper.store.cooldowns import COOLDOWN_CLEARED
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param, params
@@ -42,7 +42,7 @@ class GrantLeases(StoreCore):
         statement = self._prebuilt(
             ("lease", unless_cooling_down), lambda: _lease(unless_cooling_down)
         )
-        async with self._write() as conn:
+        async with self._write_one() as conn:
             taken = await conn.execute(
                 statement,
                 {
@@ -57,7 +57,7 @@ class GrantLeases(StoreCore):
 
     async def release_lease(self, sub: str, client_id: str, owner: str) -> bool:
         """Give the lease back; ``False`` if ``owner`` no longer held it."""
-        async with self._write() as conn:
+        async with self._write_one() as conn:
             result = await conn.execute(
                 RELEASE_LEASE, {**of_grant(sub, client_id), "w_owner": owner}
             )
@@ -119,25 +119,29 @@ class GrantLeases(StoreCore):
                 },
             )
             saved: bool = result.rowcount == 1
-            if saved and audit_detail is not None:
-                await AuditLog._audit(
-                    conn,
-                    now,
-                    "refresh",
-                    sub=sub,
-                    client_id=client_id,
-                    outcome="ok",
-                    detail=audit_detail,
+            events = [
+                (kind, outcome, detail)
+                for kind, outcome, detail in (
+                    ("refresh", "ok", audit_detail),
+                    ("token", "refreshed", hand_out_detail),  # the new token to a service key
                 )
-            if saved and hand_out_detail is not None:
-                await AuditLog._audit(
-                    conn,
-                    now,
-                    "token",
-                    sub=sub,
-                    client_id=client_id,
-                    outcome="refreshed",
-                    detail=hand_out_detail,
+                if detail is not None
+            ]
+            if saved and events:
+                # One statement for both events (an executemany: one round trip on PostgreSQL).
+                await conn.execute(
+                    AUDIT_INSERT,
+                    [
+                        {
+                            "at": now,
+                            "kind": kind,
+                            "sub": sub,
+                            "client_id": client_id,
+                            "outcome": outcome,
+                            "detail": dict(detail),
+                        }
+                        for kind, outcome, detail in events
+                    ],
                 )
             if saved and clear_cooldown:
                 await conn.execute(COOLDOWN_CLEARED, {"sub": sub, "client_id": client_id})

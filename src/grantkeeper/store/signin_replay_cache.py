@@ -46,7 +46,8 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        async with self._write() as conn:
+        # One statement (the purge that follows once a minute stands on its own).
+        async with self._write_one() as conn:
             entry = await conn.execute(
                 self._upsert(only_expired=True), self._row(code_hash, None, PENDING, now, ttl)
             )

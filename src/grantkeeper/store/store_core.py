@@ -64,13 +64,20 @@ class StoreCore:
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._transaction(write=True)
 
+    def _write_one(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write of ONE statement (atomic by itself): on PostgreSQL it runs without BEGIN and
+        COMMIT, two round trips of three; on SQLite it is an ordinary write."""
+        return self._transaction(write=True, one_statement=True)
+
     @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(
+        self, *, write: bool, one_statement: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         with span("grantkeeper.store.transaction", db_system=self.dialect, write=write):
             inner = (
                 self._inline.transaction(write=write)
                 if self._inline is not None
-                else transaction(self._engine, write=write)
+                else transaction(self._engine, write=write, one_statement=one_statement)
             )
             async with inner as conn:
                 yield conn
