@@ -180,7 +180,9 @@ class SqliteInline:
             batch = self._batch
             if batch is None:
                 conn = self.engine.connect().execution_options(grantkeeper_write=True)
-                transaction = self._begin_at_once(conn)
+                # Not while this process's previous batch commits: it still holds both locks
+                # (and a flock taken again through our own descriptor would succeed).
+                transaction = None if self._committing else self._begin_at_once(conn)
                 if transaction is None:
                     try:
                         transaction = await self._on_writer(lambda: self._begin(conn))
