@@ -107,3 +107,68 @@ async def test_a_caller_that_goes_away_does_not_take_the_others_write_with_it(
     events = [e for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
     # Its hand-out was queued before it left: the batch wrote it with the others.
     assert sorted(e.detail["caller"] for e in events) == ["0", "1", "2"]
+
+
+async def test_a_batch_writes_one_last_use_per_grant_in_grant_order() -> None:
+    from datetime import UTC, datetime
+
+    from grantkeeper.store.hand_outs import _one_per_grant_in_order
+
+    def row(sub: str, minute: int) -> dict[str, object]:
+        at = datetime(2026, 1, 1, 0, minute, tzinfo=UTC)
+        return {"w_sub": sub, "w_client_id": CLIENT, "p_last_used_at": at}
+
+    rows = _one_per_grant_in_order([row("b", 1), row("a", 2), row("b", 3), row("a", 1)])
+    assert [(r["w_sub"], r["p_last_used_at"].minute) for r in rows] == [("a", 2), ("b", 3)]  # type: ignore[attr-defined]
+
+
+async def test_two_stores_handing_out_the_same_grants_in_opposite_orders_do_not_deadlock(
+    store: GrantStore, store_clock: ManualClock, store_target: object
+) -> None:
+    # Two processes' batches lock the same grants' rows (their last use): in one order.
+    for sub in SUBS[:2]:
+        await sign_in(store, store_clock, sub=sub)
+    other = await store_target.open(store._keyring, store_clock)  # type: ignore[attr-defined]
+    try:
+        for _ in range(30):
+            now = store_clock.now()
+            await asyncio.gather(
+                *(store.record_hand_out(sub, CLIENT, used_at=now) for sub in SUBS[:2]),
+                *(other.record_hand_out(sub, CLIENT, used_at=now) for sub in reversed(SUBS[:2])),
+            )
+            store_clock.advance(60)
+    finally:
+        await other.close()
+
+
+async def test_a_batch_cancelled_while_it_waits_for_the_one_before_does_not_stop_later_ones(
+    store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_in(store, store_clock, sub=SUBS[0])
+    write = store._write
+    release = asyncio.Event()
+
+    @asynccontextmanager
+    async def slow() -> AsyncIterator[AsyncConnection]:
+        await release.wait()
+        async with write() as conn:
+            yield conn
+
+    monkeypatch.setattr(store, "_write", slow)
+    first = asyncio.ensure_future(store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 1}))
+    await asyncio.sleep(0.01)  # the first batch is being written (held at slow())
+    assert store._hand_out_writes is not None
+    writing = set(store._hand_out_writes)
+    second = asyncio.ensure_future(store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 2}))
+    await asyncio.sleep(0.01)  # the second batch waits for the first
+    (waiting,) = store._hand_out_writes - writing
+    waiting.cancel()  # e.g. the loop is shutting down
+    release.set()
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    monkeypatch.setattr(store, "_write", write)
+    await store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 3})
+    details = [e.detail["n"] for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
+    assert sorted(details) == [1, 3]
+    assert asyncio.get_running_loop() not in (store._last_hand_outs or {})

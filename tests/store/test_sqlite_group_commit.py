@@ -172,3 +172,32 @@ async def test_a_writer_that_does_not_take_the_lock_file_is_waited_for_off_the_e
         assert {"after the foreign writer", "and the next one at once"} <= set(kinds)
     finally:
         await store.close()
+
+
+async def test_a_write_that_cannot_get_the_lock_in_time_is_store_unavailable_not_a_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from grantkeeper.errors import StoreUnavailable
+    from grantkeeper.store import engine as store_engine
+    from grantkeeper.store import sqlite_inline
+
+    # BEGIN IMMEDIATE goes straight to sqlite3 (not through SQLAlchemy, which maps errors).
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(sqlite_inline, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    path = tmp_path / "busy.sqlite3"
+    store = await open_store(path, generate_key("b"))
+    try:
+        await store.append_audit("warm")
+        foreign = sqlite3.connect(path, isolation_level=None)
+        foreign.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.append_audit("never")
+        finally:
+            foreign.execute("ROLLBACK")
+            foreign.close()
+        await store.append_audit("after")  # the store works on
+    finally:
+        await store.close()

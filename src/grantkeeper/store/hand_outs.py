@@ -101,6 +101,7 @@ class HandOutLog(StoreCore):
         return pending
 
     async def _write_hand_outs(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        assert self._pending_hand_outs is not None
         try:
             # Hand-outs join while the batch before is being written (one write at a time
             # per loop: the busier the keeper, the more share a write), and at least those of
@@ -108,18 +109,41 @@ class HandOutLog(StoreCore):
             if pending.after is not None:
                 await asyncio.wait([pending.after])
             await asyncio.sleep(0)
-            assert self._pending_hand_outs is not None
-            if self._pending_hand_outs.get(loop) is pending:
-                del self._pending_hand_outs[loop]
+            self._close_batch(loop, pending)
             async with self._write() as conn:
                 if pending.last_used:
-                    await conn.execute(LAST_USED, pending.last_used)
+                    await conn.execute(LAST_USED, _one_per_grant_in_order(pending.last_used))
                 if pending.audits:
                     await conn.execute(AUDIT_INSERT, pending.audits)
         except BaseException as error:
+            # Cancelled before it closed (a loop shutting down): no later hand-out may join a
+            # batch whose write is over.
+            self._close_batch(loop, pending)
             pending.written.set_exception(error)
             pending.written.exception()  # retrieved: a batch whose callers left is no error
             if isinstance(error, asyncio.CancelledError):
                 raise
         else:
             pending.written.set_result(None)
+        finally:
+            # The finished write's future holds the loop: kept as a weak dictionary's value,
+            # it would keep its key (the loop) alive for good.
+            if self._last_hand_outs.get(loop) is pending.written:
+                del self._last_hand_outs[loop]
+
+    def _close_batch(self, loop: asyncio.AbstractEventLoop, pending: _Pending) -> None:
+        assert self._pending_hand_outs is not None
+        if self._pending_hand_outs.get(loop) is pending:
+            del self._pending_hand_outs[loop]
+
+
+def _one_per_grant_in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last uses, one per grant (the latest), ordered by grant: two batches of two
+    processes that lock the same grants' rows lock them in the same order, so PostgreSQL never
+    finds them deadlocked (a review found [A, B] against [B, A] did)."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["w_sub"], row["w_client_id"])
+        if key not in latest or row["p_last_used_at"] > latest[key]["p_last_used_at"]:
+            latest[key] = row
+    return [latest[key] for key in sorted(latest)]

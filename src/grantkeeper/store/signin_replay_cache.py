@@ -3,6 +3,7 @@ retried POST gets it again without a second exchange of the one-time code."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,9 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store.records import SignInRecord
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import signin_replays
+
+log = logging.getLogger("grantkeeper.store")
 
 #: The answer stored while a sign-in is still being worked on (see ``claim_signin``).
 PENDING = ""
@@ -46,19 +50,28 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        # One statement (the purge that follows once a minute stands on its own).
         async with self._write_one() as conn:
             entry = await conn.execute(
                 self._upsert(only_expired=True), self._row(code_hash, None, PENDING, now, ttl)
             )
             claimed = entry.first() is not None
-            await self._purge_now_and_then(conn, now)
+        if self._purge_due(now):
+            # Its own write: the claim is committed (on PostgreSQL in autocommit), so a failed
+            # purge must not make this call fail and leave the claim standing unanswered.
+            try:
+                async with self._write() as conn:
+                    await self._purge_now_and_then(conn, now)
+            except StoreUnavailable as error:
+                log.warning("purging expired sign-in answers failed: %s", error.message)
         return claimed
+
+    def _purge_due(self, now: datetime) -> bool:
+        return self._replays_purged_at is None or now - self._replays_purged_at >= PURGE_EVERY
 
     async def _purge_now_and_then(self, conn: AsyncConnection, now: datetime) -> None:
         # Expired answers are dead weight, not a hazard (reads filter on expires_at and claims
         # take them over): delete them once a minute per store, not on every sign-in.
-        if self._replays_purged_at is not None and now - self._replays_purged_at < PURGE_EVERY:
+        if not self._purge_due(now):
             return
         self._replays_purged_at = now
         await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))

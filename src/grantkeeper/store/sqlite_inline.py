@@ -146,6 +146,10 @@ class SqliteInline:
             raise unavailable(self.url, error) from error
         except OSError as error:
             raise unavailable(self.url, error) from error
+        except sqlite3.Error as error:
+            # From the statements this module sends to sqlite3 itself (BEGIN, SAVEPOINT,
+            # PRAGMA): SQLAlchemy wraps only its own. Every other statement goes through it.
+            raise unavailable(self.url, error) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
                 raise unavailable(self.url, error) from error
@@ -182,13 +186,13 @@ class SqliteInline:
                 conn = self.engine.connect().execution_options(grantkeeper_write=True)
                 # Not while this process's previous batch commits: it still holds both locks
                 # (and a flock taken again through our own descriptor would succeed).
-                transaction = None if self._committing else self._begin_at_once(conn)
-                if transaction is None:
-                    try:
+                try:
+                    transaction = None if self._committing else self._begin_at_once(conn)
+                    if transaction is None:
                         transaction = await self._on_writer(lambda: self._begin(conn))
-                    except BaseException:
-                        conn.close()
-                        raise
+                except BaseException:
+                    conn.close()
+                    raise
                 batch = self._batch = _Batch(
                     conn, transaction, asyncio.get_running_loop().create_future()
                 )
@@ -209,9 +213,14 @@ class SqliteInline:
         try:
             yield _as_async(batch.conn)
         except BaseException as error:
-            raw.execute("ROLLBACK TO SAVEPOINT gk_writer")
-            raw.execute("RELEASE SAVEPOINT gk_writer")
             failure = error
+            try:
+                raw.execute("ROLLBACK TO SAVEPOINT gk_writer")
+                raw.execute("RELEASE SAVEPOINT gk_writer")
+            except sqlite3.Error:
+                # SQLite already rolled the whole transaction back (a full disk, an I/O
+                # error): the batch's commit fails and tells every writer in it so.
+                pass
         else:
             raw.execute("RELEASE SAVEPOINT gk_writer")
         finally:
@@ -239,6 +248,9 @@ class SqliteInline:
             conn.rollback()
             self._between_processes.release()
             return None
+        except BaseException:
+            self._between_processes.release()  # other processes' writers wait on it
+            raise
         finally:
             raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
