@@ -5,18 +5,32 @@ the request; a connection in steady use is not pinged."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
 from grantkeeper.clock import ManualClock
+from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore
 from grantkeeper.store import engine as store_engine
 
-from ..conftest import postgres_connect
+from ..conftest import POSTGRES_URL, postgres_connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+@pytest.fixture
+async def pg_store(postgres_schema: str, store_clock: ManualClock) -> AsyncIterator[GrantStore]:
+    """A store of its own on the test schema (its own pool)."""
+    store = await GrantStore.open(
+        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
+    )
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def _backend_pid(store: GrantStore) -> int:
@@ -26,40 +40,25 @@ async def _backend_pid(store: GrantStore) -> int:
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_replaced_not_failed(
-    postgres_schema: str, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    pg_store: GrantStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grantkeeper.crypto import KeyRing, generate_key
-
-    from ..conftest import POSTGRES_URL
-
-    store = await GrantStore.open(
-        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
-    )
-    try:
-        before = await _backend_pid(store)
-        with postgres_connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (before,))
-        # The pool still holds the dead connection. Used again at once it would fail (the
-        # next request would answer 503); idle a while, it is pinged and replaced.
-        monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 0.2)
-        await asyncio.sleep(0.3)
-        after = await _backend_pid(store)
-        assert after != before
-        await store.list_audit(None, limit=1)  # and the store answers
-    finally:
-        await store.close()
+    store = pg_store
+    before = await _backend_pid(store)
+    with postgres_connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (before,))
+    # The pool still holds the dead connection. Used again at once it would fail (the
+    # next request would answer 503); idle a while, it is pinged and replaced.
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 0.2)
+    await asyncio.sleep(0.3)
+    after = await _backend_pid(store)
+    assert after != before
+    await store.list_audit(None, limit=1)  # and the store answers
 
 
 async def test_a_connection_in_steady_use_is_not_pinged(
-    postgres_schema: str, store_clock: ManualClock
+    pg_store: GrantStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from grantkeeper.crypto import KeyRing, generate_key
-
-    from ..conftest import POSTGRES_URL
-
-    store = await GrantStore.open(
-        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
-    )
+    store = pg_store
     pings = 0
     dialect = store._engine.sync_engine.dialect
     original = dialect.do_ping
@@ -69,40 +68,25 @@ async def test_a_connection_in_steady_use_is_not_pinged(
         pings += 1
         return original(dbapi_connection)
 
-    dialect.do_ping = counting  # type: ignore[method-assign]
-    try:
-        for _ in range(20):
-            await store.list_audit(None)
-        assert pings == 0
-        store_engine.PING_AFTER_IDLE_SECONDS, saved = 0.0, store_engine.PING_AFTER_IDLE_SECONDS
-        try:
-            await store.list_audit(None)
-        finally:
-            store_engine.PING_AFTER_IDLE_SECONDS = saved
-        assert pings == 1
-    finally:
-        await store.close()
+    monkeypatch.setattr(dialect, "do_ping", counting)
+    for _ in range(20):
+        await store.list_audit(None)
+    assert pings == 0
+    monkeypatch.setattr(store_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
+    await store.list_audit(None)
+    assert pings == 1
 
 
 async def test_a_dropped_connection_used_within_the_second_answers_unavailable_once(
-    postgres_schema: str, store_clock: ManualClock
+    pg_store: GrantStore,
 ) -> None:
     """What the ping no longer covers, and why that is safe: the failure is a clean
     StoreUnavailable (a 503 with Retry-After), and SQLAlchemy then replaces the pool, so the
     very next transaction works."""
-    from grantkeeper.crypto import KeyRing, generate_key
-
-    from ..conftest import POSTGRES_URL
-
-    store = await GrantStore.open(
-        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
-    )
-    try:
-        before = await _backend_pid(store)
-        with postgres_connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (before,))
-        with pytest.raises(StoreUnavailable):
-            await store.list_audit(None)
-        assert await _backend_pid(store) != before
-    finally:
-        await store.close()
+    store = pg_store
+    before = await _backend_pid(store)
+    with postgres_connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (before,))
+    with pytest.raises(StoreUnavailable):
+        await store.list_audit(None)
+    assert await _backend_pid(store) != before
