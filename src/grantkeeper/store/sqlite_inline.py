@@ -9,8 +9,9 @@ a read transaction runs on the event-loop thread directly. A write must not stal
 ``BEGIN IMMEDIATE`` may wait (busy timeout) for another process's transaction and ``COMMIT``
 fsyncs the WAL (milliseconds on a real disk), so those two run on the store's one writer
 thread, and the statements in between run on the loop while the write lock is held. (A
-``BEGIN IMMEDIATE`` that need not wait, because the lock between processes below is free, runs
-on the loop with a busy timeout of a few milliseconds: most writes take one hop.) Within a
+``BEGIN IMMEDIATE`` that need not wait, because no commit of this process is in flight and the
+lock between processes below is free, runs on the loop with a busy timeout of a few
+milliseconds: most writes take one hop.) Within a
 process one write transaction runs at a time (an ``asyncio.Lock``): SQLite has one writer
 anyway, and this way a second writer waits on the loop instead of inside SQLite.
 
@@ -231,10 +232,10 @@ class SqliteInline:
 
     def _begin_at_once(self, conn: sa.Connection) -> sa.RootTransaction | None:
         """``BEGIN IMMEDIATE`` here, on the loop, when nothing makes it wait: the lock between
-        processes is free and SQLite's lock is taken within a few milliseconds (another writer that
-        does not take the lock file, a migration, holds it longer). Else ``None``, and the
-        writer thread waits for both. Most writes
-        then take one thread hop (the commit's) instead of two."""
+        processes is free and SQLite's lock is taken within a few milliseconds (another writer
+        that does not take the lock file, a migration, holds it longer). Else ``None``, and
+        the writer thread waits for both. Most writes then take one thread hop (the commit's)
+        instead of two. The caller makes sure no commit of this process is in flight."""
         if not self._between_processes.try_acquire():
             return None
         raw = conn.connection.dbapi_connection
