@@ -93,14 +93,24 @@ class AuditLog(StoreCore):
         outcome: str,
         detail: Mapping[str, Any],
     ) -> None:
-        await conn.execute(
-            AUDIT_INSERT,
-            {
-                "at": at,
-                "kind": kind,
-                "sub": sub,
-                "client_id": client_id,
-                "outcome": outcome,
-                "detail": dict(detail),
-            },
-        )
+        await conn.execute(AUDIT_INSERT, audit_row(at, kind, sub, client_id, outcome, detail))
+
+
+def audit_row(
+    at: datetime,
+    kind: str,
+    sub: str | None,
+    client_id: str | None,
+    outcome: str,
+    detail: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The parameters of :data:`AUDIT_INSERT` for one event (a list of them: one statement
+    for several)."""
+    return {
+        "at": at,
+        "kind": kind,
+        "sub": sub,
+        "client_id": client_id,
+        "outcome": outcome,
+        "detail": dict(detail),
+    }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from grantkeeper.store.audit_log import AUDIT_INSERT
+from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param
 from grantkeeper.store.tables import grants
 
@@ -68,14 +68,7 @@ class HandOutLog(StoreCore):
             pending.last_used.append({**of_grant(sub, client_id), "p_last_used_at": used_at})
         if audit_detail is not None:
             pending.audits.append(
-                {
-                    "at": self._clock.now(),
-                    "kind": "token",
-                    "sub": sub,
-                    "client_id": client_id,
-                    "outcome": "ok",
-                    "detail": dict(audit_detail),
-                }
+                audit_row(self._clock.now(), "token", sub, client_id, "ok", audit_detail)
             )
         # Shielded: a caller that goes away does not cancel the others' write.
         await asyncio.shield(pending.written)

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from grantkeeper.store.audit_log import AUDIT_INSERT
+from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
 from grantkeeper.store.cooldowns import COOLDOWN_CLEARED
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param, params
@@ -120,7 +120,7 @@ class GrantLeases(StoreCore):
             )
             saved: bool = result.rowcount == 1
             events = [
-                (kind, outcome, detail)
+                audit_row(now, kind, sub, client_id, outcome, detail)
                 for kind, outcome, detail in (
                     ("refresh", "ok", audit_detail),
                     ("token", "refreshed", hand_out_detail),  # the new token to a service key
@@ -129,20 +129,7 @@ class GrantLeases(StoreCore):
             ]
             if saved and events:
                 # One statement for both events (an executemany: one round trip on PostgreSQL).
-                await conn.execute(
-                    AUDIT_INSERT,
-                    [
-                        {
-                            "at": now,
-                            "kind": kind,
-                            "sub": sub,
-                            "client_id": client_id,
-                            "outcome": outcome,
-                            "detail": dict(detail),
-                        }
-                        for kind, outcome, detail in events
-                    ],
-                )
+                await conn.execute(AUDIT_INSERT, events)
             if saved and clear_cooldown:
                 await conn.execute(COOLDOWN_CLEARED, {"sub": sub, "client_id": client_id})
         return saved
