@@ -13,6 +13,7 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.settings import Settings
 from grantkeeper.web import manage_routes, ops_routes, risc_routes
 from grantkeeper.web.guards import ServiceKeys
+from grantkeeper.web.hot_routes import HotRoutes
 from grantkeeper.web.openapi import install_openapi
 from grantkeeper.web.ops_access import OpsAccessMiddleware
 from grantkeeper.web.problems import install_problem_handlers
@@ -74,6 +75,9 @@ def create_app(
     app.include_router(ops_routes.router)
     if extend is not None:
         extend(app)
+    # The busiest routes skip FastAPI's routing (web/hot_routes.py); added first, so it runs
+    # innermost, after the proxy headers are applied.
+    app.add_middleware(HotRoutes)
     # Inside the proxy-header middleware, so a trusted proxy's X-Forwarded-Proto counts.
     app.add_middleware(
         OpsAccessMiddleware,

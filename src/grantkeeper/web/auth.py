@@ -22,14 +22,25 @@ def service_key(operation: str) -> Callable[..., Awaitable[ServiceKey]]:
     # would solve that on every request too, only to parse the header ServiceKeys parses.
     @needs_service_key
     async def check(request: Request) -> ServiceKey:
-        require_https(request, request.app.state.allow_insecure_http)
-        keys: ServiceKeys = request.app.state.service_keys
-        key = keys.check(request, operation)
-        # Per key, after it proved valid (a wrong key is 401 and spends nothing).
-        request.app.state.token_limiter.hit(key.name)
-        return key
+        return authorized_key(request, operation)
 
     return check
+
+
+def authorized_key(request: Request, operation: str) -> ServiceKey:
+    """The calling :class:`ServiceKey`, over HTTPS, if it may do ``operation``, its rate limit
+    spent (the dependency above and :mod:`grantkeeper.web.hot_routes` both ask here).
+
+    Raises:
+        InsecureTransport, Unauthorized, ServiceKeyLimit, RateLimited.
+    """
+    state = request.app.state
+    require_https(request, state.allow_insecure_http)
+    keys: ServiceKeys = state.service_keys
+    key = keys.check(request, operation)
+    # Per key, after it proved valid (a wrong key is 401 and spends nothing).
+    state.token_limiter.hit(key.name)
+    return key
 
 
 TokenKey = Annotated[ServiceKey, Depends(service_key("token"))]

@@ -32,24 +32,29 @@ def problem_response(error: GrantkeeperError, request: Request | None = None) ->
     )
 
 
+def logged_problem(error: GrantkeeperError, request: Request) -> JSONResponse:
+    """The answer to a request that failed with ``error``, logged with what the public body
+    leaves out (e.g. which database is down): INFO for the caller's mistakes, WARNING for 5xx."""
+    level = logging.WARNING if error.status >= 500 else logging.INFO
+    reason = getattr(error, "reason", None)
+    if error.public_detail and not reason:
+        reason = error.message
+    log.log(
+        level,
+        "%s %s -> %s (%s)%s",
+        request.method,
+        printable(request.url.path),
+        error.status,
+        error.code,
+        f" reason={printable(str(reason))}" if reason else "",
+    )
+    return problem_response(error, request)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(GrantkeeperError)
     async def _known(request: Request, exc: GrantkeeperError) -> JSONResponse:
-        level = logging.WARNING if exc.status >= 500 else logging.INFO
-        reason = getattr(exc, "reason", None)
-        # The log keeps what the public body leaves out (e.g. which database is down).
-        if exc.public_detail and not reason:
-            reason = exc.message
-        log.log(
-            level,
-            "%s %s -> %s (%s)%s",
-            request.method,
-            printable(request.url.path),
-            exc.status,
-            exc.code,
-            f" reason={printable(str(reason))}" if reason else "",
-        )
-        return problem_response(exc, request)
+        return logged_problem(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

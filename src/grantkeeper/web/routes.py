@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from grantkeeper.errors import GrantkeeperError, ServiceKeyLimit
+from grantkeeper.keeper import Keeper
+from grantkeeper.service_keys import ServiceKey
 from grantkeeper.web.auth import DisconnectKey, KeeperDep, RefreshKey, TokenKey
 from grantkeeper.web.bodies import validated
 from grantkeeper.web.guards import (
@@ -76,6 +78,11 @@ async def sign_in(request: Request, keeper: KeeperDep) -> JSONResponse:
     ``code``, optional ``platform`` ``ios|android|web`` and ``nonce``) with an
     ``X-Requested-With`` header and, to make retries safe, an ``Idempotency-Key`` header. The
     answer is the verified user and the state of the grant."""
+    return await answer_sign_in(request, keeper)
+
+
+async def answer_sign_in(request: Request, keeper: Keeper) -> JSONResponse:
+    """The sign-in route's work, from the request on (``hot_routes`` calls it too)."""
     try:
         _https(request)
         request.app.state.signin_limiter.hit(client_address(request))
@@ -120,6 +127,13 @@ async def user_token(
     scope: Annotated[list[str] | None, Query(description="Scopes the token must carry")] = None,
 ) -> JSONResponse:
     """For workers and other backends: a token valid for at least the refresh margin."""
+    return await answer_token(keeper, key, sub, scope)
+
+
+async def answer_token(
+    keeper: Keeper, key: ServiceKey, sub: str, scope: list[str] | None
+) -> JSONResponse:
+    """The token route's work once the key is checked (``hot_routes`` calls it too)."""
     scopes = [s for item in scope or [] for s in item.split()]
     if key.scopes is not None:
         beyond = key.scopes_beyond(scopes)
@@ -165,6 +179,13 @@ async def refresh_token(
     unless it already stores a newer token (then that one is the answer), so many workers
     rejecting the same token cause one refresh and all get the same new token. Without a body
     the stored token is replaced."""
+    return await answer_refresh(request, keeper, key, sub)
+
+
+async def answer_refresh(
+    request: Request, keeper: Keeper, key: ServiceKey, sub: str
+) -> JSONResponse:
+    """The forced refresh's work once the key is checked (``hot_routes`` calls it too)."""
     fields = await read_fields(request, request.app.state.max_request_bytes, optional=True)
     body = validated(RefreshBody, fields)
     token = await keeper.refresh(sub, rejected=body.rejected_token, caller=key.name)
