@@ -21,7 +21,8 @@ SERVICE = {"Authorization": "Bearer service-key-for-cli-tests"}
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
+def serving(env: dict[str, str], output: list[str] | None = None) -> Iterator[str]:
+    """``serve`` on a free port; ``output`` receives what it printed, once it has stopped."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "grantkeeper", "serve", "--port", str(port), "--workers", "1"],
@@ -45,7 +46,9 @@ def serving(env: dict[str, str]) -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.communicate(timeout=30)
+        printed = process.communicate(timeout=30)[0]
+        if output is not None:
+            output.append(printed)
 
 
 @pytest.fixture
@@ -82,3 +85,17 @@ def test_only_trusted_proxies_decide_the_scheme(strict_env: dict[str, str]) -> N
         )
     assert trusted.status_code == 400, trusted.text
     assert trusted.json()["code"] == "invalid_code"
+
+
+def test_the_access_log_redacts_codes_and_can_be_turned_off(strict_env: dict[str, str]) -> None:
+    """A line per request by default, its ``code=`` redacted; GRANTKEEPER_ACCESS_LOG=false
+    leaves the requests out and keeps the rest of the log."""
+    logs: dict[str, list[str]] = {"true": [], "false": []}
+    for setting, output in logs.items():
+        with serving({**strict_env, "GRANTKEEPER_ACCESS_LOG": setting}, output) as base:
+            assert httpx.get(base + "/healthz?code=4/0secret-code").status_code == 200
+    with_lines, without = "".join(logs["true"]), "".join(logs["false"])
+    assert '"GET /healthz?code=[redacted] HTTP/1.1" 200' in with_lines
+    assert "/healthz" not in without
+    assert "Uvicorn running" in without  # the rest of the log is still there
+    assert "secret-code" not in with_lines + without

@@ -25,7 +25,12 @@ def test_idle_connections_outlast_a_load_balancers_by_default(
     serving.serve(settings, {}, "127.0.0.1", 0, workers)
     assert given["timeout_keep_alive"] == 75
     assert given["proxy_headers"] is False
+    assert given["access_log"] is True
 
     longer = settings.model_copy(update={"keep_alive_seconds": 620})
     serving.serve(longer, {}, "127.0.0.1", 0, workers)
     assert given["timeout_keep_alive"] == 620
+
+    quiet = settings.model_copy(update={"access_log": False})
+    serving.serve(quiet, {}, "127.0.0.1", 0, workers)
+    assert given["access_log"] is False

@@ -68,6 +68,7 @@ def serve(
             log_config=uvicorn_log_config(settings.log_format),
             proxy_headers=False,
             timeout_keep_alive=settings.keep_alive_seconds,
+            access_log=settings.access_log,
         )
         return
     for name, value in overrides.items():
@@ -85,4 +86,5 @@ def serve(
         # app's own middleware); uvicorn's would trust FORWARDED_ALLOW_IPS (127.0.0.1) first.
         proxy_headers=False,
         timeout_keep_alive=settings.keep_alive_seconds,
+        access_log=settings.access_log,
     )
