@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -17,6 +18,7 @@ from grantkeeper.web import create_app, hot_routes, routes
 from grantkeeper.web.hot_routes import HotRoutes, match
 
 from ..app_world import World
+from ..keeper.test_tracing import spans  # noqa: F401  (the SDK's in-memory exporter)
 from .conftest import SERVICE_KEY
 from .test_signin_api import XRW
 
@@ -151,7 +153,10 @@ async def test_what_they_do_not_match_goes_on_to_fastapi(
 
 def test_match_takes_exactly_the_routes_it_answers() -> None:
     assert match("GET", "/v1/users/123/token") is not None
-    assert match("GET", "/v1/users/123/token")[1] == "123"  # type: ignore[index]
+    assert match("GET", "/v1/users/123/token")[1:] == (  # type: ignore[index]
+        "/v1/users/{sub}/token",
+        "123",
+    )
     assert match("POST", "/v1/users/123/token/refresh") is not None
     assert match("POST", "/v1/google/signin") is not None
     assert match("GET", "/healthz") is not None
@@ -195,3 +200,23 @@ async def test_the_hot_path_answers_and_works_under_a_mount(
         not_found = await client.get(f"/v1/users/{sub}/token", headers=AUTH)
         assert not_found.status_code == 404
     assert calls == [sub]
+
+
+async def test_fastapi_server_spans_still_name_the_route(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    world: World,
+    spans: InMemorySpanExporter,  # noqa: F811
+) -> None:
+    hot, _ = clients
+    signed = await hot.post("/v1/google/signin", json={"code": world.code()}, headers=XRW)
+    sub = signed.json()["user"]["sub"]
+    spans.clear()
+    assert (await hot.get(f"/v1/users/{sub}/token", headers=AUTH)).status_code == 200
+    server = [
+        s
+        for s in spans.get_finished_spans()
+        if (s.attributes or {}).get("http.route") == "/v1/users/{sub}/token"
+    ]
+    assert len(server) == 1, [s.name for s in spans.get_finished_spans()]
+    assert server[0].name == "GET /v1/users/{sub}/token"
+    assert sub not in server[0].name

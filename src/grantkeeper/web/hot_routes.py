@@ -22,7 +22,8 @@ handler for unexpected errors, as it does from a FastAPI route.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
@@ -34,6 +35,18 @@ from grantkeeper.keeper import Keeper
 from grantkeeper.web.auth import authorized_key
 from grantkeeper.web.problems import logged_problem
 from grantkeeper.web.routes import answer_refresh, answer_sign_in, answer_token
+
+try:
+    # FastAPI's own OpenTelemetry server spans (once an SDK is configured) take their name and
+    # ``http.route`` from the route its router picked; these routes tell it the same way.
+    from fastapi.telemetry._api import _route_selected as _route_picked
+except ImportError:  # pragma: no cover - a FastAPI without native telemetry
+
+    def _route_picked(
+        *, scope: MutableMapping[str, Any], path: str | None, mount: bool = False
+    ) -> None:
+        return None
+
 
 Handler = Callable[[Request, str], Awaitable[Response]]
 
@@ -65,13 +78,14 @@ def _keeper(request: Request) -> Keeper:
     return keeper
 
 
-_FIXED: dict[tuple[str, str], Handler] = {
-    ("GET", "/healthz"): _healthz,
-    ("POST", "/v1/google/signin"): _sign_in,
+#: (method, path) → (handler, the route's path as declared)
+_FIXED: dict[tuple[str, str], tuple[Handler, str]] = {
+    ("GET", "/healthz"): (_healthz, "/healthz"),
+    ("POST", "/v1/google/signin"): (_sign_in, "/v1/google/signin"),
 }
-_PER_USER: dict[tuple[str, str], Handler] = {
-    ("GET", "token"): _token,
-    ("POST", "token/refresh"): _refresh,
+_PER_USER: dict[tuple[str, str], tuple[Handler, str]] = {
+    ("GET", "token"): (_token, "/v1/users/{sub}/token"),
+    ("POST", "token/refresh"): (_refresh, "/v1/users/{sub}/token/refresh"),
 }
 
 
@@ -85,16 +99,17 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def match(method: str, path: str) -> tuple[Handler, str] | None:
-    """The handler for ``method`` on ``path`` and the path's ``sub`` ("" if it has none)."""
+def match(method: str, path: str) -> tuple[Handler, str, str] | None:
+    """The handler for ``method`` on ``path``, the route's declared path, and the path's
+    ``sub`` ("" if it has none)."""
     fixed = _FIXED.get((method, path))
     if fixed is not None:
-        return fixed, ""
+        return fixed[0], fixed[1], ""
     found = _USER_ROUTE.fullmatch(path)
     if found is None:
         return None
-    handler = _PER_USER.get((method, found.group(2)))
-    return None if handler is None else (handler, found.group(1))
+    route = _PER_USER.get((method, found.group(2)))
+    return None if route is None else (route[0], route[1], found.group(1))
 
 
 class HotRoutes:
@@ -107,7 +122,11 @@ class HotRoutes:
         if scope["type"] == "http":
             found = match(scope["method"], route_path(scope))
             if found is not None:
-                handler, sub = found
+                handler, declared, sub = found
+                if sub:
+                    scope["path_params"] = {"sub": sub}
+                if "fastapi.telemetry" in scope:
+                    _route_picked(scope=scope, path=declared)
                 request = Request(scope, receive)
                 try:
                     response = await handler(request, sub)
