@@ -73,11 +73,12 @@ def create_app(
     app.include_router(risc_routes.router)
     app.include_router(manage_routes.router)
     app.include_router(ops_routes.router)
+    # The busiest routes skip FastAPI's routing (web/hot_routes.py). Each add_middleware wraps
+    # what was added before, so this one runs inside whatever ``extend`` and the lines below
+    # add: after the proxy headers are applied and after an extension's own middleware.
+    app.add_middleware(HotRoutes)
     if extend is not None:
         extend(app)
-    # The busiest routes skip FastAPI's routing (web/hot_routes.py); added first, so it runs
-    # innermost, after the proxy headers are applied.
-    app.add_middleware(HotRoutes)
     # Inside the proxy-header middleware, so a trusted proxy's X-Forwarded-Proto counts.
     app.add_middleware(
         OpsAccessMiddleware,

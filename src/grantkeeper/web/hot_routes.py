@@ -124,7 +124,7 @@ class HotRoutes:
             if found is not None:
                 handler, declared, sub = found
                 if sub:
-                    scope["path_params"] = {"sub": sub}
+                    scope["path_params"] = {**scope.get("path_params", {}), "sub": sub}
                 if "fastapi.telemetry" in scope:
                     _route_picked(scope=scope, path=declared)
                 request = Request(scope, receive)
