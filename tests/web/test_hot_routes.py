@@ -220,3 +220,84 @@ async def test_fastapi_server_spans_still_name_the_route(
     assert len(server) == 1, [s.name for s in spans.get_finished_spans()]
     assert server[0].name == "GET /v1/users/{sub}/token"
     assert sub not in server[0].name
+
+
+async def test_a_parent_apps_body_limit_is_answered_as_a_problem_on_both_paths(
+    keeper: Keeper,
+) -> None:
+    """Under a parent FastAPI with ``max_body_size``, a streamed body over it fails inside the
+    route: the app's own handler for HTTP errors answers, not FastAPI's ``{"detail": ...}``.
+    (A ``Content-Length`` over the limit is answered by Starlette itself, on both paths.)"""
+
+    async def chunks() -> Any:
+        yield b'{"code": "4/'
+        for _ in range(10):
+            yield b"x" * 20
+        yield b'"}'
+
+    streamed, declared = [], []
+    for app in (create_app(keeper), without_hot_routes(create_app(keeper))):
+        parent = FastAPI(max_body_size=64)
+        parent.mount("/keeper", app)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=parent), base_url="https://example.test"
+        ) as client:
+            url = "/keeper/v1/google/signin"
+            headers = {**XRW, "Content-Type": "application/json"}
+            streamed.append(answer(await client.post(url, content=chunks(), headers=headers)))
+            sized = await client.post(url, json={"code": "4/" + "x" * 200}, headers=XRW)
+            declared.append((sized.status_code, sized.text))
+    assert streamed[0] == streamed[1]
+    status, body, headers = streamed[0]
+    assert status == 413
+    assert headers["content-type"] == "application/problem+json"
+    assert body["code"] == "http_error"
+    assert "x" * 20 not in str(body)
+    assert declared[0] == declared[1] == (413, "Content Too Large")
+
+
+async def test_an_extensions_exception_handler_answers_on_both_paths(keeper: Keeper) -> None:
+    from fastapi.responses import PlainTextResponse
+
+    from grantkeeper.errors import UnknownUser
+
+    async def unknown_user(request: Any, error: Exception) -> PlainTextResponse:
+        return PlainTextResponse("no such user here", status_code=404)
+
+    def teapot(request: Any, error: Exception) -> PlainTextResponse:  # a sync handler
+        return PlainTextResponse("teapot", status_code=418)
+
+    def extend(app: FastAPI) -> None:
+        app.add_exception_handler(UnknownUser, unknown_user)
+
+    keeper.settings = keeper.settings.model_copy(update={"service_api_keys": [SERVICE_KEY]})
+    apps = [create_app(keeper, extend=extend), without_hot_routes(create_app(keeper))]
+    apps[1].add_exception_handler(UnknownUser, unknown_user)
+    sync = create_app(keeper)
+    sync.add_exception_handler(UnknownUser, teapot)
+    answers = []
+    for app in [*apps, sync]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://keeper.test"
+        ) as client:
+            response = await client.get("/v1/users/nobody/token", headers=AUTH)
+            answers.append((response.status_code, response.text))
+    assert answers == [(404, "no such user here")] * 2 + [(418, "teapot")]
+
+
+async def test_an_unexpected_error_on_the_hot_path_is_a_500_problem(
+    keeper: Keeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the store fell over: secret-ish detail")
+
+    monkeypatch.setattr(hot_routes, "answer_token", broken)
+    keeper.settings = keeper.settings.model_copy(update={"service_api_keys": [SERVICE_KEY]})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(keeper), raise_app_exceptions=False),
+        base_url="https://keeper.test",
+    ) as client:
+        response = await client.get("/v1/users/someone/token", headers=AUTH)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "secret-ish" not in response.text
