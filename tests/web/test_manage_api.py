@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from grantkeeper.errors import InvalidRequest
 from grantkeeper.keeper import Keeper
 from grantkeeper.web import create_app
 
@@ -196,3 +197,25 @@ async def test_audit_times_beyond_the_calendar_in_utc_are_a_clear_400(
         "/v1/manage/audit", params={"since": "0001-01-01T00:00:00-00:23"}, headers=bearer(ADMIN)
     )
     assert fine.status_code == 200, fine.text
+
+
+async def test_a_user_id_with_a_control_character_is_a_clear_400_on_every_route(
+    manage: httpx.AsyncClient, keeper: Keeper
+) -> None:
+    """PostgreSQL refuses a NUL in a text parameter: such an id once got a 500 there and a 404
+    on SQLite. Google's sub is printable ASCII, so every store now answers the same 400."""
+    for method, url, key in [
+        ("GET", "/v1/users/x%00/token", WORKER),
+        ("POST", "/v1/users/x%00/token/refresh", WORKER),
+        ("DELETE", "/v1/users/x%00/grant", WORKER),
+        ("GET", "/v1/manage/users/x%00", ADMIN),
+        ("GET", "/v1/manage/users?after=x%00", ADMIN),
+        ("GET", "/v1/manage/audit?sub=x%0A", ADMIN),
+    ]:
+        response = await manage.request(method, url, headers=bearer(key))
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["code"] == "invalid_request", url
+        assert "control character" in response.json()["detail"]
+    with pytest.raises(InvalidRequest, match="control character"):
+        await keeper.audit("x\x00")
+    assert (await manage.get("/v1/users/x%20y/token", headers=bearer(WORKER))).status_code == 404

@@ -39,6 +39,7 @@ from grantkeeper.keeper.results import (
 from grantkeeper.keeper.revocation import Revocations
 from grantkeeper.keeper.signin import SignIns
 from grantkeeper.keeper.sweep import SweepOptions, SweepReport, sweep
+from grantkeeper.keeper.user_ids import checked_sub
 from grantkeeper.keeper.webhook_delivery import DeliveryPolicy, DeliveryReport, WebhookDeliverer
 from grantkeeper.metrics import TimedTransport
 from grantkeeper.oauth import OAuthProvider
@@ -294,13 +295,16 @@ class Keeper:
 
         Raises:
             UnknownUser: no grant for ``sub``.
+            InvalidRequest: ``sub`` holds a control character (no Google sub does).
             MissingScopes: the grant lacks a requested scope.
             GrantRevoked: the grant is dead (stored with its reason); the user must sign in.
             ProviderUnavailable, ProviderTimeout: transient; the grant is unchanged.
         """
         self._open_parts()
         assert self._offline is not None
-        return await self._offline.access_token(sub, scopes, rejected=rejected, caller=caller)
+        return await self._offline.access_token(
+            checked_sub(sub), scopes, rejected=rejected, caller=caller
+        )
 
     async def refresh(
         self, sub: str, *, rejected: str | None = None, caller: str | None = None
@@ -317,7 +321,7 @@ class Keeper:
         """
         self._open_parts()
         assert self._offline is not None
-        return await self._offline.refresh(sub, rejected=rejected, caller=caller)
+        return await self._offline.refresh(checked_sub(sub), rejected=rejected, caller=caller)
 
     async def credentials(
         self, sub: str, scopes: Iterable[str] | str | None = None
@@ -351,7 +355,7 @@ class Keeper:
         """
         self._open_parts()
         assert self._revocations is not None
-        return await self._revocations.disconnect(sub, forget=forget, caller=caller)
+        return await self._revocations.disconnect(checked_sub(sub), forget=forget, caller=caller)
 
     async def receive_security_event(self, token: str) -> Receipt:
         """Process one Cross-Account Protection delivery (a Security Event Token): verify it,
@@ -529,7 +533,7 @@ class Keeper:
     async def user(self, sub: str) -> UserGrants:
         """One user's profile and grants. Raises :class:`UnknownUser`."""
         store = self._open_parts().store
-        profile = await store.get_user(sub)
+        profile = await store.get_user(checked_sub(sub))
         if profile is None:
             raise UnknownUser(f"No user {sub} is stored.")
         return UserGrants(profile, await store.list_grants(sub=sub))
@@ -540,6 +544,8 @@ class Keeper:
         """The audit log, newest first: sign-ins, failed refreshes, revocations, RISC events,
         sweeps, key rotations."""
         store = self._open_parts().store
+        if sub is not None:
+            checked_sub(sub)
         return [AuditEntry(e) for e in await store.list_audit(sub, kind=kind, limit=limit)]
 
     async def users_page(
@@ -548,11 +554,13 @@ class Keeper:
         """Users with their grants, ordered by ``sub``, a page at a time (``after``: the
         previous page's ``next``); ``status`` keeps users with a grant in that state."""
         store = self._open_parts().store
+        if after is not None:
+            checked_sub(after)
         return await reads.users_page(store, status=status, after=after, limit=limit)
 
     async def user_detail(self, sub: str, *, history: int = 50) -> dict[str, Any]:
         """One user's profile, grants and newest ``history`` audit events (never a token)."""
-        return await reads.user_detail(self._open_parts().store, sub, history=history)
+        return await reads.user_detail(self._open_parts().store, checked_sub(sub), history=history)
 
     async def audit_page(
         self,
@@ -565,6 +573,8 @@ class Keeper:
         limit: int = 100,
     ) -> reads.Page:
         """Audit events, newest first, a page at a time (``before``: the previous ``next``)."""
+        if sub is not None:
+            checked_sub(sub)
         return await reads.audit_page(
             self._open_parts().store,
             sub=sub,

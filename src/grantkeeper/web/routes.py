@@ -105,6 +105,7 @@ async def answer_sign_in(request: Request, keeper: Keeper) -> JSONResponse:
     summary="A fresh access token for a user",
     response_model=TokenAnswer,
     responses=problems(
+        400,
         401,
         403,
         404,
