@@ -91,7 +91,10 @@ class GrantCodec:
 
     def grant(self, row: sa.Row[Any]) -> Grant:
         """The row as a :class:`Grant`; :class:`TokenDecryptionError` if a token won't open."""
-        r = row._mapping
+        return self.grant_from(row._mapping)
+
+    def grant_from(self, r: Mapping[Any, Any]) -> Grant:
+        """:meth:`grant` of a row given by column name."""
         sub, client_id = r["sub"], r["client_id"]
         return Grant(
             id=r["id"],

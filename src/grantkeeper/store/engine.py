@@ -77,15 +77,21 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
             "A PostgreSQL database needs the optional 'postgres' part of grantkeeper (psycopg "
             "is not installed): pip install 'grantkeeper[postgres]'."
         ) from None
-    if schema is not None:
+    options = postgres_options(schema)
+    if options is not None:
         # libpq applies this to every new connection, including those Alembic uses.
-        connect_args["options"] = f"-c search_path={check_schema_name(schema)}"
+        connect_args["options"] = options
     # Ten kept connections, five more at a peak (fifteen at most per process, as before): with
     # five kept, a worker serving eight requests at once opened and closed a PostgreSQL
     # connection for most transactions.
     engine = create_async_engine(url, connect_args=connect_args, pool_size=10, max_overflow=5)
     _ping_when_idle(engine.sync_engine)
     return engine
+
+
+def postgres_options(schema: str | None) -> str | None:
+    """libpq's ``options`` for connections to ``schema`` (None: the URL's own search_path)."""
+    return None if schema is None else f"-c search_path={check_schema_name(schema)}"
 
 
 #: A pooled PostgreSQL connection that sat idle this long is pinged before it is used.

@@ -151,6 +151,8 @@ class GrantStore(
     async def close(self) -> None:
         if self._inline is not None:
             self._inline.close()
+        if self._direct is not None:
+            await self._direct.close()
         await self._engine.dispose()
 
     @property

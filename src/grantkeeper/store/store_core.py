@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from grantkeeper.clock import Clock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store.codec import GrantCodec
-from grantkeeper.store.engine import transaction
+from grantkeeper.store.engine import postgres_options, transaction
+from grantkeeper.store.pg_direct_reads import DirectReads
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
 from grantkeeper.tracing import span
@@ -47,6 +48,12 @@ class StoreCore:
         self._schema = schema
         # SQLite files: transactions without a thread hop per statement (see sqlite_inline).
         self._inline = SqliteInline(engine.url) if inline_supported(engine.url) else None
+        # PostgreSQL: the grant read of every hand-out past SQLAlchemy (see pg_direct_reads).
+        self._direct = (
+            DirectReads(engine.url, engine.dialect, options=postgres_options(schema))
+            if engine.dialect.name == "postgresql" and DirectReads.available()
+            else None
+        )
         self._statements: dict[Hashable, Any] = {}
 
     @property
