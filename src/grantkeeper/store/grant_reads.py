@@ -8,11 +8,9 @@ import sqlalchemy as sa
 
 from grantkeeper.errors import TokenDecryptionError
 from grantkeeper.store.fingerprints import normalize_sha512x2, refresh_token_prefix_sha256
-from grantkeeper.store.pg_direct_reads import DirectPathUnavailable
 from grantkeeper.store.records import Grant, GrantRef, User
 from grantkeeper.store.store_core import GRANT_OF_CLIENT, StoreCore
 from grantkeeper.store.tables import grants, users
-from grantkeeper.tracing import span
 
 
 class GrantReads(StoreCore):
@@ -51,21 +49,11 @@ class GrantReads(StoreCore):
         Raises:
             TokenDecryptionError: a stored token cannot be decrypted with the key ring.
         """
-        query: sa.Executable
         if client_id is not None:
-            query, bound = GRANT_OF_CLIENT, {"sub": sub, "client_id": client_id}
-            if self._direct is not None:
-                with span("grantkeeper.store.transaction", db_system=self.dialect, write=False):
-                    try:
-                        found = await self._direct.first(GRANT_OF_CLIENT, bound)
-                    except DirectPathUnavailable:
-                        pass
-                    else:
-                        return None if found is None else self._codec.grant_from(found)
-        else:
-            query, bound = self._grant_query(sub, None), None
+            found = await self._read_first(GRANT_OF_CLIENT, {"sub": sub, "client_id": client_id})
+            return None if found is None else self._codec.grant_from(found)
         async with self._read() as conn:
-            row = (await conn.execute(query, bound)).first()
+            row = (await conn.execute(self._grant_query(sub, None))).first()
         return None if row is None else self._codec.grant(row)
 
     async def list_grants(

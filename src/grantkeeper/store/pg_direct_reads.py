@@ -31,10 +31,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.engine import URL
 
-from grantkeeper.store.tables import UTCDateTime
+from grantkeeper.store.compiled_reads import CompiledRead
 
 log = logging.getLogger("grantkeeper.store")
 
@@ -55,7 +54,7 @@ class DirectPathUnavailable(Exception):
 class DirectReads:
     """Single-row reads of statements SQLAlchemy compiled, on a psycopg pool of their own."""
 
-    def __init__(self, url: URL, dialect: Dialect, *, options: str | None = None) -> None:
+    def __init__(self, url: URL, *, options: str | None = None) -> None:
         # libpq takes the URL as SQLAlchemy holds it, without the "+psycopg" driver name.
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._kwargs: dict[str, Any] = {"autocommit": True}
@@ -64,13 +63,10 @@ class DirectReads:
             self._kwargs["application_name"] = APPLICATION_NAME
         if options is not None:
             self._kwargs["options"] = options
-        self._dialect = dialect
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resting_until = 0.0
         self._checking: asyncio.Future[None] | None = None
-        # By the statement's id; the statement is kept too, so its id is never reused.
-        self._sql: dict[int, tuple[sa.Select[Any], str, list[tuple[str, UTCDateTime]]]] = {}
 
     @staticmethod
     def available() -> bool:
@@ -82,32 +78,26 @@ class DirectReads:
         return True
 
     async def first(
-        self, statement: sa.Select[Any], parameters: Mapping[str, Any]
+        self, read: CompiledRead, parameters: Mapping[str, Any]
     ) -> dict[str, Any] | None:
-        """The statement's first row by column name (``None`` if none), its timestamps as the
-        SQLAlchemy path returns them (aware, UTC).
+        """The read's first row by column name (``None`` if none), processed as SQLAlchemy
+        processes it (timestamps aware, in UTC).
 
         Raises:
             DirectPathUnavailable: take the SQLAlchemy path for this read.
         """
         import psycopg
         import psycopg_pool
-        from psycopg.rows import dict_row
 
-        sql, stamps = self._compiled(statement)
         try:
             pool = await self._pool_here()
             async with pool.connection() as conn:
-                cursor = conn.cursor(row_factory=dict_row)
-                await cursor.execute(sql, parameters)
-                row: dict[str, Any] | None = await cursor.fetchone()
+                cursor = await conn.execute(read.sql, read.parameters(parameters))
+                row = await cursor.fetchone()
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as error:
             self._rest(error)
             raise DirectPathUnavailable from error
-        if row is not None:
-            for name, column_type in stamps:
-                row[name] = column_type.process_result_value(row[name], self._dialect)
-        return row
+        return None if row is None else read.row(row)
 
     async def _check(self, pool: Any) -> None:
         try:
@@ -154,20 +144,6 @@ class DirectReads:
         elif loop is not self._loop:
             raise DirectPathUnavailable  # a psycopg connection belongs to one event loop
         return self._pool
-
-    def _compiled(self, statement: sa.Select[Any]) -> tuple[str, list[tuple[str, UTCDateTime]]]:
-        """The statement's SQL for this dialect and its UTC timestamp columns, once each (the
-        store passes statements it built once, such as ``GRANT_OF_CLIENT``)."""
-        found = self._sql.get(id(statement))
-        if found is None:
-            sql = str(statement.compile(dialect=self._dialect))
-            stamps = [
-                (column.name, column.type)
-                for column in statement.selected_columns
-                if isinstance(column.type, UTCDateTime)
-            ]
-            found = self._sql[id(statement)] = (statement, sql, stamps)
-        return found[1], found[2]
 
     def _rest(self, error: BaseException) -> None:
         self._resting_until = time.monotonic() + BACK_OFF_SECONDS

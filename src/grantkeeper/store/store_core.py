@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from grantkeeper.clock import Clock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store.codec import GrantCodec
+from grantkeeper.store.compiled_reads import CompiledReads
 from grantkeeper.store.engine import postgres_options, transaction
-from grantkeeper.store.pg_direct_reads import DirectReads
+from grantkeeper.store.pg_direct_reads import DirectPathUnavailable, DirectReads
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
 from grantkeeper.tracing import span
@@ -50,11 +51,12 @@ class StoreCore:
         self._inline = SqliteInline(engine.url) if inline_supported(engine.url) else None
         # PostgreSQL: the grant read of every hand-out past SQLAlchemy (see pg_direct_reads).
         self._direct = (
-            DirectReads(engine.url, engine.dialect, options=postgres_options(schema))
+            DirectReads(engine.url, options=postgres_options(schema))
             if engine.dialect.name == "postgresql" and DirectReads.available()
             else None
         )
         self._statements: dict[Hashable, Any] = {}
+        self._compiled_reads = CompiledReads(engine.dialect)
 
     @property
     def dialect(self) -> str:
@@ -88,6 +90,25 @@ class StoreCore:
             )
             async with inner as conn:
                 yield conn
+
+    async def _read_first(
+        self, statement: sa.Select[Any], parameters: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The first row of a one-statement read, by column name, past SQLAlchemy's execution
+        where the database allows (SQLite files; PostgreSQL with psycopg_pool), through it
+        elsewhere and whenever the direct path cannot serve the read (pg_direct_reads)."""
+        with span("grantkeeper.store.transaction", db_system=self.dialect, write=False):
+            if self._inline is not None:
+                return self._inline.first(self._compiled_reads[statement], parameters)
+            if self._direct is not None:
+                try:
+                    return await self._direct.first(self._compiled_reads[statement], parameters)
+                except DirectPathUnavailable:
+                    pass
+            inner = transaction(self._engine, write=False)
+            async with inner as conn:
+                row = (await conn.execute(statement, parameters)).first()
+            return None if row is None else row._mapping
 
     def _prebuilt(self, key: Hashable, build: Callable[[], T]) -> T:
         """The statement ``key`` names, built once per store (its dialect), parameters per

@@ -1,6 +1,7 @@
-"""PostgreSQL's token read on psycopg's own pool (store/pg_direct_reads.py): the same grant as the
-SQLAlchemy path, whatever the session's time zone; and when the direct path cannot serve a
-read, the read still succeeds through SQLAlchemy and the direct path rests."""
+"""The token read past SQLAlchemy's execution (store/compiled_reads.py): on sqlite3 directly and
+on psycopg's own pool (store/pg_direct_reads.py), the same grant as the SQLAlchemy path gives,
+whatever PostgreSQL's session time zone; and when the PostgreSQL path cannot serve a read, the
+read still succeeds through SQLAlchemy and the direct path rests."""
 
 from __future__ import annotations
 
@@ -19,13 +20,32 @@ from grantkeeper.store.pg_direct_reads import (
     DirectPathUnavailable,
     DirectReads,
 )
+from grantkeeper.store.store_core import GRANT_OF_CLIENT
 
 from ..conftest import POSTGRES_URL, postgres_connect
-from .helpers import CLIENT, sign_in
+from .helpers import CLIENT, raw_sql, sign_in
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = pytest.mark.anyio
 
 SUB = "110169484474386276334"
+
+
+async def test_the_direct_read_gives_what_sqlalchemy_gives_on_both_stores(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    OWN_SUB = "2" * 21
+    assert await store.get_grant(OWN_SUB, CLIENT) is None
+    await sign_in(store, store_clock, sub=OWN_SUB)
+    assert await store.try_acquire_lease(OWN_SUB, CLIENT, "worker-1", timedelta(seconds=30))
+    await store.record_hand_out(OWN_SUB, CLIENT, audit_detail={"caller": "test"})
+    direct = await store.get_grant(OWN_SUB, CLIENT)
+    async with raw_sql(store, write=False) as conn:
+        row = (await conn.execute(GRANT_OF_CLIENT, {"sub": OWN_SUB, "client_id": CLIENT})).one()
+    assert direct == store._codec.grant(row)
+    assert direct is not None
+    assert direct.lease_expires_at == store_clock.now() + timedelta(seconds=30)
+    assert direct.created_at.tzinfo is UTC
+    assert await store.get_grant(OWN_SUB, "another-client") is None
 
 
 @pytest.fixture
@@ -66,6 +86,7 @@ async def _through_sqlalchemy(store: GrantStore, monkeypatch: pytest.MonkeyPatch
         return await store.get_grant(SUB, CLIENT)
 
 
+@pytest.mark.postgres
 async def test_the_direct_read_gives_the_grant_the_sqlalchemy_path_gives(
     pg_store: GrantStore,
     store_clock: ManualClock,
@@ -73,12 +94,11 @@ async def test_the_direct_read_gives_the_grant_the_sqlalchemy_path_gives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = pg_store
-    assert await store.get_grant(SUB, CLIENT) is None
     await sign_in(store, store_clock)
     leased = await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
     assert leased is not None
     direct = await store.get_grant(SUB, CLIENT)
-    assert direct_calls == ["served", "served"]
+    assert direct_calls == ["served"]
     assert direct == await _through_sqlalchemy(store, monkeypatch)
     assert direct is not None
     assert direct.access_token == "ya29.access-token-one"
@@ -90,6 +110,7 @@ async def test_the_direct_read_gives_the_grant_the_sqlalchemy_path_gives(
             assert value.tzinfo is UTC, field.name
 
 
+@pytest.mark.postgres
 async def test_timestamps_are_utc_whatever_the_sessions_time_zone(
     postgres_schema: str, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,6 +130,7 @@ async def test_timestamps_are_utc_whatever_the_sessions_time_zone(
         await store.close()
 
 
+@pytest.mark.postgres
 async def test_a_read_the_direct_path_cannot_serve_goes_through_sqlalchemy(
     pg_store: GrantStore,
     store_clock: ManualClock,
@@ -142,6 +164,7 @@ async def test_a_read_the_direct_path_cannot_serve_goes_through_sqlalchemy(
     assert direct_calls[-1] == "served"
 
 
+@pytest.mark.postgres
 async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
     pg_store: GrantStore,
     store_clock: ManualClock,
@@ -151,7 +174,7 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
     store = pg_store
     await sign_in(store, store_clock)
     # Nothing listens on port 1: the pool never gets a connection.
-    broken = DirectReads(store._engine.url.set(port=1), store._engine.dialect)
+    broken = DirectReads(store._engine.url.set(port=1))
     monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr(store, "_direct", broken)
     try:
@@ -166,6 +189,7 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
         await broken.close()
 
 
+@pytest.mark.postgres
 async def test_closing_the_store_closes_the_direct_pool(
     postgres_schema: str, store_clock: ManualClock
 ) -> None:
