@@ -4,7 +4,7 @@ moment, every caller back only after it committed, a failure failing them all.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
@@ -21,6 +21,25 @@ pytestmark = pytest.mark.anyio
 SUBS = [f"1101694844743862763{i:02d}" for i in range(5)]
 
 
+def replace_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    store: GrantStore,
+    make: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+) -> Callable[[], None]:
+    """Every write transaction of the store from now on is ``make()`` (a batch of audit rows
+    alone is a one-statement write, ``_write_one``; one with last uses a ``_write``), until
+    the returned function puts the store's own back."""
+    write, write_one = store._write, store._write_one
+    monkeypatch.setattr(store, "_write", make)
+    monkeypatch.setattr(store, "_write_one", make)
+
+    def restore() -> None:
+        monkeypatch.setattr(store, "_write", write)
+        monkeypatch.setattr(store, "_write_one", write_one)
+
+    return restore
+
+
 def count_writes(store: GrantStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the store's write transactions from now on."""
     writes = [0]
@@ -30,7 +49,7 @@ def count_writes(store: GrantStore, monkeypatch: pytest.MonkeyPatch) -> list[int
         writes[0] += 1
         return write()
 
-    monkeypatch.setattr(store, "_write", counted)
+    replace_writes(monkeypatch, store, counted)
     return writes
 
 
@@ -67,14 +86,13 @@ async def test_a_failed_write_fails_every_hand_out_of_its_batch_and_the_next_one
     store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await sign_in(store, store_clock, sub=SUBS[0])
-    write = store._write
 
     @asynccontextmanager
     async def failing() -> AsyncIterator[AsyncConnection]:
         raise StoreUnavailable("The database is unavailable (test).")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(store, "_write", failing)
+    restore = replace_writes(monkeypatch, store, failing)
     outcomes = await asyncio.gather(
         *(
             store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": str(i)})
@@ -83,7 +101,7 @@ async def test_a_failed_write_fails_every_hand_out_of_its_batch_and_the_next_one
         return_exceptions=True,
     )
     assert all(isinstance(o, StoreUnavailable) for o in outcomes)
-    monkeypatch.setattr(store, "_write", write)
+    restore()
     await store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": "after"})
     events = [e for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
     assert [e.detail["caller"] for e in events] == ["after"]
@@ -154,7 +172,7 @@ async def test_a_batch_cancelled_while_it_waits_for_the_one_before_does_not_stop
         async with write() as conn:
             yield conn
 
-    monkeypatch.setattr(store, "_write", slow)
+    restore = replace_writes(monkeypatch, store, slow)
     first = asyncio.ensure_future(store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 1}))
     await asyncio.sleep(0.01)  # the first batch is being written (held at slow())
     assert store._hand_out_writes is not None
@@ -167,8 +185,25 @@ async def test_a_batch_cancelled_while_it_waits_for_the_one_before_does_not_stop
     await first
     with pytest.raises(asyncio.CancelledError):
         await second
-    monkeypatch.setattr(store, "_write", write)
+    restore()
     await store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 3})
     details = [e.detail["n"] for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
     assert sorted(details) == [1, 3]
     assert asyncio.get_running_loop() not in (store._last_hand_outs or {})
+
+
+async def test_a_batch_of_audit_rows_alone_commits_or_fails_as_one(store: GrantStore) -> None:
+    # Written without BEGIN and COMMIT on PostgreSQL (one statement, psycopg's one pipeline):
+    # the server refusing its third row must take the first two with it.
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite does not enforce a column's length; its batch is a transaction")
+    subs = [SUBS[0], SUBS[1], "9" * 300]  # longer than the sub column's 255
+    outcomes = await asyncio.gather(
+        *(store.record_hand_out(sub, CLIENT, audit_detail={"caller": sub[:4]}) for sub in subs),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+    assert [e for e in await store.list_audit(SUBS[0]) if e.kind == "token"] == []
+    await store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": "after"})
+    events = [e for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
+    assert [e.detail["caller"] for e in events] == ["after"]
