@@ -42,7 +42,7 @@ from grantkeeper.store.records import (
 from grantkeeper.store.rotation_batches import KeyRotationBatches
 from grantkeeper.store.security_event_claims import SecurityEventClaims
 from grantkeeper.store.signin_replay_cache import ReplayEntry, SignInReplayCache
-from grantkeeper.store.store_core import GRANT_OF_CLIENT_FOR_UPDATE, param, params
+from grantkeeper.store.store_core import param, params
 from grantkeeper.store.tables import grants, users
 from grantkeeper.store.webhook_outbox import Outbox, WebhookOutbox, enqueue, outbox_for
 
@@ -221,18 +221,17 @@ class GrantStore(
         sub = profile.sub
         async with self._write() as conn:
             new_user, user_row = await self._upsert_user(conn, profile, now)
-            await conn.execute(
-                self._prebuilt("grant_insert", self._grant_insert),
-                {
-                    "p_sub": sub,
-                    "p_client_id": client_id,
-                    "p_status": GrantStatus.ACTIVE.value,
-                    "p_created_at": now,
-                    "p_updated_at": now,
-                },
-            )
             row = (
-                await conn.execute(GRANT_OF_CLIENT_FOR_UPDATE, {"sub": sub, "client_id": client_id})
+                await conn.execute(
+                    self._prebuilt("grant_claim", self._grant_claim),
+                    {
+                        "p_sub": sub,
+                        "p_client_id": client_id,
+                        "p_status": GrantStatus.ACTIVE.value,
+                        "p_created_at": now,
+                        "p_updated_at": now,
+                    },
+                )
             ).one()
             stored_scopes = scopes_from_column(row.scopes)
             scopes = merge_scopes(stored_scopes, granted_scopes)
@@ -314,20 +313,23 @@ class GrantStore(
             .returning(*users.c)
         )
 
-    def _grant_insert(self) -> Any:
-        return (
-            self._insert(grants)
-            .values(
-                sub=param(grants.c.sub),
-                client_id=param(grants.c.client_id),
-                scopes="",
-                version=0,
-                status=param(grants.c.status),
-                created_at=param(grants.c.created_at),
-                updated_at=param(grants.c.updated_at),
-            )
-            .on_conflict_do_nothing(index_elements=["sub", "client_id"])
+    def _grant_claim(self) -> Any:
+        """The grant's row, a new empty one if there was none, locked for this transaction
+        in one statement: an upsert whose update changes nothing locks the row it meets as
+        ``SELECT … FOR UPDATE`` would (PostgreSQL), and ``RETURNING`` gives it as stored. An
+        ``INSERT … DO NOTHING`` and then that ``SELECT`` took two round trips."""
+        insert = self._insert(grants).values(
+            sub=param(grants.c.sub),
+            client_id=param(grants.c.client_id),
+            scopes="",
+            version=0,
+            status=param(grants.c.status),
+            created_at=param(grants.c.created_at),
+            updated_at=param(grants.c.updated_at),
         )
+        return insert.on_conflict_do_update(
+            index_elements=["sub", "client_id"], set_={"sub": insert.excluded.sub}
+        ).returning(*grants.c)
 
 
 def _grant_signed_in(columns: tuple[str, ...]) -> sa.Update:

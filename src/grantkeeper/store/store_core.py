@@ -148,7 +148,6 @@ class StoreCore:
 GRANT_OF_CLIENT = grants.select().where(
     grants.c.sub == sa.bindparam("sub"), grants.c.client_id == sa.bindparam("client_id")
 )
-GRANT_OF_CLIENT_FOR_UPDATE = GRANT_OF_CLIENT.with_for_update()
 
 #: The grant of one (sub, client_id) in an UPDATE built once (parameters: :func:`of_grant`;
 #: SQLAlchemy reserves the columns' own names there for values to SET).
