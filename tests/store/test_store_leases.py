@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing
-from grantkeeper.store import GrantStatus, GrantStore, refresh_token_sha512x2
+from grantkeeper.store import AuditEvent, GrantStatus, GrantStore, refresh_token_sha512x2
 from grantkeeper.store.tables import grants
 
 from .helpers import CLIENT, OpensStores, raw_sql, sign_in
@@ -200,3 +200,65 @@ async def test_many_contenders_exactly_one_lease(
     grant = await store.get_grant(SUB, CLIENT)
     assert grant is not None
     assert grant.lease_owner == winners[0]
+
+
+async def test_a_saved_refresh_writes_its_events_and_ends_the_cooldown_a_stale_one_neither(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    # On PostgreSQL one statement (data-modifying CTEs), on SQLite one transaction: the same
+    # outcome either way, and nothing of it when the version moved on.
+    signed = await sign_in(store, store_clock)
+    step = timedelta(seconds=60)
+    await store.record_refresh_failure(SUB, CLIENT, "temporarily_unavailable", base=step, cap=step)
+    stale = signed.grant.version
+    leased = await store.try_acquire_lease(SUB, CLIENT, "worker", TTL)
+    assert leased is not None
+
+    def kinds_of(events: list[AuditEvent]) -> list[tuple[str, str, object]]:
+        return [(e.kind, e.outcome, e.detail) for e in events if e.kind in ("refresh", "token")]
+
+    assert await store.save_refreshed(
+        SUB,
+        CLIENT,
+        leased.version,
+        "ya29.refreshed",
+        store_clock.now() + TTL,
+        None,
+        "worker",
+        audit_detail={"caller": "sweep", "n": 1},
+        hand_out_detail={"key": "svc", "scopes": ["openid"]},
+        clear_cooldown=True,
+    )
+    assert await store.get_cooldown(SUB, CLIENT) is None
+    events = kinds_of(await store.list_audit(SUB))
+    assert events == [  # newest first
+        ("token", "refreshed", {"key": "svc", "scopes": ["openid"]}),
+        ("refresh", "ok", {"caller": "sweep", "n": 1}),
+    ]
+    grant = await store.get_grant(SUB, CLIENT)
+    assert grant is not None
+    assert (grant.access_token, grant.lease_owner) == ("ya29.refreshed", None)
+    assert grant.version == leased.version + 1
+
+    await store.record_refresh_failure(SUB, CLIENT, "temporarily_unavailable", base=step, cap=step)
+    assert not await store.save_refreshed(
+        SUB,
+        CLIENT,
+        stale,
+        "ya29.late",
+        store_clock.now() + TTL,
+        None,
+        audit_detail={"caller": "late"},
+        hand_out_detail={"key": "late"},
+        clear_cooldown=True,
+    )
+    assert await store.get_cooldown(SUB, CLIENT) is not None
+    assert kinds_of(await store.list_audit(SUB)) == events
+    # Only an audit event, no cooldown to end: the statement's other shape.
+    current = await store.get_grant(SUB, CLIENT)
+    assert current is not None
+    assert await store.save_refreshed(
+        SUB, CLIENT, current.version, "ya29.c", store_clock.now(), None, audit_detail={"n": 3}
+    )
+    assert await store.get_cooldown(SUB, CLIENT) is not None
+    assert kinds_of(await store.list_audit(SUB))[0] == ("refresh", "ok", {"n": 3})

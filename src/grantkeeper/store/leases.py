@@ -13,7 +13,7 @@ from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
 from grantkeeper.store.cooldowns import COOLDOWN_CLEARED
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param, params
-from grantkeeper.store.tables import grant_cooldowns, grants
+from grantkeeper.store.tables import audit_events, grant_cooldowns, grants
 
 NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
@@ -104,31 +104,43 @@ class GrantLeases(StoreCore):
         if last_used_at is not None:
             values["last_used_at"] = last_used_at
         columns = tuple(values)
+        releasing = owner is not None
+        written = {
+            **params(values),
+            **of_grant(sub, client_id),
+            "w_version": expected_version,
+            "w_owner": owner,
+        }
+        details = [
+            (kind, dict(detail))
+            for kind, detail in (("refresh", audit_detail), ("token", hand_out_detail))
+            if detail is not None
+        ]
+        kinds = tuple(kind for kind, _ in details)
+        if self.dialect == "postgresql":
+            at_once = self._prebuilt(
+                ("save_refreshed_at_once", columns, releasing, kinds, clear_cooldown),
+                lambda: _save_refreshed_at_once(columns, releasing, kinds, clear_cooldown),
+            )
+            event_details = {f"a_detail_{n}": detail for n, (_, detail) in enumerate(details)}
+            async with self._write_one() as conn:
+                result = await conn.execute(at_once, {**written, **event_details, "a_at": now})
+            return bool(result.scalar_one() == 1)
+        # SQLite has no data-modifying CTEs: one transaction (its statements cost microseconds
+        # on the event loop there, see sqlite_inline).
         statement = self._prebuilt(
-            ("save_refreshed", columns, owner is not None),
-            lambda: _save_refreshed(columns, releasing=owner is not None),
+            ("save_refreshed", columns, releasing),
+            lambda: _save_refreshed(columns, releasing=releasing),
         )
         async with self._write() as conn:
-            result = await conn.execute(
-                statement,
-                {
-                    **params(values),
-                    **of_grant(sub, client_id),
-                    "w_version": expected_version,
-                    "w_owner": owner,
-                },
-            )
+            result = await conn.execute(statement, written)
             saved: bool = result.rowcount == 1
             events = [
-                audit_row(now, kind, sub, client_id, outcome, detail)
-                for kind, outcome, detail in (
-                    ("refresh", "ok", audit_detail),
-                    ("token", "refreshed", hand_out_detail),  # the new token to a service key
-                )
-                if detail is not None
+                audit_row(now, kind, sub, client_id, REFRESH_EVENT_OUTCOMES[kind], detail)
+                for kind, detail in details
             ]
             if saved and events:
-                # One statement for both events (an executemany: one round trip on PostgreSQL).
+                # One statement for both events (an executemany).
                 await conn.execute(AUDIT_INSERT, events)
             if saved and clear_cooldown:
                 await conn.execute(COOLDOWN_CLEARED, {"sub": sub, "client_id": client_id})
@@ -165,6 +177,50 @@ def _lease(unless_cooling_down: bool) -> sa.Update:
         )
         .returning(*grants.c)
     )
+
+
+#: The audit events a refresh's write may append, by kind: their outcome ("token": the new
+#: token handed to a service key).
+REFRESH_EVENT_OUTCOMES = {"refresh": "ok", "token": "refreshed"}
+
+
+def _save_refreshed_at_once(
+    columns: tuple[str, ...], releasing: bool, kinds: tuple[str, ...], clear_cooldown: bool
+) -> sa.Select[Any]:
+    """PostgreSQL: a refresh's write, its audit events (``kinds``; parameters ``a_at`` and
+    ``a_detail_<n>``) and the end of the cooldown in ONE statement, the last two in
+    data-modifying CTEs that act only on the row the UPDATE wrote (none when the version
+    moved on). Its one row counts the grants written (1 or 0). Atomic by itself, so it runs
+    without BEGIN and COMMIT: one round trip instead of four or five (BEGIN, UPDATE, INSERT,
+    DELETE, COMMIT), each of which cost ~150-250 µs of SQLAlchemy's and psycopg's CPU."""
+    saved = (
+        _save_refreshed(columns, releasing=releasing)
+        .returning(grants.c.sub, grants.c.client_id)
+        .cte("saved")
+    )
+    acting: list[sa.CTE] = []
+    if kinds:
+        rows = [
+            sa.select(
+                sa.bindparam("a_at", type_=audit_events.c.at.type),
+                sa.literal(kind, audit_events.c.kind.type),
+                saved.c.sub,
+                saved.c.client_id,
+                sa.literal(REFRESH_EVENT_OUTCOMES[kind], audit_events.c.outcome.type),
+                sa.bindparam(f"a_detail_{n}", type_=audit_events.c.detail.type),
+            ).select_from(saved)
+            for n, kind in enumerate(kinds)
+        ]
+        # UNION ALL in this order: the refresh event gets the lower id, as before.
+        source = rows[0] if len(rows) == 1 else sa.union_all(*rows)
+        columns_in = ["at", "kind", "sub", "client_id", "outcome", "detail"]
+        acting.append(audit_events.insert().from_select(columns_in, source).cte("audited"))
+    if clear_cooldown:
+        cleared = grant_cooldowns.delete().where(
+            grant_cooldowns.c.sub == saved.c.sub, grant_cooldowns.c.client_id == saved.c.client_id
+        )
+        acting.append(cleared.cte("cleared"))
+    return sa.select(sa.func.count()).select_from(saved).add_cte(*acting)
 
 
 def _save_refreshed(columns: tuple[str, ...], *, releasing: bool) -> sa.Update:
