@@ -51,19 +51,23 @@ SCOPES = ["openid", "email", "profile"]
 WARM_SIGNINS = 16
 
 
+Launched = tuple[subprocess.Popen[bytes], str, Path]
+
+
 @dataclass
 class Stack:
     name: str
     signin_path: str
     token_path: Callable[[str], str]
     ready_path: str
-    launch: Callable[[Path, Emulator, dict[str, Any], str], tuple[subprocess.Popen[bytes], str]]
+    #: Starts the server: (its process, its base URL, the file its output goes to).
+    launch: Callable[[Path, Emulator, dict[str, Any], str], Launched]
     describe: str
 
 
 def _launch_guide(
     workdir: Path, emulator: Emulator, web: dict[str, Any], service_key: str
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> Launched:
     secrets_file = workdir / "guide_client_secret.json"
     secrets_file.write_text(json.dumps(web))
     port = free_port()
@@ -84,9 +88,12 @@ def _launch_guide(
         "--log-level=warning",
         "app:app",
     ]
-    log = (workdir / "guide.log").open("wb")
-    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    return process, f"http://127.0.0.1:{port}"
+    log_path = workdir / "guide.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+    return process, f"http://127.0.0.1:{port}", log_path
 
 
 def _serve_supports_workers() -> bool:
@@ -99,7 +106,7 @@ def _serve_supports_workers() -> bool:
 def _keeper_launcher(database_url: str, schema: str | None) -> Callable[..., Any]:
     def launch(
         workdir: Path, emulator: Emulator, web: dict[str, Any], service_key: str
-    ) -> tuple[subprocess.Popen[bytes], str]:
+    ) -> Launched:
         tag = schema or "sqlite"
         secrets_file = workdir / f"keeper_{tag}_client_secret.json"
         secrets_file.write_text(json.dumps(web))
@@ -129,11 +136,12 @@ def _keeper_launcher(database_url: str, schema: str | None) -> Callable[..., Any
             capture_output=True,
         )
         command = [*grantkeeper_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        log = (workdir / f"keeper_{tag}.log").open("wb")
-        process = subprocess.Popen(
-            command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
-        )
-        return process, f"http://127.0.0.1:{port}"
+        log_path = workdir / f"keeper_{tag}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+            )
+        return process, f"http://127.0.0.1:{port}", log_path
 
     return launch
 
@@ -173,7 +181,7 @@ def run_stack(
             Call("GET", stack.token_path(group[i % len(group)]["sub"]), auth) for i in range(count)
         ]
 
-    process, base_url = stack.launch(workdir, emulator, web, service_key)
+    process, base_url, log_path = stack.launch(workdir, emulator, web, service_key)
     phases: dict[str, Phase] = {}
     try:
         wait_until_up(base_url + stack.ready_path, process)
@@ -204,7 +212,14 @@ def run_stack(
                 file=sys.stderr,
             )
     finally:
+        exited = process.poll()
         stop(process)
+    if exited is not None:
+        # Every request after this failed to connect: say why, while the log still exists.
+        tail = log_path.read_text(errors="replace").splitlines()[-15:]
+        print(f"  FAILED: the {stack.name} server exited with code {exited} during the run:")
+        for line in tail:
+            print(f"    | {line}")
     for phase in phases.values():
         if phase.failures:
             print(

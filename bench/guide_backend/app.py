@@ -22,6 +22,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,9 +62,19 @@ CREATE TABLE IF NOT EXISTS grants (
 
 
 def _init_db() -> None:
-    with sqlite3.connect(DATABASE, timeout=10) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
+    # Both gunicorn workers run this at import, at the same moment on a fresh file; switching
+    # to WAL does not wait on SQLite's busy timeout, so the loser would see "database is
+    # locked" and fail to boot, and gunicorn would stop the whole server.
+    for attempt in range(50):
+        try:
+            with sqlite3.connect(DATABASE, timeout=10) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 _init_db()
