@@ -10,6 +10,7 @@ import pytest
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store import GrantStatus, GrantStore, refresh_token_sha512x2
+from grantkeeper.store.signin_replay_cache import ReplayEntry
 
 from .helpers import CLIENT, DRIVE, OPENID, OTHER_CLIENT, PHOTOS, OpensStores, profile, sign_in
 
@@ -202,3 +203,42 @@ async def test_concurrent_sign_ins_leave_one_consistent_grant(
     assert frozenset().union(*added) == grant.scopes
     assert len(await store.list_audit(kind="sign_in")) == 8
     assert len(await store.list_users()) == 1
+
+
+async def test_a_sign_in_with_its_retry_answer_writes_the_answer_and_one_audit_event(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    # On PostgreSQL the answer and the audit event are one statement; the same rows either way.
+    code_hash = "c0de" * 16
+    assert await store.claim_signin(code_hash, timedelta(minutes=1))
+    sub = "110169484474386276334"
+    for new_user in (True, False):
+        record = await store.record_sign_in(
+            profile(sub),
+            OTHER_CLIENT,
+            set(OPENID),
+            "1//0g-refresh",
+            "ya29.access",
+            store_clock.now() + timedelta(hours=1),
+            audit_detail={"platform": "ios"},
+            replay=ReplayEntry(
+                code_hash, timedelta(minutes=10), lambda r: f'{{"version": {r.grant.version}}}'
+            ),
+        )
+        assert record.new_user is new_user
+        assert await store.recall_signin_response(code_hash) == (
+            f'{{"version": {record.grant.version}}}'
+        )
+        event = (await store.list_audit(sub, kind="sign_in"))[0]
+        assert (event.kind, event.outcome, event.sub, event.client_id, event.at) == (
+            "sign_in",
+            "ok",
+            sub,
+            OTHER_CLIENT,
+            store_clock.now(),
+        )
+        assert event.detail["new_user"] is new_user
+        assert event.detail["platform"] == "ios"
+        assert event.detail["offline"] is True
+        store_clock.advance(60)
+    assert len(await store.list_audit(sub, kind="sign_in")) == 2

@@ -43,7 +43,7 @@ from grantkeeper.store.rotation_batches import KeyRotationBatches
 from grantkeeper.store.security_event_claims import SecurityEventClaims
 from grantkeeper.store.signin_replay_cache import ReplayEntry, SignInReplayCache
 from grantkeeper.store.store_core import param, params
-from grantkeeper.store.tables import grants, users
+from grantkeeper.store.tables import audit_events, grants, users
 from grantkeeper.store.webhook_outbox import Outbox, WebhookOutbox, enqueue, outbox_for
 
 if TYPE_CHECKING:
@@ -258,22 +258,20 @@ class GrantStore(
             )
             grant = self._codec.grant(written.one())
             added = scopes - stored_scopes
-            await self._audit(
-                conn,
-                now,
-                "sign_in",
-                sub=sub,
-                client_id=client_id,
-                outcome="ok",
-                detail={
-                    "added_scopes": sorted(added),
-                    "new_user": new_user,
-                    "refresh_token_stored": refresh_token is not None,
-                    "offline": grant.offline,
-                    "reactivated": reactivated,
-                    **(audit_detail or {}),
-                },
-            )
+            detail = {
+                "added_scopes": sorted(added),
+                "new_user": new_user,
+                "refresh_token_stored": refresh_token is not None,
+                "offline": grant.offline,
+                "reactivated": reactivated,
+                **(audit_detail or {}),
+            }
+            # On PostgreSQL the audit event goes with the answer to a retry (one statement).
+            together = replay is not None and self.dialect == "postgresql"
+            if not together:
+                await self._audit(
+                    conn, now, "sign_in", sub=sub, client_id=client_id, outcome="ok", detail=detail
+                )
             user = self._codec.user(user_row)
             record = SignInRecord(
                 user=user,
@@ -285,7 +283,19 @@ class GrantStore(
             )
             if replay is not None:
                 answer = replay.answer(record)
-                await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
+                if together:
+                    await conn.execute(
+                        self._prebuilt("remember_signed_in", self._remember_signed_in),
+                        {
+                            **self._row(replay.code_hash, sub, answer, now, replay.ttl),
+                            "a_at_now": now,
+                            "a_sub": sub,
+                            "a_client_id": client_id,
+                            "a_detail": detail,
+                        },
+                    )
+                else:
+                    await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
                 await self._purge_now_and_then(conn, now)
             await enqueue(conn, outbox_for(outbox, record))
         return record
@@ -312,6 +322,21 @@ class GrantStore(
             .on_conflict_do_nothing(index_elements=["sub"])
             .returning(*users.c)
         )
+
+    def _remember_signed_in(self) -> Any:
+        """PostgreSQL: the answer to a retry of the code (:meth:`_upsert`) and the sign-in's
+        audit event in ONE statement (the event's insert as a data-modifying CTE): one round
+        trip of a sign-in's seven fewer. Parameters: :meth:`_row`'s and ``a_at_now``,
+        ``a_sub``, ``a_client_id``, ``a_detail``."""
+        event = audit_events.insert().values(
+            at=sa.bindparam("a_at_now", type_=audit_events.c.at.type),
+            kind="sign_in",
+            sub=sa.bindparam("a_sub", type_=audit_events.c.sub.type),
+            client_id=sa.bindparam("a_client_id", type_=audit_events.c.client_id.type),
+            outcome="ok",
+            detail=sa.bindparam("a_detail", type_=audit_events.c.detail.type),
+        )
+        return self._upsert().add_cte(event.cte("audited"))
 
     def _grant_claim(self) -> Any:
         """The grant's row, a new empty one if there was none, locked for this transaction
