@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.clock import SYSTEM_CLOCK, Clock
@@ -306,6 +307,10 @@ class GrantStore(
         """(whether the user is new, the user's row as stored now)."""
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         bound = params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims})
+        if self.dialect == "postgresql":
+            upserted = await conn.execute(self._prebuilt("user_upsert", _user_upsert), bound)
+            both = upserted.one()
+            return bool(both.gk_inserted), both
         inserted = await conn.execute(self._prebuilt("user_insert", self._user_insert), bound)
         row = inserted.first()
         if row is not None:
@@ -364,6 +369,20 @@ def _grant_signed_in(columns: tuple[str, ...]) -> sa.Update:
         .values({name: param(grants.c[name]) for name in columns})
         .returning(*grants.c)
     )
+
+
+def _user_upsert() -> Any:
+    """PostgreSQL: the user inserted, or a returning user's claims updated as
+    :data:`USER_SIGNED_IN` does, in one statement; ``gk_inserted`` tells which (a row this
+    statement inserted has no ``xmax``; one it updated has this transaction's). A returning
+    user's sign-in took two round trips (the insert that found the row, then the update)."""
+    insert = postgresql.insert(users).values({c.name: param(c) for c in users.c})
+    claims = {
+        name: sa.func.coalesce(insert.excluded[name], users.c[name]) for name in PROFILE_FIELDS
+    }
+    return insert.on_conflict_do_update(
+        index_elements=["sub"], set_={"updated_at": insert.excluded.updated_at, **claims}
+    ).returning(*users.c, sa.literal_column("xmax = 0", sa.Boolean).label("gk_inserted"))
 
 
 #: A returning user's claims: one absent from this ID token (None) keeps the stored value.
