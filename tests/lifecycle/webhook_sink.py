@@ -47,7 +47,12 @@ def webhook_sink() -> Iterator[WebhookSink]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        # socketserver's listen backlog is 5; two deliverers open up to 14 connections at
+        # once, and on a loaded machine one of those was reset before its answer (ReadError).
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     sink = WebhookSink(url=f"http://127.0.0.1:{server.server_address[1]}/hooks")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
