@@ -6,14 +6,18 @@ read still succeeds through SQLAlchemy and the direct path rests."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
+from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore, pg_direct_reads
 from grantkeeper.store.pg_direct_reads import (
     APPLICATION_NAME,
@@ -21,6 +25,7 @@ from grantkeeper.store.pg_direct_reads import (
     DirectReads,
 )
 from grantkeeper.store.store_core import GRANT_OF_CLIENT
+from grantkeeper.store.tables import grants
 
 from ..conftest import POSTGRES_URL, postgres_connect
 from .helpers import CLIENT, raw_sql, sign_in
@@ -55,6 +60,56 @@ async def pg_store(postgres_schema: str, store_clock: ManualClock) -> AsyncItera
     )
     try:
         yield store
+    finally:
+        await store.close()
+
+
+async def test_a_direct_read_binds_the_statements_own_values_and_typed_parameters(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    # A literal in the WHERE, a LIMIT and a datetime parameter (naive UTC text on SQLite):
+    # the direct path binds them as SQLAlchemy does, so both paths find the same row.
+    await sign_in(store, store_clock, sub="3" * 21)
+    statement = (
+        grants.select()
+        .where(
+            grants.c.sub == sa.bindparam("sub"),
+            grants.c.status == "active",
+            grants.c.updated_at >= sa.bindparam("since", type_=grants.c.updated_at.type),
+        )
+        .limit(1)
+    )
+    values = {"sub": "3" * 21, "since": store_clock.now() - timedelta(seconds=1)}
+    direct = await store._read_first(statement, values)
+    async with raw_sql(store, write=False) as conn:
+        row = (await conn.execute(statement, values)).one()
+    assert direct is not None
+    assert dict(direct) == dict(row._mapping)
+    later = {**values, "since": store_clock.now() + timedelta(seconds=1)}
+    assert await store._read_first(statement, later) is None
+    with pytest.raises(KeyError):
+        store._compiled_reads[statement].parameters({"sub": "3" * 21})
+
+
+async def test_a_direct_sqlite_read_without_tables_or_file_says_what_to_do(
+    tmp_path: Path, store_clock: ManualClock
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    store = await GrantStore.open(
+        f"sqlite:///{folder / 'keeper.db'}",
+        KeyRing.from_strings([generate_key()]),
+        store_clock,
+        migrate=False,
+    )
+    try:
+        with pytest.raises(StoreUnavailable, match="run: grantkeeper db upgrade"):
+            await store.get_grant(SUB, CLIENT)
+        assert store._inline is not None
+        store._inline.close()  # no kept connection: the next read must open one
+        shutil.rmtree(folder)
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            await store.get_grant(SUB, CLIENT)
     finally:
         await store.close()
 

@@ -28,6 +28,10 @@ class CompiledRead:
     positional: tuple[str, ...] | None
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    #: Per parameter name: whether the caller must give it, else the value the statement
+    #: itself binds (a literal in a WHERE, a LIMIT), and the type's bind processor (a
+    #: datetime made naive UTC for SQLite, …), as SQLAlchemy applies them.
+    bound: Mapping[str, tuple[bool, Any, Callable[[Any], Any] | None]]
 
     @classmethod
     def of(cls, statement: sa.Select[Any], dialect: Dialect) -> CompiledRead:
@@ -37,6 +41,14 @@ class CompiledRead:
         return cls(
             sql=str(compiled),
             positional=tuple(positional) if dialect.positional and positional else None,
+            bound={
+                name: (
+                    bind.required,
+                    bind.effective_value,
+                    bind.type.dialect_impl(dialect).bind_processor(dialect),
+                )
+                for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
+            },
             names=tuple(column.name for column in columns),
             # The type as this dialect adapts it (SQLite's DATETIME parses its text form).
             processors=tuple(
@@ -46,10 +58,24 @@ class CompiledRead:
         )
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        """``values`` as the driver takes them for this SQL."""
+        """``values`` as the driver takes them for this SQL: the statement's own values where
+        the caller gives none, each through its type's bind processor.
+
+        Raises:
+            KeyError: a parameter the statement does not bind is missing from ``values``.
+        """
+        processed = {}
+        for name, (required, default, process) in self.bound.items():
+            if name in values:
+                value = values[name]
+            elif required:
+                raise KeyError(name)
+            else:
+                value = default
+            processed[name] = value if process is None else process(value)
         if self.positional is None:
-            return values
-        return tuple(values[name] for name in self.positional)
+            return processed
+        return tuple(processed[name] for name in self.positional)
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         """A driver's row (a tuple in column order) as SQLAlchemy would have processed it."""

@@ -225,16 +225,20 @@ async def transaction(
         raise
 
 
-def _missing_table(error: exc.DBAPIError) -> bool:
+def _missing_table(error: BaseException) -> bool:
+    """SQLAlchemy's error or the driver's own (the direct reads meet sqlite3's unwrapped)."""
     # SQLite says "no such table"; PostgreSQL's SQLSTATE 42P01 is undefined_table.
-    return "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
+    driver_error = error.orig if isinstance(error, exc.DBAPIError) else error
+    return (
+        "no such table" in str(driver_error) or getattr(driver_error, "sqlstate", None) == "42P01"
+    )
 
 
 def unavailable(url: URL, error: BaseException) -> StoreUnavailable:
     # The driver's message can quote SQL parameters; only its class name goes in ours.
     # Public answers name no infrastructure (user, host, port, database, file): only logs and
     # the CLI show where the database is.
-    if isinstance(error, exc.DBAPIError) and _missing_table(error):
+    if _missing_table(error):
         return StoreUnavailable(
             f"The database at {display_url(url)} has no grantkeeper tables; "
             "run: grantkeeper db upgrade.",

@@ -192,7 +192,14 @@ def _save_refreshed_at_once(
     data-modifying CTEs that act only on the row the UPDATE wrote (none when the version
     moved on). Its one row counts the grants written (1 or 0). Atomic by itself, so it runs
     without BEGIN and COMMIT: one round trip instead of four or five (BEGIN, UPDATE, INSERT,
-    DELETE, COMMIT), each of which cost ~150-250 µs of SQLAlchemy's and psycopg's CPU."""
+    DELETE, COMMIT), each of which cost ~150-250 µs of SQLAlchemy's and psycopg's CPU.
+
+    The parts share the statement's snapshot: a cooldown row first committed by another
+    session while the UPDATE waited for the grant's row is not deleted (a separate DELETE
+    would have seen it). That takes a failed refresh of the same grant recorded at that
+    moment, by a holder whose lease ran out; a failure recorded just after this statement
+    leaves its cooldown either way, and the cooldown ends on its own (at most
+    ``refresh_cooldown_max_seconds``)."""
     saved = (
         _save_refreshed(columns, releasing=releasing)
         .returning(grants.c.sub, grants.c.client_id)

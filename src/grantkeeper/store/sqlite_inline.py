@@ -181,7 +181,10 @@ class SqliteInline:
         try:
             conn = self._readers.pop()
         except IndexError:
-            conn = self.engine.connect()
+            try:
+                conn = self.engine.connect()
+            except (exc.OperationalError, exc.InterfaceError, OSError) as error:
+                raise unavailable(self.url, error) from error
         try:
             dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
