@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,17 +50,6 @@ async def test_the_direct_read_gives_what_sqlalchemy_gives_on_both_stores(
     assert direct.lease_expires_at == store_clock.now() + timedelta(seconds=30)
     assert direct.created_at.tzinfo is UTC
     assert await store.get_grant(OWN_SUB, "another-client") is None
-
-
-@pytest.fixture
-async def pg_store(postgres_schema: str, store_clock: ManualClock) -> AsyncIterator[GrantStore]:
-    store = await GrantStore.open(
-        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
-    )
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_a_direct_read_binds_the_statements_own_values_and_typed_parameters(

@@ -5,32 +5,17 @@ the request; a connection in steady use is not pinged."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
-from grantkeeper.clock import ManualClock
-from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore
 from grantkeeper.store import engine as store_engine
 
-from ..conftest import POSTGRES_URL, postgres_connect
+from ..conftest import postgres_connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
-
-
-@pytest.fixture
-async def pg_store(postgres_schema: str, store_clock: ManualClock) -> AsyncIterator[GrantStore]:
-    """A store of its own on the test schema (its own pool)."""
-    store = await GrantStore.open(
-        POSTGRES_URL, KeyRing.from_strings([generate_key()]), store_clock, schema=postgres_schema
-    )
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def _backend_pid(store: GrantStore) -> int:
