@@ -259,6 +259,14 @@ class GrantStore(
             )
             grant = self._codec.grant(written.one())
             added = scopes - stored_scopes
+            record = SignInRecord(
+                user=self._codec.user(user_row),
+                grant=grant,
+                added_scopes=frozenset(added),
+                new_user=new_user,
+                refresh_token_stored=refresh_token is not None,
+                reactivated=reactivated,
+            )
             detail = {
                 "added_scopes": sorted(added),
                 "new_user": new_user,
@@ -267,36 +275,26 @@ class GrantStore(
                 "reactivated": reactivated,
                 **(audit_detail or {}),
             }
-            # On PostgreSQL the audit event goes with the answer to a retry (one statement).
-            together = replay is not None and self.dialect == "postgresql"
-            if not together:
+            if replay is not None and self.dialect == "postgresql":
+                # The audit event and the answer to a retry in one statement.
+                await conn.execute(
+                    self._prebuilt("remember_signed_in", self._remember_signed_in),
+                    {
+                        **self._row(replay.code_hash, sub, replay.answer(record), now, replay.ttl),
+                        "a_at_now": now,
+                        "a_sub": sub,
+                        "a_client_id": client_id,
+                        "a_detail": detail,
+                    },
+                )
+            else:
                 await self._audit(
                     conn, now, "sign_in", sub=sub, client_id=client_id, outcome="ok", detail=detail
                 )
-            user = self._codec.user(user_row)
-            record = SignInRecord(
-                user=user,
-                grant=grant,
-                added_scopes=frozenset(added),
-                new_user=new_user,
-                refresh_token_stored=refresh_token is not None,
-                reactivated=reactivated,
-            )
-            if replay is not None:
-                answer = replay.answer(record)
-                if together:
-                    await conn.execute(
-                        self._prebuilt("remember_signed_in", self._remember_signed_in),
-                        {
-                            **self._row(replay.code_hash, sub, answer, now, replay.ttl),
-                            "a_at_now": now,
-                            "a_sub": sub,
-                            "a_client_id": client_id,
-                            "a_detail": detail,
-                        },
-                    )
-                else:
+                if replay is not None:
+                    answer = replay.answer(record)
                     await self._remember(conn, now, replay.code_hash, answer, replay.ttl, sub)
+            if replay is not None:
                 await self._purge_now_and_then(conn, now)
             await enqueue(conn, outbox_for(outbox, record))
         return record
@@ -330,8 +328,8 @@ class GrantStore(
 
     def _remember_signed_in(self) -> Any:
         """PostgreSQL: the answer to a retry of the code (:meth:`_upsert`) and the sign-in's
-        audit event in ONE statement (the event's insert as a data-modifying CTE): one round
-        trip of a sign-in's seven fewer. Parameters: :meth:`_row`'s and ``a_at_now``,
+        audit event in ONE statement (the event's insert as a data-modifying CTE), a round trip
+        fewer per sign-in. Parameters: :meth:`_row`'s and ``a_at_now``,
         ``a_sub``, ``a_client_id``, ``a_detail``."""
         event = audit_events.insert().values(
             at=sa.bindparam("a_at_now", type_=audit_events.c.at.type),
