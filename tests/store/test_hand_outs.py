@@ -4,8 +4,9 @@ moment, every caller back only after it committed, a failure failing them all.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -207,3 +208,31 @@ async def test_a_batch_of_audit_rows_alone_commits_or_fails_as_one(store: GrantS
     await store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": "after"})
     events = [e for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
     assert [e.detail["caller"] for e in events] == ["after"]
+
+
+async def test_a_busy_keeper_lingers_so_more_hand_outs_share_a_write_an_idle_one_does_not(
+    store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from grantkeeper.store import hand_outs
+
+    await sign_in(store, store_clock, sub=SUBS[0])
+
+    def hand_out(n: int) -> Coroutine[Any, Any, None]:
+        return store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": n})
+
+    # Idle: a hand-out alone is written at once, however long a linger would be; so is the
+    # next, since a batch of one is no sign of a busy keeper.
+    monkeypatch.setattr(hand_outs, "LINGER_SECONDS", 30.0)
+    monkeypatch.setattr(hand_outs, "BUSY_WITHIN_SECONDS", 30.0)
+    await asyncio.wait_for(hand_out(0), 5)
+    await asyncio.wait_for(hand_out(1), 5)
+    # Busy: right after a batch of several, the next batch waits a little for company.
+    monkeypatch.setattr(hand_outs, "LINGER_SECONDS", 0.2)
+    await asyncio.gather(hand_out(2), hand_out(3), hand_out(4))
+    writes = count_writes(store, monkeypatch)
+    first = asyncio.ensure_future(hand_out(5))
+    await asyncio.sleep(0.05)  # within the linger: it joins the first one's batch
+    await asyncio.gather(first, hand_out(6))
+    assert writes[0] == 1
+    numbers = [e.detail["n"] for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
+    assert sorted(numbers) == list(range(7))
