@@ -240,3 +240,17 @@ async def test_a_busy_keeper_lingers_so_more_hand_outs_share_a_write_an_idle_one
     assert writes[0] == 1
     numbers = [e.detail["n"] for e in await store.list_audit(SUBS[0]) if e.kind == "token"]
     assert sorted(numbers) == list(range(7))
+
+
+async def test_one_hand_out_with_its_last_use_is_no_sign_of_a_busy_keeper(
+    store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two rows (the audit event and the last use) but one hand-out: the next one must not
+    # linger.
+    from grantkeeper.store import hand_outs
+
+    await sign_in(store, store_clock, sub=SUBS[0])
+    monkeypatch.setattr(hand_outs, "LINGER_SECONDS", 30.0)
+    monkeypatch.setattr(hand_outs, "BUSY_WITHIN_SECONDS", 30.0)
+    await store.record_hand_out(SUBS[0], CLIENT, used_at=store_clock.now(), audit_detail={"n": 0})
+    await asyncio.wait_for(store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 1}), 5)

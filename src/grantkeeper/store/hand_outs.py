@@ -50,6 +50,8 @@ class _Pending:
     """The write of the batch before this one (on this loop), while it is not done."""
     audits: list[dict[str, Any]] = field(default_factory=list)
     last_used: list[dict[str, Any]] = field(default_factory=list)
+    hand_outs: int = 0
+    """Calls in this batch (one may add a row to each list)."""
 
 
 class HandOutLog(StoreCore):
@@ -80,6 +82,7 @@ class HandOutLog(StoreCore):
         if used_at is None and audit_detail is None:
             return
         pending = self._hand_outs_now()
+        pending.hand_outs += 1
         if used_at is not None:
             pending.last_used.append({**of_grant(sub, client_id), "p_last_used_at": used_at})
         if audit_detail is not None:
@@ -141,7 +144,7 @@ class HandOutLog(StoreCore):
                 raise
         else:
             pending.written.set_result(None)
-            if len(pending.audits) + len(pending.last_used) > 1:
+            if pending.hand_outs > 1:
                 self._hand_outs_busy_at[loop] = loop.time()
         finally:
             # The finished write's future holds the loop: kept as a weak dictionary's value,
