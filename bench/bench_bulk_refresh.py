@@ -93,7 +93,7 @@ def main() -> int:
             )
             clock = OffsetClock()
 
-            async def run() -> tuple[float, int]:
+            async def run() -> tuple[float, float, int]:
                 async with Keeper(settings, clock=clock) as keeper:
                     await sign_in_all(keeper, codes, 16)
                     # Three months pass at Google and at the keeper: every grant is idle and
@@ -103,16 +103,18 @@ def main() -> int:
                     control.update_settings(latency_ms=LATENCY_MS)
                     before = control.stats()["token"]["refresh_token"]
                     began = time.perf_counter()
+                    cpu_began = time.process_time()
                     # What `grantkeeper sweep --keep-alive` (and the worker's sweep) calls.
                     report = await keeper.sweep(
                         SweepOptions(keep_alive=True, concurrency=args.concurrency)
                     )
                     seconds = time.perf_counter() - began
+                    cpu = time.process_time() - cpu_began
                     refreshes = control.stats()["token"]["refresh_token"] - before
                     assert report.actions.get("kept_alive", 0) == args.grants, report.actions
-                    return seconds, refreshes
+                    return seconds, cpu, refreshes
 
-            seconds, refreshes = asyncio.run(run())
+            seconds, cpu, refreshes = asyncio.run(run())
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             # The loop: fresh grants of its own (their refresh tokens straight from the token
             # endpoint), refreshed one after the other with the same 50 ms latency.
@@ -145,6 +147,7 @@ def main() -> int:
         f"concurrency {args.concurrency} ({datetime.now(UTC):%Y-%m-%d})"
     )
     print(f"  keeper (sweep --keep-alive)   {seconds:8.1f} s   {refreshes:,} refreshes at Google")
+    print(f"  keeper CPU per refresh        {cpu / args.grants * 1000:8.2f} ms  (this process)")
     print(f"  limit N x 50 ms / {args.concurrency:<3}        {limit:8.1f} s")
     print(
         f"  google-auth refresh loop     {loop_total:8.1f} s   (timed on {args.loop}, "

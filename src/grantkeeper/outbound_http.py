@@ -7,7 +7,13 @@ answers by asking AnyIO for the raw socket, and AnyIO builds the stream's whole 
 for that, ``getpeername()`` included. With 32 refreshes in flight a py-spy profile of a bulk
 refresh put ~21% of the keeper's CPU there (httpcore's own fix is pending upstream:
 encode/httpcore#928, "reduce socket polling with expiry checks"). Here each stream looks its
-socket up once and answers ``is_readable`` with one ``poll``; everything else is httpcore's.
+socket up once and answers ``is_readable`` with one ``poll``.
+
+The pool itself is :class:`ProviderPool`: httpcore 1.0's assignment pass, which runs twice per
+request, walks every connection and, for each idle one, counts the whole pool again and polls
+its socket, so its cost grows with the square of the connections a bulk refresh keeps open
+(encode/httpcore#1035, fixed the same way in pydantic/httpx2#974 and #1075). Everything else is
+httpcore's.
 """
 
 # httpcore's stream and backend interface takes timeouts as parameters; these only pass them on.
@@ -15,26 +21,131 @@ socket up once and answers ``is_readable`` with one ``poll``; everything else is
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import ssl
+import time
 import typing
 
 import httpcore
 import httpx
+from httpcore._async.interfaces import AsyncConnectionInterface
 
-__all__ = ["provider_transport"]
+__all__ = ["ProviderPool", "provider_transport"]
+
+#: How often every idle connection is asked whether its keep-alive ran out or the server closed
+#: it; in between, only the connection about to carry a request is asked.
+CHECK_ALL_EVERY_SECONDS = 1.0
 
 
 def provider_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, its connection pool on :class:`SocketCachingBackend` (when the pool
-    is the plain httpcore pool this version of httpx makes: else it is left as it is)."""
+    """httpx's transport, its connection pool a :class:`ProviderPool` on
+    :class:`SocketCachingBackend` (when the pool is the plain httpcore pool this version of
+    httpx makes: else it is left as it is)."""
     transport = httpx.AsyncHTTPTransport(verify=verify)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(pool, httpcore.AsyncConnectionPool) and backend is not None:
+    if type(pool) is httpcore.AsyncConnectionPool and backend is not None:
+        # The same object with the same settings; only the assignment pass differs.
+        pool.__class__ = ProviderPool
         pool._network_backend = SocketCachingBackend(backend)
     return transport
+
+
+class ProviderPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool (HTTP/1.1, as the provider's transport uses it) with an
+    assignment pass that costs one walk over the connections.
+
+    What it keeps from httpcore: closed connections leave the pool, expired ones are closed,
+    idle ones beyond ``max_keepalive_connections`` are closed (the oldest first), and a queued
+    request takes the first available connection for its origin, else a new one (closing an
+    idle one to make room at ``max_connections``). What differs:
+
+    - idle connections are counted once per pass (httpcore recounts the pool for each one, and
+      compares the *total* with the keep-alive limit, closing connections it could keep);
+    - an idle connection is asked whether it expired (one ``poll`` of its socket) at most once a
+      second, and always just before it carries a request;
+    - an idle connection already handed to a queued request is neither handed to a second one
+      (which would only fail with ``ConnectionNotAvailable`` and queue again) nor closed as
+      surplus.
+    """
+
+    _all_checked_at: float = -math.inf
+
+    def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
+        now = time.monotonic()
+        check_all = now - self._all_checked_at >= CHECK_ALL_EVERY_SECONDS
+        if check_all:
+            self._all_checked_at = now
+        spoken_for = {r.connection for r in self._requests if r.connection is not None}
+        closing: list[AsyncConnectionInterface] = []
+        kept: list[AsyncConnectionInterface] = []
+        spare: list[AsyncConnectionInterface] = []
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            idle = connection.is_idle()
+            if (check_all or not idle) and connection.has_expired():
+                closing.append(connection)
+                continue
+            kept.append(connection)
+            if idle and connection not in spoken_for:
+                spare.append(connection)
+        surplus = len(spare) - self._max_keepalive_connections
+        if surplus > 0:
+            for connection in spare[:surplus]:
+                kept.remove(connection)
+                closing.append(connection)
+            del spare[:surplus]
+
+        queued = [r for r in self._requests if r.is_queued()]
+        if queued:
+            available = [c for c in kept if c not in spoken_for and c.is_available()]
+            for pool_request in queued:
+                origin = pool_request.request.url.origin
+                chosen = _take_available(available, origin, kept, spare, closing, check_all)
+                if chosen is None:
+                    if len(kept) >= self._max_connections:
+                        if not spare:
+                            continue  # it waits for a later pass
+                        making_room = spare.pop(0)
+                        kept.remove(making_room)
+                        closing.append(making_room)
+                    chosen = self.create_connection(origin)
+                    kept.append(chosen)
+                pool_request.assign_to_connection(chosen)
+        self._connections = kept
+        return closing
+
+    async def _close_connections(self, closing: list[AsyncConnectionInterface]) -> None:
+        # httpcore enters a cancellation shield (two AnyIO calls) even for an empty list.
+        if closing:
+            await super()._close_connections(closing)
+
+
+def _take_available(
+    available: list[AsyncConnectionInterface],
+    origin: httpcore.Origin,
+    kept: list[AsyncConnectionInterface],
+    spare: list[AsyncConnectionInterface],
+    closing: list[AsyncConnectionInterface],
+    all_checked: bool,
+) -> AsyncConnectionInterface | None:
+    """The first available connection for ``origin``, taken out of ``available`` and
+    ``spare``; one found expired on the way is moved from ``kept`` to ``closing``."""
+    for connection in list(available):
+        if not connection.can_handle_request(origin):
+            continue
+        available.remove(connection)
+        if connection in spare:
+            spare.remove(connection)
+        if not all_checked and connection.is_idle() and connection.has_expired():
+            kept.remove(connection)
+            closing.append(connection)
+            continue
+        return connection
+    return None
 
 
 class SocketCachingBackend(httpcore.AsyncNetworkBackend):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpcore
 import httpx
 import pytest
 
 from grantkeeper.metrics import TimedTransport
-from grantkeeper.outbound_http import SocketCachingBackend, provider_transport
+from grantkeeper.outbound_http import ProviderPool, SocketCachingBackend, provider_transport
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +23,7 @@ def test_the_provider_transport_pools_on_the_socket_caching_backend() -> None:
     # A guard for an httpx upgrade: the pool is reached through private attributes.
     transport = provider_transport()
     pool = transport._pool
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
+    assert type(pool) is ProviderPool
     assert isinstance(pool._network_backend, SocketCachingBackend)
     timed = TimedTransport()
     assert isinstance(timed._inner, httpx.AsyncHTTPTransport)
@@ -64,3 +63,86 @@ async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None
         assert second.json() == {"ok": True}
         await closed.wait()  # the server's side of the second connection is closed too
     assert len(connections) == 2
+
+
+class _KeepAliveServer:
+    """An HTTP/1.1 server that keeps connections open and counts them (and the most open at
+    once); each answer comes after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                await asyncio.sleep(self.delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+async def _serve(delay: float = 0.0) -> tuple[_KeepAliveServer, asyncio.Server, str]:
+    counting = _KeepAliveServer(delay)
+    server = await asyncio.start_server(counting.handle, "127.0.0.1", 0)
+    return counting, server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+async def test_the_provider_pool_reuses_one_connection_for_calls_one_after_another() -> None:
+    counting, server, url = await _serve()
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        for _ in range(5):
+            assert (await client.get(url)).text == "ok"
+    assert counting.connections == 1
+
+
+async def test_the_provider_pool_queues_beyond_max_connections_and_keeps_the_keep_alive_limit() -> (
+    None
+):
+    counting, server, url = await _serve(delay=0.02)
+    async with server, ProviderPool(max_connections=3, max_keepalive_connections=1) as pool:
+        answers = await asyncio.gather(*(pool.request("GET", url) for _ in range(20)))
+        assert [a.status for a in answers] == [200] * 20
+        assert counting.most_open == 3
+        assert counting.connections == 3  # queued calls waited for a connection, not a new one
+        # Once all are idle, only max_keepalive_connections of them stay open.
+        assert len(pool.connections) == 1
+        assert (await pool.request("GET", url)).status == 200
+        assert counting.connections == 3
+
+
+async def test_a_connection_past_its_keep_alive_expiry_is_not_reused() -> None:
+    counting, server, url = await _serve()
+    async with server, ProviderPool(keepalive_expiry=0.05) as pool:
+        assert (await pool.request("GET", url)).status == 200
+        await asyncio.sleep(0.1)
+        # Within a second of the pass that checked every connection: only the chosen one is
+        # checked, and it is found expired.
+        assert (await pool.request("GET", url)).status == 200
+    assert counting.connections == 2
+
+
+async def test_idle_connections_found_expired_are_closed_by_a_later_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("grantkeeper.outbound_http.CHECK_ALL_EVERY_SECONDS", 0.0)
+    counting, server, url = await _serve(delay=0.02)
+    async with server, ProviderPool(keepalive_expiry=0.05) as pool:
+        await asyncio.gather(*(pool.request("GET", url) for _ in range(3)))
+        assert len(pool.connections) == 3
+        await asyncio.sleep(0.1)
+        assert (await pool.request("GET", url)).status == 200
+        assert len(pool.connections) == 1
+        await asyncio.sleep(0.05)
+        assert counting.open == 1  # the server saw the two expired ones closed
