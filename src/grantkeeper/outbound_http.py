@@ -46,7 +46,8 @@ def provider_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPT
     transport = httpx.AsyncHTTPTransport(verify=verify)
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if type(pool) is httpcore.AsyncConnectionPool and backend is not None:
+    http2 = getattr(pool, "_http2", True)
+    if type(pool) is httpcore.AsyncConnectionPool and backend is not None and not http2:
         # The same object with the same settings; only the assignment pass differs.
         pool.__class__ = ProviderPool
         pool._network_backend = SocketCachingBackend(backend)
@@ -73,6 +74,13 @@ class ProviderPool(httpcore.AsyncConnectionPool):
 
     _all_checked_at: float = -math.inf
 
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        if kwargs.get("http2"):
+            # An active HTTP/2 connection could take more requests; this pass hands a
+            # connection to one request at a time.
+            raise ValueError("ProviderPool speaks HTTP/1.1 only.")
+        super().__init__(*args, **kwargs)
+
     def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
         now = time.monotonic()
         check_all = now - self._all_checked_at >= CHECK_ALL_EVERY_SECONDS
@@ -80,8 +88,9 @@ class ProviderPool(httpcore.AsyncConnectionPool):
             self._all_checked_at = now
         spoken_for = {r.connection for r in self._requests if r.connection is not None}
         closing: list[AsyncConnectionInterface] = []
-        kept: list[AsyncConnectionInterface] = []
-        spare: list[AsyncConnectionInterface] = []
+        # Ordered sets: the pool's order (oldest first), membership and removal at once.
+        kept: dict[AsyncConnectionInterface, None] = {}
+        spare: dict[AsyncConnectionInterface, None] = {}
         for connection in self._connections:
             if connection.is_closed():
                 continue
@@ -89,19 +98,16 @@ class ProviderPool(httpcore.AsyncConnectionPool):
             if (check_all or not idle) and connection.has_expired():
                 closing.append(connection)
                 continue
-            kept.append(connection)
+            kept[connection] = None
             if idle and connection not in spoken_for:
-                spare.append(connection)
+                spare[connection] = None
         surplus = len(spare) - self._max_keepalive_connections
-        if surplus > 0:
-            for connection in spare[:surplus]:
-                kept.remove(connection)
-                closing.append(connection)
-            del spare[:surplus]
+        for connection in list(spare)[: max(0, surplus)]:
+            _drop(connection, kept, spare, closing)
 
         queued = [r for r in self._requests if r.is_queued()]
         if queued:
-            available = [c for c in kept if c not in spoken_for and c.is_available()]
+            available = {c: None for c in kept if c not in spoken_for and c.is_available()}
             for pool_request in queued:
                 origin = pool_request.request.url.origin
                 chosen = _take_available(available, origin, kept, spare, closing, check_all)
@@ -109,13 +115,13 @@ class ProviderPool(httpcore.AsyncConnectionPool):
                     if len(kept) >= self._max_connections:
                         if not spare:
                             continue  # it waits for a later pass
-                        making_room = spare.pop(0)
-                        kept.remove(making_room)
-                        closing.append(making_room)
+                        making_room = next(iter(spare))
+                        available.pop(making_room, None)
+                        _drop(making_room, kept, spare, closing)
                     chosen = self.create_connection(origin)
-                    kept.append(chosen)
+                    kept[chosen] = None
                 pool_request.assign_to_connection(chosen)
-        self._connections = kept
+        self._connections = list(kept)
         return closing
 
     async def _close_connections(self, closing: list[AsyncConnectionInterface]) -> None:
@@ -124,28 +130,40 @@ class ProviderPool(httpcore.AsyncConnectionPool):
             await super()._close_connections(closing)
 
 
+_Connections = dict[AsyncConnectionInterface, None]
+
+
+def _drop(
+    connection: AsyncConnectionInterface,
+    kept: _Connections,
+    spare: _Connections,
+    closing: list[AsyncConnectionInterface],
+) -> None:
+    del kept[connection]
+    spare.pop(connection, None)
+    closing.append(connection)
+
+
 def _take_available(
-    available: list[AsyncConnectionInterface],
+    available: _Connections,
     origin: httpcore.Origin,
-    kept: list[AsyncConnectionInterface],
-    spare: list[AsyncConnectionInterface],
+    kept: _Connections,
+    spare: _Connections,
     closing: list[AsyncConnectionInterface],
     all_checked: bool,
 ) -> AsyncConnectionInterface | None:
     """The first available connection for ``origin``, taken out of ``available`` and
-    ``spare``; one found expired on the way is moved from ``kept`` to ``closing``."""
-    for connection in list(available):
-        if not connection.can_handle_request(origin):
-            continue
-        available.remove(connection)
-        if connection in spare:
-            spare.remove(connection)
+    ``spare``; one found expired on the way is closed and the next one tried."""
+    while True:
+        connection = next((c for c in available if c.can_handle_request(origin)), None)
+        if connection is None:
+            return None
+        del available[connection]
         if not all_checked and connection.is_idle() and connection.has_expired():
-            kept.remove(connection)
-            closing.append(connection)
+            _drop(connection, kept, spare, closing)
             continue
+        spare.pop(connection, None)
         return connection
-    return None
 
 
 class SocketCachingBackend(httpcore.AsyncNetworkBackend):

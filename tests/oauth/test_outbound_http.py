@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import httpcore
 import httpx
 import pytest
+from httpcore._async.connection_pool import AsyncPoolRequest
 
 from grantkeeper.metrics import TimedTransport
 from grantkeeper.outbound_http import ProviderPool, SocketCachingBackend, provider_transport
@@ -65,15 +67,24 @@ async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None
     assert len(connections) == 2
 
 
+class _InFlight:
+    """Requests being answered at once, across servers."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+
 class _KeepAliveServer:
     """An HTTP/1.1 server that keeps connections open and counts them (and the most open at
     once); each answer comes after ``delay`` seconds."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, in_flight: _InFlight | None = None) -> None:
         self.delay = delay
         self.connections = 0
         self.open = 0
         self.most_open = 0
+        self.in_flight = in_flight or _InFlight()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -85,16 +96,21 @@ class _KeepAliveServer:
                     await reader.readuntil(b"\r\n\r\n")
                 except asyncio.IncompleteReadError:
                     return
+                self.in_flight.now += 1
+                self.in_flight.most = max(self.in_flight.most, self.in_flight.now)
                 await asyncio.sleep(self.delay)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
+                self.in_flight.now -= 1
         finally:
             self.open -= 1
             writer.close()
 
 
-async def _serve(delay: float = 0.0) -> tuple[_KeepAliveServer, asyncio.Server, str]:
-    counting = _KeepAliveServer(delay)
+async def _serve(
+    delay: float = 0.0, in_flight: _InFlight | None = None
+) -> tuple[_KeepAliveServer, asyncio.Server, str]:
+    counting = _KeepAliveServer(delay, in_flight)
     server = await asyncio.start_server(counting.handle, "127.0.0.1", 0)
     return counting, server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
 
@@ -146,3 +162,85 @@ async def test_idle_connections_found_expired_are_closed_by_a_later_pass(
         assert len(pool.connections) == 1
         await asyncio.sleep(0.05)
         assert counting.open == 1  # the server saw the two expired ones closed
+
+
+async def test_calls_to_two_origins_share_max_connections_closing_idle_ones_to_make_room() -> None:
+    in_flight = _InFlight()
+    first, first_server, first_url = await _serve(0.01, in_flight)
+    second, second_server, second_url = await _serve(0.01, in_flight)
+    async with first_server, second_server, ProviderPool(max_connections=2) as pool:
+        urls = [first_url, second_url, first_url, first_url, second_url] * 6
+        answers = await asyncio.gather(*(pool.request("GET", url) for url in urls))
+        assert [a.status for a in answers] == [200] * len(urls)
+        assert in_flight.most == 2  # never more requests at once than max_connections
+        assert len(pool.connections) <= 2
+        assert first.connections > 1  # rooms were made, both ways
+        assert second.connections > 1
+        await asyncio.sleep(0.05)
+        assert first.open + second.open == len(pool.connections)  # none left outside the pool
+
+
+async def test_a_queued_call_cancelled_leaves_the_pool_serving() -> None:
+    counting, server, url = await _serve(delay=0.1)
+    async with server, ProviderPool(max_connections=1) as pool:
+        calls = [asyncio.ensure_future(pool.request("GET", url)) for _ in range(4)]
+        await asyncio.sleep(0.03)
+        for queued in calls[1:3]:
+            queued.cancel()
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert [getattr(d, "status", type(d).__name__) for d in done] == [
+            200,
+            "CancelledError",
+            "CancelledError",
+            200,
+        ]
+        assert (await pool.request("GET", url)).status == 200
+    assert counting.connections == 1
+
+
+def test_the_provider_pool_refuses_http2() -> None:
+    with pytest.raises(ValueError, match=r"HTTP/1\.1 only"):
+        ProviderPool(http2=True)
+
+
+class _FakeConnection:
+    """What the assignment pass asks of a connection."""
+
+    def __init__(self, origin: httpcore.Origin, *, idle: bool) -> None:
+        self.origin = origin
+        self.idle = idle
+
+    def is_closed(self) -> bool:
+        return False
+
+    def is_idle(self) -> bool:
+        return self.idle
+
+    def has_expired(self) -> bool:
+        return False
+
+    def is_available(self) -> bool:
+        return self.idle
+
+    def can_handle_request(self, origin: httpcore.Origin) -> bool:
+        return origin == self.origin
+
+
+async def test_a_connection_closed_to_make_room_is_not_handed_to_a_later_call_of_its_origin() -> (
+    None
+):
+    pool = ProviderPool(max_connections=1)
+    first = httpcore.Request("GET", "http://first.example/")
+    second = httpcore.Request("GET", "http://second.example/")
+    idle_first = _FakeConnection(first.url.origin, idle=True)
+    pool._connections = [idle_first]  # type: ignore[list-item]
+    to_second, to_first = AsyncPoolRequest(second), AsyncPoolRequest(first)
+    pool._requests = [to_second, to_first]
+
+    closing = pool._assign_requests_to_connections()
+
+    assert closing == [idle_first]  # closed so that the call to the other origin may connect
+    assert to_second.connection is not None
+    assert to_second.connection is not idle_first
+    assert pool._connections == [to_second.connection]
+    assert to_first.is_queued()  # it waits for a connection, not for the one being closed
