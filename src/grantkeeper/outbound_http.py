@@ -69,7 +69,9 @@ class ProviderPool(httpcore.AsyncConnectionPool):
       second, and always just before it carries a request;
     - an idle connection already handed to a queued request is neither handed to a second one
       (which would only fail with ``ConnectionNotAvailable`` and queue again) nor closed as
-      surplus.
+      surplus;
+    - a connection that no request holds and that is not idle (made for a call cancelled before
+      it connected) is let go instead of holding a slot of ``max_connections`` for good.
     """
 
     _all_checked_at: float = -math.inf
@@ -95,6 +97,11 @@ class ProviderPool(httpcore.AsyncConnectionPool):
             if connection.is_closed():
                 continue
             idle = connection.is_idle()
+            if not idle and connection not in spoken_for:
+                # Made for a call that was cancelled before it used it: nobody will, and it
+                # would hold one of max_connections for good (httpcore keeps it).
+                closing.append(connection)
+                continue
             if (check_all or not idle) and connection.has_expired():
                 closing.append(connection)
                 continue

@@ -244,3 +244,22 @@ async def test_a_connection_closed_to_make_room_is_not_handed_to_a_later_call_of
     assert to_second.connection is not idle_first
     assert pool._connections == [to_second.connection]
     assert to_first.is_queued()  # it waits for a connection, not for the one being closed
+
+
+async def test_a_connection_made_for_a_call_cancelled_before_it_used_it_frees_its_slot() -> None:
+    # A call handed a new connection by another call's pass, then cancelled before it woke to
+    # connect: the connection is neither idle nor closed, and nobody holds it. httpcore 1.0.9
+    # keeps it for good; at max_connections every later call would wait forever.
+    pool = ProviderPool(max_connections=1)
+    request = httpcore.Request("GET", "http://first.example/")
+    orphan = _FakeConnection(request.url.origin, idle=False)
+    pool._connections = [orphan]  # type: ignore[list-item]
+    waiting = AsyncPoolRequest(request)
+    pool._requests = [waiting]
+
+    closing = pool._assign_requests_to_connections()
+
+    assert closing == [orphan]
+    assert waiting.connection is not None
+    assert waiting.connection is not orphan
+    assert pool._connections == [waiting.connection]
