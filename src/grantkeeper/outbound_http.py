@@ -34,6 +34,9 @@ from httpcore._async.interfaces import AsyncConnectionInterface
 
 __all__ = ["ProviderPool", "provider_transport"]
 
+#: An ordered set of connections: the pool's order (oldest first), membership and removal at once.
+_Connections = dict[AsyncConnectionInterface, None]
+
 #: How often every idle connection is asked whether its keep-alive ran out or the server closed
 #: it; in between, only the connection about to carry a request is asked.
 CHECK_ALL_EVERY_SECONDS = 1.0
@@ -90,9 +93,8 @@ class ProviderPool(httpcore.AsyncConnectionPool):
             self._all_checked_at = now
         spoken_for = {r.connection for r in self._requests if r.connection is not None}
         closing: list[AsyncConnectionInterface] = []
-        # Ordered sets: the pool's order (oldest first), membership and removal at once.
-        kept: dict[AsyncConnectionInterface, None] = {}
-        spare: dict[AsyncConnectionInterface, None] = {}
+        kept: _Connections = {}
+        spare: _Connections = {}
         for connection in self._connections:
             if connection.is_closed():
                 continue
@@ -135,9 +137,6 @@ class ProviderPool(httpcore.AsyncConnectionPool):
         # httpcore enters a cancellation shield (two AnyIO calls) even for an empty list.
         if closing:
             await super()._close_connections(closing)
-
-
-_Connections = dict[AsyncConnectionInterface, None]
 
 
 def _drop(
