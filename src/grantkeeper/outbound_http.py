@@ -1,251 +1,241 @@
-"""The HTTP transport of outbound calls to the provider: httpx's, with one cost of httpcore
-1.0 taken out.
+"""The HTTP transport of outbound calls to the provider: httpx's client API on aiohttp's
+connection pool and C parser.
 
-Before every request httpcore's connection pool asks each idle keep-alive connection whether
-the server closed it (``has_expired`` → ``get_extra_info("is_readable")``). Its AnyIO stream
-answers by asking AnyIO for the raw socket, and AnyIO builds the stream's whole attribute table
-for that, ``getpeername()`` included. With 32 refreshes in flight a py-spy profile of a bulk
-refresh put ~21% of the keeper's CPU there (httpcore's own fix is pending upstream:
-encode/httpcore#928, "reduce socket polling with expiry checks"). Here each stream looks its
-socket up once and answers ``is_readable`` with one ``poll``.
+Every call to Google (code exchange, refresh, revocation, discovery, keys) goes through an
+``httpx.AsyncClient``; the code above it speaks httpx (requests, responses, exceptions). Under
+it, httpx's own transport (httpcore, h11 and AnyIO) cost the keeper 0.6 ms of CPU per POST at
+32 calls in flight on the 2-core bench machine, against 0.3 ms for httpx on this transport
+(and a bulk refresh's CPU per grant fell by 18%: ``bench/bench_bulk_refresh.py``). httpcore's
+pool also grew expensive with many connections (encode/httpcore#1035) and kept a connection
+made for a call cancelled before it connected for good; aiohttp's connector does neither.
 
-The pool itself is :class:`ProviderPool`: httpcore 1.0's assignment pass, which runs twice per
-request, walks every connection and, for each idle one, counts the whole pool again and polls
-its socket, so its cost grows with the square of the connections a bulk refresh keeps open
-(encode/httpcore#1035, fixed the same way in pydantic/httpx2#974 and #1075). Everything else is
-httpcore's.
+What the transport keeps of httpx's behaviour:
+
+- timeouts: ``connect`` bounds connecting and ``pool`` waiting for a free connection (aiohttp
+  times both as one ``connect``), ``read`` each wait for response bytes; httpx's ``write`` has
+  no aiohttp counterpart (a provider request is one small form);
+- exceptions: aiohttp's are raised as the httpx exception a caller would get from httpx's own
+  transport, so ``ConnectError``/``ConnectTimeout`` still mean "never sent" (the sign-in's
+  retry rule depends on it) and anything after the request left is a read or protocol error;
+- the request goes out with httpx's headers and body, unchanged (aiohttp adds none of its
+  own), and the response body is handed back still encoded: httpx decodes it;
+- keep-alive connections idle for more than 5 s are closed (httpx's ``keepalive_expiry``), at
+  most 100 connections at once;
+- TLS verification with the context given (by default certifi's roots, or ``SSL_CERT_FILE`` /
+  ``SSL_CERT_DIR``: ``outbound_tls.verified_context``).
+
+Proxies from the environment are httpx's business: ``httpx.AsyncClient`` mounts its own proxy
+transports for them, and this transport only ever sees direct calls.
+
+aiohttp's session belongs to one event loop: it is made on the first call, in the loop of that
+call. A call from another loop (the first one having ended) gets a new session; the old one's
+connections are closed without waiting, as their loop can no longer run.
 """
-
-# httpcore's stream and backend interface takes timeouts as parameters; these only pass them on.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
-import math
-import select
-import socket
+import asyncio
 import ssl
-import time
-import typing
+from collections.abc import AsyncIterator
+from functools import cache
+from typing import TYPE_CHECKING
 
-import httpcore
 import httpx
-from httpcore._async.interfaces import AsyncConnectionInterface
 
-__all__ = ["ProviderPool", "provider_transport"]
+from grantkeeper.outbound_tls import verified_context
 
-#: An ordered set of connections: the pool's order (oldest first), membership and removal at once.
-_Connections = dict[AsyncConnectionInterface, None]
+if TYPE_CHECKING:
+    # Imported on first use (a transport made): aiohttp costs a CLI command ~0.1 s to import.
+    import aiohttp
 
-#: How often every idle connection is asked whether its keep-alive ran out or the server closed
-#: it; in between, only the connection about to carry a request is asked.
-CHECK_ALL_EVERY_SECONDS = 1.0
+__all__ = ["KEEPALIVE_EXPIRY_SECONDS", "MAX_CONNECTIONS", "ProviderTransport", "provider_transport"]
 
+#: httpx's defaults, kept: idle keep-alive connections close after this long.
+KEEPALIVE_EXPIRY_SECONDS = 5.0
+#: httpx's default ``max_connections``: beyond it, calls wait for a free connection.
+MAX_CONNECTIONS = 100
 
-def provider_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, its connection pool a :class:`ProviderPool` on
-    :class:`SocketCachingBackend` (when the pool is the plain httpcore pool this version of
-    httpx makes: else it is left as it is)."""
-    transport = httpx.AsyncHTTPTransport(verify=verify)
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    http2 = getattr(pool, "_http2", True)
-    if type(pool) is httpcore.AsyncConnectionPool and backend is not None and not http2:
-        # The same object with the same settings; only the assignment pass differs.
-        pool.__class__ = ProviderPool
-        pool._network_backend = SocketCachingBackend(backend)
-    return transport
+#: Headers aiohttp would add when absent; httpx has already set the ones it sends.
+_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
-class ProviderPool(httpcore.AsyncConnectionPool):
-    """httpcore's connection pool (HTTP/1.1, as the provider's transport uses it) with an
-    assignment pass that costs one walk over the connections.
+@cache
+def _exceptions() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
+    """aiohttp's exceptions, most specific first, and what httpx's own transport raises
+    instead. Which side of "sent" a failure falls on matters: only a connect failure or a
+    connect (or pool) timeout proves the provider never saw the request."""
+    import aiohttp
 
-    What it keeps from httpcore: closed connections leave the pool, expired ones are closed,
-    idle ones beyond ``max_keepalive_connections`` are closed (the oldest first), and a queued
-    request takes the first available connection for its origin, else a new one (closing an
-    idle one to make room at ``max_connections``). What differs:
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),
+        (aiohttp.ServerFingerprintMismatch, httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.ReadError),
+        (aiohttp.ClientConnectionError, httpx.ReadError),
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (aiohttp.ClientError, httpx.TransportError),
+    )
 
-    - idle connections are counted once per pass (httpcore recounts the pool for each one, and
-      compares the *total* with the keep-alive limit, closing connections it could keep);
-    - an idle connection is asked whether it expired (one ``poll`` of its socket) at most once a
-      second, and always just before it carries a request;
-    - an idle connection already handed to a queued request is neither handed to a second one
-      (which would only fail with ``ConnectionNotAvailable`` and queue again) nor closed as
-      surplus;
-    - a connection that no request holds and that is not idle (made for a call cancelled before
-      it connected) is let go instead of holding a slot of ``max_connections`` for good.
+
+def provider_transport(verify: ssl.SSLContext | bool = True) -> ProviderTransport:
+    """The transport of calls to the provider. ``verify``: a context to verify the server
+    with, ``True`` for the default one (``outbound_tls.verified_context``), ``False`` for no
+    verification (a local emulator over HTTPS with a throwaway certificate)."""
+    if verify is True:
+        return ProviderTransport(verified_context())
+    return ProviderTransport(verify)
+
+
+def as_httpx_error(error: BaseException) -> httpx.TransportError | None:
+    """The httpx exception httpx's own transport would raise for aiohttp's ``error``; ``None``
+    for an exception that is not aiohttp's (it propagates as it is)."""
+    for aiohttp_type, httpx_type in _exceptions():
+        if isinstance(error, aiohttp_type):
+            # aiohttp's message names the host and the OS error, never a request body.
+            return httpx_type(str(error) or type(error).__name__)
+    return None
+
+
+class ProviderTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends each request with one aiohttp session (HTTP/1.1).
+
+    Args:
+        ssl_context: the context to verify HTTPS servers with, or ``False`` not to verify.
     """
 
-    _all_checked_at: float = -math.inf
+    def __init__(self, ssl_context: ssl.SSLContext | bool) -> None:
+        import aiohttp
+        from yarl import URL
 
-    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
-        if kwargs.get("http2"):
-            # An active HTTP/2 connection could take more requests; this pass hands a
-            # connection to one request at a time.
-            raise ValueError("ProviderPool speaks HTTP/1.1 only.")
-        super().__init__(*args, **kwargs)
+        self._client_error: type[aiohttp.ClientError] = aiohttp.ClientError
+        self._url = URL
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._closed = False
 
-    def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
-        now = time.monotonic()
-        check_all = now - self._all_checked_at >= CHECK_ALL_EVERY_SECONDS
-        if check_all:
-            self._all_checked_at = now
-        spoken_for = {r.connection for r in self._requests if r.connection is not None}
-        closing: list[AsyncConnectionInterface] = []
-        kept: _Connections = {}
-        spare: _Connections = {}
-        for connection in self._connections:
-            if connection.is_closed():
-                continue
-            idle = connection.is_idle()
-            if not idle and connection not in spoken_for:
-                # Made for a call that was cancelled before it used it: nobody will, and it
-                # would hold one of max_connections for good (httpcore keeps it).
-                closing.append(connection)
-                continue
-            if (check_all or not idle) and connection.has_expired():
-                closing.append(connection)
-                continue
-            kept[connection] = None
-            if idle and connection not in spoken_for:
-                spare[connection] = None
-        surplus = len(spare) - self._max_keepalive_connections
-        for connection in list(spare)[: max(0, surplus)]:
-            _drop(connection, kept, spare, closing)
+    def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        session = self._session
+        if session is not None and self._loop is loop:
+            return session
+        if session is not None:
+            _abandon(session)
+        import aiohttp
 
-        queued = [r for r in self._requests if r.is_queued()]
-        if queued:
-            available = {c: None for c in kept if c not in spoken_for and c.is_available()}
-            for pool_request in queued:
-                origin = pool_request.request.url.origin
-                chosen = _take_available(available, origin, kept, spare, closing, check_all)
-                if chosen is None:
-                    if len(kept) >= self._max_connections:
-                        if not spare:
-                            continue  # it waits for a later pass
-                        making_room = next(iter(spare))
-                        available.pop(making_room, None)
-                        _drop(making_room, kept, spare, closing)
-                    chosen = self.create_connection(origin)
-                    kept[chosen] = None
-                pool_request.assign_to_connection(chosen)
-        self._connections = list(kept)
-        return closing
-
-    async def _close_connections(self, closing: list[AsyncConnectionInterface]) -> None:
-        # httpcore enters a cancellation shield (two AnyIO calls) even for an empty list.
-        if closing:
-            await super()._close_connections(closing)
-
-
-def _drop(
-    connection: AsyncConnectionInterface,
-    kept: _Connections,
-    spare: _Connections,
-    closing: list[AsyncConnectionInterface],
-) -> None:
-    del kept[connection]
-    spare.pop(connection, None)
-    closing.append(connection)
-
-
-def _take_available(
-    available: _Connections,
-    origin: httpcore.Origin,
-    kept: _Connections,
-    spare: _Connections,
-    closing: list[AsyncConnectionInterface],
-    all_checked: bool,
-) -> AsyncConnectionInterface | None:
-    """The first available connection for ``origin``, taken out of ``available`` and
-    ``spare``; one found expired on the way is closed and the next one tried."""
-    while True:
-        connection = next((c for c in available if c.can_handle_request(origin)), None)
-        if connection is None:
-            return None
-        del available[connection]
-        if not all_checked and connection.is_idle() and connection.has_expired():
-            _drop(connection, kept, spare, closing)
-            continue
-        spare.pop(connection, None)
-        return connection
-
-
-class SocketCachingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, its streams wrapped in :class:`_SocketCachingStream`."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
-        self._inner = inner
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        connector = aiohttp.TCPConnector(
+            ssl=self._ssl,
+            limit=MAX_CONNECTIONS,
+            keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS,
         )
-        return _SocketCachingStream(stream)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_unix_socket(
-            path, timeout=timeout, socket_options=socket_options
+        session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            auto_decompress=False,  # httpx decodes Content-Encoding
+            timeout=aiohttp.ClientTimeout(total=None),
+            requote_redirect_url=False,
         )
-        return _SocketCachingStream(stream)
+        self._session, self._loop = session, loop
+        return session
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        timeouts = request.extensions.get("timeout", {})
+        connect, pool, read = timeouts.get("connect"), timeouts.get("pool"), timeouts.get("read")
+        # aiohttp's ``connect`` covers both the wait for a free connection and connecting.
+        waiting = None if connect is None or pool is None else connect + pool
+        key = (waiting, read)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            import aiohttp
 
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=waiting, sock_connect=connect, sock_read=read
+            )
+            if len(self._timeouts) < 64:
+                self._timeouts[key] = timeout
+        return timeout
 
-class _SocketCachingStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("The provider transport was closed; a new one is needed.")
+        session = self._session_for(asyncio.get_running_loop())
+        body = await request.aread()
+        try:
+            response = await session.request(
+                request.method,
+                self._url(str(request.url), encoded=True),
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,  # httpx follows redirects, when asked to
+                timeout=self._timeout(request),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except self._client_error as error:
+            raise _mapped(error) from error
+        except TimeoutError as error:  # a timeout aiohttp did not wrap
+            raise httpx.ReadTimeout(str(error) or "The provider did not answer in time.") from error
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("latin-1", "replace")
+        return httpx.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_ResponseBody(response, self._client_error),
+            request=request,
+            extensions=extensions,
+        )
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _SocketCachingStream(tls)
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "socket":
-            return self._socket
-        if info == "is_readable" and self._socket is not None:
-            return _readable(self._socket)
-        return self._inner.get_extra_info(info)
+        self._closed = True
+        session, self._session = self._session, None
+        if session is None:
+            return
+        if self._loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            _abandon(session)
 
 
-def _readable(sock: socket.socket) -> bool:
-    """Whether reading would not block: on an idle keep-alive connection, only the server's
-    close (or a closed socket) makes it so."""
-    fd = sock.fileno()
-    if fd == -1:
-        return True
-    if not hasattr(select, "poll"):  # pragma: no cover - Windows
-        ready, _, _ = select.select([fd], [], [], 0)
-        return bool(ready)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+class _ResponseBody(httpx.AsyncByteStream):
+    """The body of an aiohttp response, read in one piece (provider answers are small JSON
+    documents) when httpx reads the response."""
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, client_error: type[aiohttp.ClientError]
+    ) -> None:
+        self._response = response
+        self._client_error = client_error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            body = await self._response.read()
+        except self._client_error as error:
+            raise _mapped(error) from error
+        except TimeoutError as error:
+            raise httpx.ReadTimeout(str(error) or "The provider did not answer in time.") from error
+        if body:
+            yield body
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read in full; closed otherwise.
+        self._response.release()
+
+
+def _mapped(error: BaseException) -> httpx.TransportError:
+    mapped = as_httpx_error(error)
+    assert mapped is not None  # aiohttp.ClientError is the last row of the table
+    return mapped
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Close a session whose event loop has ended: its connections' sockets are closed now,
+    without the (never-coming) loop turn ``close()`` awaits."""
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        # ``_close`` closes every transport at once (the awaitable part of ``close`` only
+        # waits for them) and marks the session closed, so it does not warn when collected.
+        connector._close()

@@ -6,7 +6,8 @@ milliseconds of CPU each time. The keeper makes clients per keeper, per webhook 
 RISC discovery, so it builds the context once, the way httpx would (``SSL_CERT_FILE`` or
 ``SSL_CERT_DIR`` from the environment, else certifi's bundle), and shares it: an ``SSLContext``
 is safe to use from several threads and event loops as long as nobody changes it in a way that
-differs between its users. One change does happen: httpcore calls
+differs between its users. aiohttp, under the calls to Google (``outbound_http``), uses it as
+it is. One change does happen: httpcore (under the webhook and RISC clients) calls
 ``set_alpn_protocols(["http/1.1"])`` on it for every new connection. Every client grantkeeper
 makes with this context leaves http2 off, so each call writes the same list and the sharing is
 harmless; a client that enabled http2 (``["h2", "http/1.1"]``) must get a context of its own.

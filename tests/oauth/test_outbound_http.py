@@ -1,19 +1,25 @@
-"""The provider's transport: httpx's, with each stream's socket looked up once; a keep-alive
-connection the server closed is still found closed before a request goes out on it."""
+"""The provider's transport: httpx's client on aiohttp's pool. Requests leave as httpx built
+them, connections are kept alive and limited, and every failure is the httpx exception httpx's
+own transport raises, on the right side of "sent"."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import ssl
+from collections.abc import Awaitable, Callable
 
-import httpcore
 import httpx
 import pytest
-from httpcore._async.connection_pool import AsyncPoolRequest
+import trustme
 
 from grantkeeper.metrics import TimedTransport
-from grantkeeper.outbound_http import ProviderPool, SocketCachingBackend, provider_transport
+from grantkeeper.oauth.provider_calls import NEVER_SENT
+from grantkeeper.outbound_http import ProviderTransport, as_httpx_error, provider_transport
 
 pytestmark = pytest.mark.anyio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @pytest.fixture
@@ -21,15 +27,113 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def test_the_provider_transport_pools_on_the_socket_caching_backend() -> None:
-    # A guard for an httpx upgrade: the pool is reached through private attributes.
-    transport = provider_transport()
-    pool = transport._pool
-    assert type(pool) is ProviderPool
-    assert isinstance(pool._network_backend, SocketCachingBackend)
-    timed = TimedTransport()
-    assert isinstance(timed._inner, httpx.AsyncHTTPTransport)
-    assert isinstance(timed._inner._pool._network_backend, SocketCachingBackend)  # type: ignore[attr-defined]
+async def _start(handler: Handler, tls: ssl.SSLContext | None = None) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+    scheme = "https" if tls else "http"
+    return server, f"{scheme}://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+class _KeepAliveServer:
+    """An HTTP/1.1 server that keeps connections open and counts them (and the most open at
+    once); each answer comes after ``delay`` seconds. It keeps the last request's head and
+    body."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.requests = 0
+        self.head = b""
+        self.body = b""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                self.requests += 1
+                self.head = head
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                self.body = await reader.readexactly(length)
+                await asyncio.sleep(self.delay)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+async def _serve(delay: float = 0.0) -> tuple[_KeepAliveServer, asyncio.Server, str]:
+    counting = _KeepAliveServer(delay)
+    server, url = await _start(counting.handle)
+    return counting, server, url
+
+
+def test_the_provider_transport_is_the_default_under_the_timed_transport() -> None:
+    assert isinstance(provider_transport(), ProviderTransport)
+    assert isinstance(TimedTransport()._inner, ProviderTransport)
+
+
+async def test_calls_one_after_another_reuse_one_connection() -> None:
+    counting, server, url = await _serve()
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        for _ in range(5):
+            assert (await client.get(url)).text == "ok"
+    assert counting.connections == 1
+
+
+async def test_the_request_leaves_with_httpxs_headers_and_body_and_nothing_of_aiohttps() -> None:
+    counting, server, url = await _serve()
+    async with (
+        server,
+        httpx.AsyncClient(
+            transport=provider_transport(), headers={"User-Agent": "grantkeeper"}
+        ) as client,
+    ):
+        form = {"grant_type": "refresh_token", "refresh_token": "1//secret"}
+        assert (await client.post(url, data=form)).text == "ok"
+    head = counting.head.decode().lower()
+    assert head.startswith("post / http/1.1\r\n")
+    assert "user-agent: grantkeeper\r\n" in head
+    assert "aiohttp" not in head
+    assert "content-type: application/x-www-form-urlencoded\r\n" in head
+    assert "accept-encoding: gzip" in head
+    assert counting.body == b"grant_type=refresh_token&refresh_token=1%2F%2Fsecret"
+
+
+async def test_an_encoded_answer_is_decoded_by_httpx() -> None:
+    document = b'{"issuer": "https://accounts.google.com"}'
+    packed = gzip.compress(document)
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: " + str(len(packed)).encode() + b"\r\n\r\n" + packed
+        )
+        await writer.drain()
+        writer.close()
+
+    server, url = await _start(gzipped)
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        answer = await client.get(url)
+    assert answer.json() == {"issuer": "https://accounts.google.com"}
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.http_version == "HTTP/1.1"
+    assert answer.reason_phrase == "OK"
 
 
 async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None:
@@ -53,213 +157,200 @@ async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None
         await writer.wait_closed()
         closed.set()
 
-    server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, url = await _start(answer_once_then_close)
     async with server, httpx.AsyncClient(transport=provider_transport()) as client:
-        first = await client.get(f"http://127.0.0.1:{port}/")
-        assert first.json() == {"ok": True}
+        assert (await client.get(url)).json() == {"ok": True}
         await closed.wait()
         await asyncio.sleep(0.05)
         closed.clear()
-        second = await client.get(f"http://127.0.0.1:{port}/")
-        assert second.json() == {"ok": True}
-        await closed.wait()  # the server's side of the second connection is closed too
+        assert (await client.get(url)).json() == {"ok": True}
+        await closed.wait()
     assert len(connections) == 2
 
 
-class _InFlight:
-    """Requests being answered at once, across servers."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.most = 0
-
-
-class _KeepAliveServer:
-    """An HTTP/1.1 server that keeps connections open and counts them (and the most open at
-    once); each answer comes after ``delay`` seconds."""
-
-    def __init__(self, delay: float = 0.0, in_flight: _InFlight | None = None) -> None:
-        self.delay = delay
-        self.connections = 0
-        self.open = 0
-        self.most_open = 0
-        self.in_flight = in_flight or _InFlight()
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.open += 1
-        self.most_open = max(self.most_open, self.open)
-        try:
-            while True:
-                try:
-                    await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError:
-                    return
-                self.in_flight.now += 1
-                self.in_flight.most = max(self.in_flight.most, self.in_flight.now)
-                await asyncio.sleep(self.delay)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                await writer.drain()
-                self.in_flight.now -= 1
-        finally:
-            self.open -= 1
-            writer.close()
-
-
-async def _serve(
-    delay: float = 0.0, in_flight: _InFlight | None = None
-) -> tuple[_KeepAliveServer, asyncio.Server, str]:
-    counting = _KeepAliveServer(delay, in_flight)
-    server = await asyncio.start_server(counting.handle, "127.0.0.1", 0)
-    return counting, server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-
-
-async def test_the_provider_pool_reuses_one_connection_for_calls_one_after_another() -> None:
+async def test_a_connection_past_its_keep_alive_expiry_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("grantkeeper.outbound_http.KEEPALIVE_EXPIRY_SECONDS", 0.05)
     counting, server, url = await _serve()
     async with server, httpx.AsyncClient(transport=provider_transport()) as client:
-        for _ in range(5):
-            assert (await client.get(url)).text == "ok"
-    assert counting.connections == 1
-
-
-async def test_the_provider_pool_queues_beyond_max_connections_and_keeps_the_keep_alive_limit() -> (
-    None
-):
-    counting, server, url = await _serve(delay=0.02)
-    async with server, ProviderPool(max_connections=3, max_keepalive_connections=1) as pool:
-        answers = await asyncio.gather(*(pool.request("GET", url) for _ in range(20)))
-        assert [a.status for a in answers] == [200] * 20
-        assert counting.most_open == 3
-        assert counting.connections == 3  # queued calls waited for a connection, not a new one
-        # Once all are idle, only max_keepalive_connections of them stay open.
-        assert len(pool.connections) == 1
-        assert (await pool.request("GET", url)).status == 200
-        assert counting.connections == 3
-
-
-async def test_a_connection_past_its_keep_alive_expiry_is_not_reused() -> None:
-    counting, server, url = await _serve()
-    async with server, ProviderPool(keepalive_expiry=0.05) as pool:
-        assert (await pool.request("GET", url)).status == 200
-        await asyncio.sleep(0.1)
-        # Within a second of the pass that checked every connection: only the chosen one is
-        # checked, and it is found expired.
-        assert (await pool.request("GET", url)).status == 200
+        assert (await client.get(url)).text == "ok"
+        await asyncio.sleep(0.2)
+        assert (await client.get(url)).text == "ok"
     assert counting.connections == 2
 
 
-async def test_idle_connections_found_expired_are_closed_by_a_later_pass(
+async def test_calls_beyond_max_connections_wait_for_a_free_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("grantkeeper.outbound_http.CHECK_ALL_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr("grantkeeper.outbound_http.MAX_CONNECTIONS", 3)
     counting, server, url = await _serve(delay=0.02)
-    async with server, ProviderPool(keepalive_expiry=0.05) as pool:
-        await asyncio.gather(*(pool.request("GET", url) for _ in range(3)))
-        assert len(pool.connections) == 3
-        await asyncio.sleep(0.1)
-        assert (await pool.request("GET", url)).status == 200
-        assert len(pool.connections) == 1
-        await asyncio.sleep(0.05)
-        assert counting.open == 1  # the server saw the two expired ones closed
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        answers = await asyncio.gather(*(client.get(url) for _ in range(20)))
+        assert [a.text for a in answers] == ["ok"] * 20
+    assert counting.most_open == 3
+    assert counting.connections == 3  # queued calls waited for a connection, not a new one
 
 
-async def test_calls_to_two_origins_share_max_connections_closing_idle_ones_to_make_room() -> None:
-    in_flight = _InFlight()
-    first, first_server, first_url = await _serve(0.01, in_flight)
-    second, second_server, second_url = await _serve(0.01, in_flight)
-    async with first_server, second_server, ProviderPool(max_connections=2) as pool:
-        urls = [first_url, second_url, first_url, first_url, second_url] * 6
-        answers = await asyncio.gather(*(pool.request("GET", url) for url in urls))
-        assert [a.status for a in answers] == [200] * len(urls)
-        assert in_flight.most == 2  # never more requests at once than max_connections
-        assert len(pool.connections) <= 2
-        assert first.connections > 1  # rooms were made, both ways
-        assert second.connections > 1
-        await asyncio.sleep(0.05)
-        assert first.open + second.open == len(pool.connections)  # none left outside the pool
-
-
-async def test_a_queued_call_cancelled_leaves_the_pool_serving() -> None:
+async def test_a_queued_call_cancelled_leaves_the_transport_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("grantkeeper.outbound_http.MAX_CONNECTIONS", 1)
     counting, server, url = await _serve(delay=0.1)
-    async with server, ProviderPool(max_connections=1) as pool:
-        calls = [asyncio.ensure_future(pool.request("GET", url)) for _ in range(4)]
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        calls = [asyncio.ensure_future(client.get(url)) for _ in range(4)]
         await asyncio.sleep(0.03)
         for queued in calls[1:3]:
             queued.cancel()
         done = await asyncio.gather(*calls, return_exceptions=True)
-        assert [getattr(d, "status", type(d).__name__) for d in done] == [
-            200,
+        assert [getattr(d, "text", type(d).__name__) for d in done] == [
+            "ok",
             "CancelledError",
             "CancelledError",
-            200,
+            "ok",
         ]
-        assert (await pool.request("GET", url)).status == 200
+        assert (await client.get(url)).text == "ok"
     assert counting.connections == 1
+    assert counting.requests == 3  # the cancelled calls never went out
 
 
-def test_the_provider_pool_refuses_http2() -> None:
-    with pytest.raises(ValueError, match=r"HTTP/1\.1 only"):
-        ProviderPool(http2=True)
+# -- failures: the exception httpx's own transport raises, and whether the request left ------
 
 
-class _FakeConnection:
-    """What the assignment pass asks of a connection."""
-
-    def __init__(self, origin: httpcore.Origin, *, idle: bool) -> None:
-        self.origin = origin
-        self.idle = idle
-
-    def is_closed(self) -> bool:
-        return False
-
-    def is_idle(self) -> bool:
-        return self.idle
-
-    def has_expired(self) -> bool:
-        return False
-
-    def is_available(self) -> bool:
-        return self.idle
-
-    def can_handle_request(self, origin: httpcore.Origin) -> bool:
-        return origin == self.origin
+async def _failure(url: str, **client: object) -> httpx.TransportError:
+    async with httpx.AsyncClient(transport=provider_transport(), **client) as http:  # type: ignore[arg-type]
+        with pytest.raises(httpx.TransportError) as raised:
+            await http.post(url, data={"code": "4/secret-code"})
+    assert "4/secret-code" not in str(raised.value)
+    return raised.value
 
 
-async def test_a_connection_closed_to_make_room_is_not_handed_to_a_later_call_of_its_origin() -> (
-    None
-):
-    pool = ProviderPool(max_connections=1)
-    first = httpcore.Request("GET", "http://first.example/")
-    second = httpcore.Request("GET", "http://second.example/")
-    idle_first = _FakeConnection(first.url.origin, idle=True)
-    pool._connections = [idle_first]  # type: ignore[list-item]
-    to_second, to_first = AsyncPoolRequest(second), AsyncPoolRequest(first)
-    pool._requests = [to_second, to_first]
-
-    closing = pool._assign_requests_to_connections()
-
-    assert closing == [idle_first]  # closed so that the call to the other origin may connect
-    assert to_second.connection is not None
-    assert to_second.connection is not idle_first
-    assert pool._connections == [to_second.connection]
-    assert to_first.is_queued()  # it waits for a connection, not for the one being closed
+async def test_a_refused_connection_is_a_connect_error_never_sent() -> None:
+    server, url = await _start(lambda r, w: asyncio.sleep(0))
+    server.close()
+    await server.wait_closed()
+    error = await _failure(url)
+    assert isinstance(error, httpx.ConnectError)
+    assert isinstance(error, NEVER_SENT)
 
 
-async def test_a_connection_made_for_a_call_cancelled_before_it_used_it_frees_its_slot() -> None:
-    # A call handed a new connection by another call's pass, then cancelled before it woke to
-    # connect: the connection is neither idle nor closed, and nobody holds it. httpcore 1.0.9
-    # keeps it for good; at max_connections every later call would wait forever.
-    pool = ProviderPool(max_connections=1)
-    request = httpcore.Request("GET", "http://first.example/")
-    orphan = _FakeConnection(request.url.origin, idle=False)
-    pool._connections = [orphan]  # type: ignore[list-item]
-    waiting = AsyncPoolRequest(request)
-    pool._requests = [waiting]
+async def test_no_free_connection_in_time_is_a_connect_timeout_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("grantkeeper.outbound_http.MAX_CONNECTIONS", 1)
+    counting, server, url = await _serve(delay=0.5)
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        busy = asyncio.ensure_future(client.get(url))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.ConnectTimeout):
+            await client.get(url, timeout=httpx.Timeout(0.05))
+        assert (await busy).text == "ok"
+    assert counting.requests == 1
 
-    closing = pool._assign_requests_to_connections()
 
-    assert closing == [orphan]
-    assert waiting.connection is not None
-    assert waiting.connection is not orphan
-    assert pool._connections == [waiting.connection]
+async def test_a_server_that_closes_without_answering_is_a_protocol_error_after_sending() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server, url = await _start(hang_up)
+    async with server:
+        error = await _failure(url)
+    assert isinstance(error, httpx.RemoteProtocolError)
+    assert not isinstance(error, NEVER_SENT)
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    server, url = await _start(silent)
+    async with server:
+        error = await _failure(url, timeout=httpx.Timeout(0.1))
+        done.set()
+        await asyncio.sleep(0.01)
+    assert isinstance(error, httpx.ReadTimeout)
+    assert not isinstance(error, NEVER_SENT)
+
+
+async def test_a_body_cut_short_is_a_read_error() -> None:
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"access')
+        await writer.drain()
+        writer.close()
+
+    server, url = await _start(truncated)
+    async with server:
+        error = await _failure(url)
+    assert isinstance(error, httpx.ReadError)
+    assert not isinstance(error, NEVER_SENT)
+
+
+async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _start(garbage)
+    async with server:
+        error = await _failure(url)
+    assert isinstance(error, httpx.RemoteProtocolError)
+
+
+async def test_https_verifies_the_server_with_the_context_given() -> None:
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(served)
+    counting = _KeepAliveServer()
+    server, url = await _start(counting.handle, tls=served)
+    async with server:
+        # certifi's roots do not know this authority.
+        error = await _failure(url)
+        assert isinstance(error, httpx.ConnectError)
+        assert "certificate" in str(error).lower()
+        trusting = ssl.create_default_context()
+        authority.configure_trust(trusting)
+        async with httpx.AsyncClient(transport=provider_transport(verify=trusting)) as client:
+            assert (await client.get(url)).text == "ok"
+        async with httpx.AsyncClient(transport=provider_transport(verify=False)) as client:
+            assert (await client.get(url)).text == "ok"
+
+
+def test_an_exception_that_is_not_aiohttps_is_not_mapped() -> None:
+    assert as_httpx_error(ValueError("not a transport failure")) is None
+
+
+# -- event loops ---------------------------------------------------------------------------
+
+
+def test_one_transport_serves_a_second_event_loop_after_the_first_ended() -> None:
+    transport = provider_transport()
+    client = httpx.AsyncClient(transport=transport)
+
+    async def call() -> str:
+        _, server, url = await _serve()
+        async with server:
+            answer = await client.get(url)
+        return answer.text
+
+    assert asyncio.run(call()) == "ok"
+    # The first loop is gone with a keep-alive connection in the pool: the next loop gets a
+    # session of its own, and the old connection is closed without warning (warnings are
+    # errors in this suite).
+    assert asyncio.run(call()) == "ok"
+    asyncio.run(client.aclose())
+
+
+async def test_a_closed_transport_refuses_calls() -> None:
+    transport = provider_transport()
+    await transport.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
