@@ -390,3 +390,17 @@ async def test_the_report_lists_a_bounded_number_of_grants_and_counts_them_all(
     as_json = report.to_json()
     assert as_json["total"] == 7
     assert as_json["omitted"] == 3
+
+
+async def test_pages_are_swept_back_to_back_and_reported_in_order(
+    keeper: Keeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("grantkeeper.keeper.sweep.PAGE_SIZE", 2)
+    subs = [str(n) for n in range(801, 806)]
+    for sub in subs:
+        await _seed_other(keeper, sub)
+    progress: list[int] = []
+    report = await keeper.sweep(on_progress=progress.append)
+    assert progress == [2, 2, 1]  # a page is announced once it is done, in order
+    assert [g.sub for g in report.grants] == subs
+    assert report.counts["healthy"] == 5

@@ -56,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AUDIT_KIND = "sweep"
+#: Grants read (and held in memory) at a time; two pages are in flight at once.
+PAGE_SIZE = 500
 
 
 class GrantHealth(StrEnum):
@@ -225,12 +227,32 @@ async def sweep(
         async with room:
             return await chores.sweep_one(grant, now)
 
-    async for page in parts.store.iter_grants():
-        # A page at a time (memory stays one page), its grants concurrently, in page order.
-        for row in await asyncio.gather(*(one(grant) for grant in page)):
+    async def finish(page: asyncio.Future[list[GrantReport]]) -> None:
+        rows = await page
+        for row in rows:
             report.add(row, options.report_rows)
         if on_progress is not None:
-            on_progress(len(page))
+            on_progress(len(rows))
+
+    # A page's grants run concurrently and are reported in page order. The next page is read
+    # and started while the previous one finishes, so the slots of ``concurrency`` do not sit
+    # empty while a page drains (at 50 ms a refresh, that gap cost a bulk refresh a quarter of
+    # its time); memory stays two pages.
+    previous: asyncio.Future[list[GrantReport]] | None = None
+    current: asyncio.Future[list[GrantReport]] | None = None
+    try:
+        async for page in parts.store.iter_grants(PAGE_SIZE):
+            current = asyncio.gather(*(one(grant) for grant in page))
+            if previous is not None:
+                await finish(previous)
+            previous, current = current, None
+        if previous is not None:
+            await finish(previous)
+            previous = None
+    finally:
+        for unfinished in (previous, current):
+            if unfinished is not None and not unfinished.done():
+                unfinished.cancel()
     await parts.store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )
