@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 import httpx
 from tenacity import (
@@ -77,6 +78,22 @@ async def send_with_retries(
     Returns the last response (possibly an error the caller then classifies); re-raises the
     last exception when the final attempt raised.
     """
+    # tenacity keeps a call's state on the object: each call runs on a copy of the rule.
+    retrying = _retrying(policy, retry_response, retry_exception, now).copy()
+    response: httpx.Response = await retrying(send)
+    return response
+
+
+@lru_cache(maxsize=64)
+def _retrying(
+    policy: RetryPolicy,
+    retry_response: Callable[[httpx.Response], bool],
+    retry_exception: Callable[[BaseException], bool],
+    now: Callable[[], datetime],
+) -> AsyncRetrying:
+    """The retry rule of one kind of call, built once (its strategies, and a class): built per
+    call it cost ~2% of a bulk refresh's CPU. The key holds the clock's ``now`` and the
+    predicates, all stateless."""
     backoff = wait_exponential_jitter(
         multiplier=policy.multiplier, max=policy.max_wait, jitter=policy.jitter
     )
@@ -96,7 +113,7 @@ async def send_with_retries(
             after = retry_after(retry_state)
             return after is not None and after > policy.max_retry_after
 
-    retrying = AsyncRetrying(
+    return AsyncRetrying(
         stop=stop_any(stop_after_attempt(policy.attempts), _RetryAfterTooLong()),
         wait=wait,
         retry=retry_if_exception(retry_exception) | retry_if_result(retry_response),
@@ -105,5 +122,3 @@ async def send_with_retries(
         # When the budget is spent on a retryable *response*, hand that response back.
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
-    response: httpx.Response = await retrying(send)
-    return response
