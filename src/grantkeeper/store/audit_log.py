@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.records import AuditEvent
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import audit_events
 from grantkeeper.store.webhook_outbox import OutboxMessage, enqueue
 
 #: Built once: parameters per call (one event is written in nearly every write).
-AUDIT_INSERT = audit_events.insert()
+AUDIT_INSERT = hot(audit_events.insert())
 
 
 class AuditLog(StoreCore):

@@ -18,6 +18,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 
+def bound_parameters(
+    compiled: Any, dialect: Dialect
+) -> dict[str, tuple[bool, Any, Callable[[Any], Any] | None]]:
+    """Per parameter name of a compiled statement: whether the caller must give it, else the
+    value the statement itself binds, and the type's bind processor for this dialect."""
+    return {
+        name: (
+            bind.required,
+            bind.effective_value,
+            bind.type.dialect_impl(dialect).bind_processor(dialect),
+        )
+        for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRead:
     """The SQL of one read statement for one dialect, its parameters' order, its columns."""
@@ -41,14 +56,7 @@ class CompiledRead:
         return cls(
             sql=str(compiled),
             positional=tuple(positional) if dialect.positional and positional else None,
-            bound={
-                name: (
-                    bind.required,
-                    bind.effective_value,
-                    bind.type.dialect_impl(dialect).bind_processor(dialect),
-                )
-                for name, bind in ((compiled.bind_names[b], b) for b in compiled.binds.values())
-            },
+            bound=bound_parameters(compiled, dialect),
             names=tuple(column.name for column in columns),
             # The type as this dialect adapts it (SQLite's DATETIME parses its text form).
             processors=tuple(

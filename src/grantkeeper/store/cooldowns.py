@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import grant_cooldowns
 from grantkeeper.store.webhook_outbox import Outbox, enqueue, outbox_for
@@ -75,7 +76,9 @@ class GrantCooldowns(StoreCore):
 
 
 #: A refresh succeeded: forget the grant's failures (in the refresh's transaction). Built once.
-COOLDOWN_CLEARED = grant_cooldowns.delete().where(
-    grant_cooldowns.c.sub == sa.bindparam("sub", type_=sa.String()),
-    grant_cooldowns.c.client_id == sa.bindparam("client_id", type_=sa.String()),
+COOLDOWN_CLEARED = hot(
+    grant_cooldowns.delete().where(
+        grant_cooldowns.c.sub == sa.bindparam("sub", type_=sa.String()),
+        grant_cooldowns.c.client_id == sa.bindparam("client_id", type_=sa.String()),
+    )
 )

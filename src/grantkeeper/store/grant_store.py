@@ -26,6 +26,7 @@ from grantkeeper.errors import ConfigurationError
 from grantkeeper.store import migrate as migrations
 from grantkeeper.store.audit_log import AuditLog
 from grantkeeper.store.codec import PROFILE_FIELDS, fit_profile
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.cooldowns import GrantCooldowns
 from grantkeeper.store.engine import create_engine, display_url, normalize_url
 from grantkeeper.store.grant_reads import GrantReads
@@ -384,7 +385,7 @@ def _user_upsert() -> Any:
 
 
 #: A returning user's claims: one absent from this ID token (None) keeps the stored value.
-USER_SIGNED_IN = (
+USER_SIGNED_IN = hot(
     users.update()
     .where(users.c.sub == sa.bindparam("p_sub", type_=users.c.sub.type))
     .values(

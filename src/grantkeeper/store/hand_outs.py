@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param
 from grantkeeper.store.tables import grants
 
@@ -38,7 +39,7 @@ LINGER_SECONDS = 0.002
 BUSY_WITHIN_SECONDS = 0.01
 
 #: A hand-out's last use (to the minute), built once.
-LAST_USED = grants.update().where(*OF_GRANT).values(last_used_at=param(grants.c.last_used_at))
+LAST_USED = hot(grants.update().where(*OF_GRANT).values(last_used_at=param(grants.c.last_used_at)))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.cooldowns import COOLDOWN_CLEARED
 from grantkeeper.store.records import Grant
 from grantkeeper.store.store_core import OF_GRANT, StoreCore, of_grant, param, params
@@ -246,7 +247,7 @@ def _save_refreshed(columns: tuple[str, ...], *, releasing: bool) -> sa.Update:
     )
 
 
-RELEASE_LEASE = (
+RELEASE_LEASE = hot(
     grants.update()
     .where(
         *OF_GRANT, grants.c.lease_owner == sa.bindparam("w_owner", type_=grants.c.lease_owner.type)

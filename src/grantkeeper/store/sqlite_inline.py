@@ -25,7 +25,9 @@ take it (migrations, other tools) still meet SQLite's own lock and busy timeout.
 
 Connections are plain ``sqlite3`` ones (SQLAlchemy's pysqlite dialect, its pool, the same
 statements, PRAGMAs and error mapping as the async engine); durability is unchanged
-(``synchronous`` stays FULL, so a commit that returned is on disk).
+(``synchronous`` stays FULL, so a commit that returned is on disk). Inside a write, the
+statements the store builds once run on ``sqlite3`` with SQLAlchemy's compiled SQL and
+processors (:mod:`.compiled_writes`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.store.compiled_reads import CompiledRead
+from grantkeeper.store.compiled_writes import CompiledWrites, is_hot
 from grantkeeper.store.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     configure_sqlite_connections,
@@ -69,12 +72,17 @@ class InlineConnection:
     """What the store uses of an ``AsyncConnection`` (``execute``) over a synchronous
     connection: it runs at once, on the calling thread."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_writes")
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, writes: CompiledWrites | None = None) -> None:
         self._conn = conn
+        self._writes = writes
 
     async def execute(self, statement: Any, parameters: Any = None) -> sa.CursorResult[Any]:
+        if self._writes is not None and is_hot(statement):
+            written = self._writes.run(self._conn, statement, parameters)
+            if written is not None:
+                return cast(sa.CursorResult[Any], written)
         return self._conn.execute(statement, parameters)
 
 
@@ -103,6 +111,7 @@ class SqliteInline:
         self._between_processes = _WriterLock.beside(url.database or "")
         # Reads run on the event loop (of any thread), one connection each while they last.
         self._readers: list[sa.Connection] = []
+        self._writes = CompiledWrites(self.engine.dialect)
 
     def close(self) -> None:
         while self._readers:
@@ -238,7 +247,7 @@ class SqliteInline:
             raise
         failure: BaseException | None = None
         try:
-            yield _as_async(batch.conn)
+            yield _as_async(batch.conn, self._writes)
         except BaseException as error:
             failure = error
             try:
@@ -374,7 +383,7 @@ class _Batch:
     """Holds the lock between processes until its commit (or rollback) has run."""
 
 
-def _as_async(conn: sa.Connection) -> AsyncConnection:
+def _as_async(conn: sa.Connection, writes: CompiledWrites | None = None) -> AsyncConnection:
     # Inside a transaction the store only calls execute(); InlineConnection has it with the
     # same signature, so the store's code is the same on every engine.
-    return cast(AsyncConnection, InlineConnection(conn))
+    return cast(AsyncConnection, InlineConnection(conn, writes))

@@ -15,6 +15,7 @@ from grantkeeper.clock import Clock
 from grantkeeper.crypto import KeyRing
 from grantkeeper.store.codec import GrantCodec
 from grantkeeper.store.compiled_reads import CompiledReads
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.engine import postgres_options, transaction
 from grantkeeper.store.pg_direct_reads import DirectPathUnavailable, DirectReads
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
@@ -118,7 +119,7 @@ class StoreCore:
         try:
             statement: T = self._statements[key]
         except KeyError:
-            statement = self._statements[key] = build()
+            statement = self._statements[key] = hot(build())
         return statement
 
     def _insert(self, table: sa.Table) -> Any:

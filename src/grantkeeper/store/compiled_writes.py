@@ -1,0 +1,224 @@
+"""Write statements SQLAlchemy compiled once, for running on SQLite's own connection.
+
+A sign-in writes six statements on SQLite, a refresh four; through SQLAlchemy's execution
+machinery (execution context, parameter processing, result wrapper) each cost more CPU than
+SQLite spent on it. The statements the store builds once (module constants and
+``StoreCore._prebuilt``) are marked with :func:`hot`; inside a SQLite write transaction such a
+statement runs on the ``sqlite3`` connection with SQLAlchemy's own SQL for those parameter keys
+and SQLAlchemy's bind and result processors (as :mod:`.compiled_reads` does for the token
+read). Errors are SQLAlchemy's (``IntegrityError`` and so on, parameters hidden). A statement
+SQLAlchemy would treat specially (Python-side column defaults, expanding parameters, RETURNING
+on many rows) goes through SQLAlchemy as before.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
+
+from grantkeeper.store.compiled_reads import bound_parameters
+
+S = TypeVar("S")
+
+#: Statements built once; only these take the compiled path (a statement built per call would
+#: be compiled per call, and its id reused).
+_HOT: weakref.WeakSet[Any] = weakref.WeakSet()
+
+#: Compiled forms kept per store: statements x parameter key sets in use stay far below it.
+MAX_COMPILED = 256
+
+
+def hot(statement: S) -> S:
+    """Mark a write statement built once (a module constant, a prebuilt statement) for the
+    compiled path on SQLite; other statements are returned unmarked."""
+    if isinstance(statement, sa.Insert | sa.Update | sa.Delete):
+        _HOT.add(statement)
+    return statement
+
+
+def is_hot(statement: object) -> bool:
+    return statement in _HOT
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWrite:
+    """One write statement's SQL for one set of parameter keys, and its RETURNING columns."""
+
+    sql: str
+    positional: tuple[str, ...]
+    bound: Mapping[str, tuple[bool, Any, Callable[[Any], Any] | None]]
+    #: The RETURNING columns' names and result processors; ``None`` without RETURNING.
+    names: tuple[str, ...] | None
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(
+        cls, statement: Any, dialect: Dialect, keys: Sequence[str], many: bool
+    ) -> CompiledWrite | None:
+        """The statement compiled as SQLAlchemy compiles it for these parameter keys, or
+        ``None`` where SQLAlchemy's execution does more than bind and run it."""
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
+        returning = compiled.effective_returning
+        if (
+            compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+            or compiled.escaped_bind_names
+            or compiled.positiontup is None
+            or (returning and many)
+        ):
+            return None
+        columns = list(statement.exported_columns) if returning else []
+        if len({column.name for column in columns}) != len(columns):
+            return None  # a row by name would lose a column
+        return cls(
+            sql=compiled.string,
+            positional=tuple(compiled.positiontup),
+            bound=bound_parameters(compiled, dialect),
+            names=tuple(column.name for column in columns) if returning else None,
+            processors=tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in columns
+            ),
+        )
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        processed: dict[str, Any] = {}
+        for name, (required, default, process) in self.bound.items():
+            if name in values:
+                value = values[name]
+            elif required:
+                raise exc.ArgumentError(f"A value is required for bind parameter {name!r}")
+            else:
+                value = default
+            processed[name] = value if process is None else process(value)
+        return tuple(processed[name] for name in self.positional)
+
+
+class WrittenRow:
+    """A RETURNING row: by column name as an attribute or through ``_mapping``, by position
+    with ``[]`` (what the store uses of SQLAlchemy's ``Row``)."""
+
+    __slots__ = ("_mapping", "_values")
+
+    def __init__(self, mapping: dict[str, Any], values: tuple[Any, ...]) -> None:
+        self._mapping = mapping
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, index: int) -> Any:
+        return self._values[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class WrittenResult:
+    """What the store uses of a write's ``CursorResult``: ``rowcount`` and the RETURNING rows."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rowcount: int, rows: list[WrittenRow]) -> None:
+        self.rowcount = rowcount
+        self._rows = rows
+
+    def first(self) -> WrittenRow | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> WrittenRow:
+        if not self._rows:
+            raise exc.NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise exc.MultipleResultsFound("Multiple rows were found when one was required")
+        return self._rows[0]
+
+    def one_or_none(self) -> WrittenRow | None:
+        if len(self._rows) > 1:
+            raise exc.MultipleResultsFound("Multiple rows were found when one or none was required")
+        return self.first()
+
+    def all(self) -> list[WrittenRow]:
+        return list(self._rows)
+
+    def scalar(self) -> Any:
+        row = self.first()
+        return None if row is None else row[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+
+class CompiledWrites:
+    """The compiled forms of one store's hot write statements, by statement and key set."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self._found: dict[tuple[Any, tuple[str, ...], bool], CompiledWrite | None] = {}
+
+    def run(self, conn: sa.Connection, statement: Any, parameters: Any) -> WrittenResult | None:
+        """Run ``statement`` on ``conn``'s sqlite3 connection (inside its transaction); ``None``
+        when it must go through SQLAlchemy instead."""
+        if isinstance(parameters, Mapping):
+            rows: Sequence[Mapping[str, Any]] = (parameters,)
+        elif isinstance(parameters, list | tuple) and parameters:
+            rows = parameters
+        else:
+            return None
+        many = len(rows) > 1
+        keys = tuple(sorted(rows[0]))
+        key = (statement, keys, many)
+        try:
+            compiled = self._found[key]
+        except KeyError:
+            compiled = CompiledWrite.of(statement, self._dialect, keys, many)
+            if len(self._found) < MAX_COMPILED:
+                self._found[key] = compiled
+        if compiled is None:
+            return None
+        raw = conn.connection.dbapi_connection
+        if raw is None:
+            return None
+        try:
+            if many:
+                cursor = raw.executemany(compiled.sql, [compiled.parameters(r) for r in rows])
+            else:
+                cursor = raw.execute(compiled.sql, compiled.parameters(rows[0]))
+            fetched = cursor.fetchall() if compiled.names is not None else []
+        except Exception as error:
+            # As SQLAlchemy raises it: a driver's error as its DBAPIError (IntegrityError, …),
+            # a bind processor's (a naive datetime) as a StatementError.
+            raise exc.DBAPIError.instance(
+                compiled.sql, None, error, sqlite3.Error, hide_parameters=True, ismulti=many
+            ) from error
+        return WrittenResult(cursor.rowcount, [self._row(compiled, r) for r in fetched])
+
+    @staticmethod
+    def _row(compiled: CompiledWrite, values: Sequence[Any]) -> WrittenRow:
+        assert compiled.names is not None
+        mapping = {
+            name: value if process is None or value is None else process(value)
+            for name, process, value in zip(
+                compiled.names, compiled.processors, values, strict=True
+            )
+        }
+        return WrittenRow(mapping, tuple(mapping.values()))
