@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.errors import StoreUnavailable
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.records import SignInRecord
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import signin_replays
@@ -112,7 +113,7 @@ class SignInReplayCache(StoreCore):
                 where=signin_replays.c.expires_at <= now if only_expired else None,
             )
             # RETURNING, not rowcount: psycopg reports -1 for this statement.
-            self._upserts[only_expired] = (
+            self._upserts[only_expired] = hot(
                 upsert.returning(signin_replays.c.code_hash) if only_expired else upsert
             )
         return self._upserts[only_expired]
