@@ -404,3 +404,31 @@ async def test_pages_are_swept_back_to_back_and_reported_in_order(
     assert progress == [2, 2, 1]  # a page is announced once it is done, in order
     assert [g.sub for g in report.grants] == subs
     assert report.counts["healthy"] == 5
+
+
+async def test_a_grant_that_fails_stops_the_rest_of_the_sweep(
+    keeper: Keeper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing may go on refreshing or revoking after sweep() has raised: the failing page's
+    # other grants and the next page's are cancelled and waited for.
+    monkeypatch.setattr("grantkeeper.keeper.sweep.PAGE_SIZE", 3)
+    for sub in ("901", "902", "903", "904", "905", "906"):
+        await _seed_other(keeper, sub)
+    started: list[str] = []
+    finished: list[str] = []
+
+    async def sweep_one(self: Any, grant: Any, now: Any) -> Any:
+        started.append(grant.sub)
+        if grant.sub == "901":
+            await anyio.sleep(0.05)
+            raise RuntimeError("a grant's chores failed")
+        await anyio.sleep(0.3)
+        finished.append(grant.sub)
+        raise AssertionError("cancelled before it finished")
+
+    monkeypatch.setattr("grantkeeper.keeper.sweep._Chores.sweep_one", sweep_one)
+    with pytest.raises(RuntimeError, match="chores failed"):
+        await keeper.sweep()
+    await anyio.sleep(0.4)
+    assert "904" in started  # the next page had started
+    assert finished == []

@@ -227,8 +227,8 @@ async def sweep(
         async with room:
             return await chores.sweep_one(grant, now)
 
-    async def finish(page: asyncio.Future[list[GrantReport]]) -> None:
-        rows = await page
+    async def finish(page: list[asyncio.Task[GrantReport]]) -> None:
+        rows = await asyncio.gather(*page)
         for row in rows:
             report.add(row, options.report_rows)
         if on_progress is not None:
@@ -238,21 +238,27 @@ async def sweep(
     # and started while the previous one finishes, so the slots of ``concurrency`` do not sit
     # empty while a page drains (at 50 ms a refresh, that gap cost a bulk refresh a quarter of
     # its time); memory stays two pages.
-    previous: asyncio.Future[list[GrantReport]] | None = None
-    current: asyncio.Future[list[GrantReport]] | None = None
+    pages: list[list[asyncio.Task[GrantReport]]] = []
     try:
         async for page in parts.store.iter_grants(PAGE_SIZE):
-            current = asyncio.gather(*(one(grant) for grant in page))
-            if previous is not None:
-                await finish(previous)
-            previous, current = current, None
-        if previous is not None:
-            await finish(previous)
-            previous = None
+            pages.append([asyncio.ensure_future(one(grant)) for grant in page])
+            if len(pages) == 2:
+                await finish(pages[0])
+                del pages[0]
+        while pages:
+            await finish(pages[0])
+            del pages[0]
     finally:
-        for unfinished in (previous, current):
-            if unfinished is not None and not unfinished.done():
-                unfinished.cancel()
+        # A grant that failed (or a cancelled sweep) stops every other grant still running:
+        # none may go on refreshing or revoking after the sweep has returned.
+        running = [task for page in pages for task in page if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        for task in (task for page in pages for task in page):
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the sweep raises its own first failure
     await parts.store.append_audit(
         AUDIT_KIND, outcome="ok", detail={"counts": report.counts, "actions": report.actions}
     )
