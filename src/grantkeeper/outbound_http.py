@@ -24,25 +24,30 @@ What the transport keeps of httpx's behaviour:
 - TLS verification with the context given (by default certifi's roots, or ``SSL_CERT_FILE`` /
   ``SSL_CERT_DIR``: ``outbound_tls.verified_context``).
 
-Proxies from the environment are httpx's business: ``httpx.AsyncClient`` mounts its own proxy
-transports for them, and this transport only ever sees direct calls.
+- a proxy from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``, read when the
+  transport is made), as requests (under google-auth) honours it. httpx itself ignores them
+  once a transport is given, so before this transport grantkeeper's calls to Google did too.
 
 aiohttp's session belongs to one event loop: it is made on the first call, in the loop of that
-call. A call from another loop (the first one having ended) gets a new session; the old one's
-connections are closed without waiting, as their loop can no longer run.
+call, and closed by ``aclose()`` or, when the loop shuts down first (``asyncio.run``, anyio,
+uvicorn), by the loop's ``shutdown_asyncgens``. A call from a later loop gets a new session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from grantkeeper.outbound_tls import verified_context
+
+log = logging.getLogger("grantkeeper.oauth")
 
 if TYPE_CHECKING:
     # Imported on first use (a transport made): aiohttp costs a CLI command ~0.1 s to import.
@@ -113,17 +118,22 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._client_error: type[aiohttp.ClientError] = aiohttp.ClientError
         self._url = URL
         self._ssl = ssl_context
+        # Read once, as requests and httpx do per client: HTTPS_PROXY, HTTP_PROXY, NO_PROXY.
+        self._env_proxies = urllib.request.getproxies_environment()
+        self._proxies: dict[tuple[str, str], tuple[URL, dict[str, str] | None] | None] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[
+            tuple[float | None, float | None, float | None], aiohttp.ClientTimeout
+        ] = {}
         self._closed = False
 
-    def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+    async def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         session = self._session
         if session is not None and self._loop is loop:
             return session
-        if session is not None:
-            _abandon(session)
+        self._let_go()
         import aiohttp
 
         connector = aiohttp.TCPConnector(
@@ -139,19 +149,46 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             timeout=aiohttp.ClientTimeout(total=None),
             requote_redirect_url=False,
         )
-        self._session, self._loop = session, loop
+        closer = _closed_with_its_loop(session)
+        await closer.asend(None)  # now tracked by this loop's async-generator hooks
+        self._session, self._closer, self._loop = session, closer, loop
         return session
+
+    def _let_go(self) -> None:
+        """Close the session of another event loop (one that ended, or runs elsewhere)."""
+        closer, loop = self._closer, self._loop
+        self._session = self._closer = self._loop = None
+        if closer is None or loop is None:
+            return
+        if loop.is_running():
+            # Its loop runs in another thread: the session is closed there.
+            asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+            return
+        # Its loop ended. asyncio.run, anyio and uvicorn close the session as their loop shuts
+        # down (shutdown_asyncgens); a loop closed without that left it open: closing it now
+        # finishes at once (there is nothing left to wait for), though the sockets of a loop
+        # that is already closed are only let go when collected.
+        closing = closer.aclose()
+        try:
+            closing.send(None)
+        except StopIteration:
+            return
+        except Exception:  # a loop that cannot run anything any more
+            log.debug("the provider session of an ended event loop could not be closed")
+        closing.close()
 
     def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
         timeouts = request.extensions.get("timeout", {})
         connect, pool, read = timeouts.get("connect"), timeouts.get("pool"), timeouts.get("read")
-        # aiohttp's ``connect`` covers both the wait for a free connection and connecting.
-        waiting = None if connect is None or pool is None else connect + pool
-        key = (waiting, read)
+        key = (connect, pool, read)
         timeout = self._timeouts.get(key)
         if timeout is None:
             import aiohttp
 
+            # aiohttp's ``connect`` bounds the wait for a free connection, the name lookup and
+            # connecting together; ``sock_connect`` connecting alone. Without a pool limit the
+            # connect limit still bounds the name lookup.
+            waiting = None if connect is None else connect + (pool or 0.0)
             timeout = aiohttp.ClientTimeout(
                 total=None, connect=waiting, sock_connect=connect, sock_read=read
             )
@@ -159,20 +196,63 @@ class ProviderTransport(httpx.AsyncBaseTransport):
                 self._timeouts[key] = timeout
         return timeout
 
+    def _proxy_for(self, url: httpx.URL) -> dict[str, Any]:
+        """The proxy the environment names for ``url`` (its scheme's ``*_PROXY`` unless
+        ``NO_PROXY`` exempts the host), as aiohttp's arguments; per origin, looked up once.
+        (aiohttp's own ``trust_env`` looks it up on a thread for every request, and reads
+        ``~/.netrc`` for credentials to send.)"""
+        if not self._env_proxies:
+            return {}
+        key = (url.scheme, url.host)
+        try:
+            found = self._proxies[key]
+        except KeyError:
+            found = None
+            named = self._env_proxies.get(url.scheme)
+            if named and not _bypassed(url.host, self._env_proxies):
+                proxy = self._url(named if "://" in named else f"http://{named}")
+                headers = None
+                if proxy.user is not None:
+                    import aiohttp
+
+                    basic = aiohttp.encode_basic_auth(proxy.user, proxy.password or "")
+                    headers = {"Proxy-Authorization": basic}
+                found = (proxy.with_user(None), headers)
+            if len(self._proxies) < 256:
+                self._proxies[key] = found
+        if found is None:
+            return {}
+        through, credentials = found
+        if credentials is not None and url.scheme == "http":
+            # aiohttp sends proxy_headers only on a CONNECT (https); a plain http request
+            # goes to the proxy itself, so the credentials go with it.
+            return {"proxy": through, "headers_too": credentials}
+        return {"proxy": through, "proxy_headers": credentials}
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("The provider transport was closed; a new one is needed.")
-        session = self._session_for(asyncio.get_running_loop())
+        session = await self._session_for(asyncio.get_running_loop())
         body = await request.aread()
+        headers = request.headers
+        if "transfer-encoding" in headers:
+            # A streamed body, read whole above: it goes with a Content-Length, not chunked.
+            headers = headers.copy()
+            del headers["transfer-encoding"]
+        proxy = self._proxy_for(request.url)
+        if "headers_too" in proxy:
+            headers = headers.copy()
+            headers.update(proxy.pop("headers_too"))
         try:
             response = await session.request(
                 request.method,
                 self._url(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
+                headers=headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,  # httpx follows redirects, when asked to
                 timeout=self._timeout(request),
                 server_hostname=request.extensions.get("sni_hostname"),
+                **proxy,
             )
         except self._client_error as error:
             raise _mapped(error) from error
@@ -191,13 +271,12 @@ class ProviderTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
-        session, self._session = self._session, None
-        if session is None:
-            return
-        if self._loop is asyncio.get_running_loop():
-            await session.close()
+        closer = self._closer
+        if closer is not None and self._loop is asyncio.get_running_loop():
+            self._session = self._closer = self._loop = None
+            await closer.aclose()
         else:
-            _abandon(session)
+            self._let_go()
 
 
 class _ResponseBody(httpx.AsyncByteStream):
@@ -225,17 +304,24 @@ class _ResponseBody(httpx.AsyncByteStream):
         self._response.release()
 
 
+def _bypassed(host: str, proxies: dict[str, str]) -> bool:
+    """Whether ``NO_PROXY`` (in ``proxies``, as read with them) exempts ``host``: urllib's own
+    rule, which requests follows too (typeshed does not list it)."""
+    rule: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return rule(host, proxies)
+
+
 def _mapped(error: BaseException) -> httpx.TransportError:
     mapped = as_httpx_error(error)
     assert mapped is not None  # aiohttp.ClientError is the last row of the table
     return mapped
 
 
-def _abandon(session: aiohttp.ClientSession) -> None:
-    """Close a session whose event loop has ended: its connections' sockets are closed now,
-    without the (never-coming) loop turn ``close()`` awaits."""
-    connector = session.connector
-    if connector is not None and not connector.closed:
-        # ``_close`` closes every transport at once (the awaitable part of ``close`` only
-        # waits for them) and marks the session closed, so it does not warn when collected.
-        connector._close()
+async def _closed_with_its_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    """Waits, suspended, for the session's end: ``aclose()`` (the transport closed) or its
+    event loop shutting down (``loop.shutdown_asyncgens()``, which ``asyncio.run`` and the
+    servers call) runs the ``finally`` in that loop, so the connections close there."""
+    try:
+        yield
+    finally:
+        await session.close()

@@ -5,9 +5,14 @@ own transport raises, on the right side of "sent"."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import gzip
+import os
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -354,3 +359,113 @@ async def test_a_closed_transport_refuses_calls() -> None:
     await transport.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+
+
+def _threaded_keep_alive_server() -> str:
+    """A keep-alive server on a loop and thread of its own: like Google, it keeps a connection
+    open after the caller's event loop has ended."""
+    ready, port = threading.Event(), []
+
+    def run() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass  # the client closed the connection
+            finally:
+                writer.close()
+
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            port.append(server.sockets[0].getsockname()[1])
+            ready.set()
+            await asyncio.Event().wait()
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait()
+    return f"http://127.0.0.1:{port[0]}/"
+
+
+def _open_sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+def test_a_loop_that_ends_closes_its_connections_and_the_next_loop_gets_its_own() -> None:
+    url = _threaded_keep_alive_server()
+    client = httpx.AsyncClient(transport=provider_transport())
+
+    async def call() -> str:
+        return (await client.get(url)).text
+
+    before = _open_sockets()
+    assert asyncio.run(call()) == "ok"
+    # asyncio.run shut its loop down: the session and its keep-alive connection closed in it.
+    assert _open_sockets() - before <= 1  # the server's end may still be closing
+    assert asyncio.run(call()) == "ok"
+    asyncio.run(client.aclose())
+    gc.collect()  # an unclosed transport or socket would warn now (an error in this suite)
+    assert _open_sockets() - before <= 2
+
+
+async def test_a_streamed_body_goes_with_a_content_length_not_chunked() -> None:
+    counting, server, url = await _serve()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"grant_type=refresh_token"
+
+    async with server, httpx.AsyncClient(transport=provider_transport()) as client:
+        assert (await client.post(url, content=body())).text == "ok"
+    head = counting.head.lower()
+    assert b"transfer-encoding" not in head
+    assert b"content-length: 24\r\n" in head
+    assert counting.body == b"grant_type=refresh_token"
+
+
+def test_each_split_of_a_timeout_is_kept() -> None:
+    transport = provider_transport()
+
+    def timeout_of(**parts: float | None) -> Any:
+        request = httpx.Request("POST", "https://oauth2.googleapis.com/token")
+        request.extensions["timeout"] = httpx.Timeout(**parts).as_dict()
+        return transport._timeout(request)
+
+    first = timeout_of(connect=1.0, read=10.0, write=10.0, pool=9.0)
+    second = timeout_of(connect=9.0, read=10.0, write=10.0, pool=1.0)
+    assert (first.sock_connect, first.connect, first.sock_read) == (1.0, 10.0, 10.0)
+    assert (second.sock_connect, second.connect) == (9.0, 10.0)
+    # No pool limit: connecting (name lookup included) is still bounded.
+    unpooled = timeout_of(connect=3.0, read=None, write=None, pool=None)
+    assert (unpooled.connect, unpooled.sock_read, unpooled.total) == (3.0, None, None)
+
+
+# -- proxies from the environment -----------------------------------------------------------
+
+
+async def test_a_proxy_from_the_environment_carries_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, proxy_server, proxy_url = await _serve()
+    counting, server, url = await _serve()
+    monkeypatch.setenv("HTTP_PROXY", proxy_url.replace("http://", "http://egress:s3cret@"))
+    monkeypatch.delenv("http_proxy", raising=False)
+    async with proxy_server, server:
+        async with httpx.AsyncClient(transport=provider_transport()) as client:
+            assert (await client.get(url)).text == "ok"
+        head = proxy.head.decode()
+        assert head.startswith(f"GET {url} HTTP/1.1\r\n")  # absolute form: to the proxy
+        assert "proxy-authorization: Basic ZWdyZXNzOnMzY3JldA==\r\n" in head
+        assert counting.requests == 0
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with httpx.AsyncClient(transport=provider_transport()) as client:
+            assert (await client.get(url)).text == "ok"
+        assert counting.requests == 1  # exempt: straight to the server
+        assert proxy.requests == 1
