@@ -83,6 +83,7 @@ async def test_the_provider_client_keeps_no_cookie_from_one_call_for_the_next(
     transport = httpx.MockTransport(google)
     async with OAuthProvider(settings, clock=SYSTEM_CLOCK, transport=transport) as provider:
         await provider.revoke("1//first-user")
+        provider._http.cookies.set("NID", "set-by-code", domain="emulator.test")
         await provider.revoke("1//second-user")
         assert len(provider._http.cookies) == 0
     assert len(seen) == 3  # discovery, then two revocations

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http.cookiejar import Cookie, CookieJar
 from typing import TYPE_CHECKING, Self
 
 import httpx
@@ -187,8 +188,8 @@ class OAuthProvider:
             "authorization_code",
             form,
             # Retried only when the provider cannot have redeemed the code (see above).
-            retry_response=lambda r: r.status_code in (429, 503),
-            retry_exception=lambda e: isinstance(e, NEVER_SENT),
+            retry_response=_refused_before_redeeming,
+            retry_exception=_never_sent,
             platform=platform,
             redirect_uri=redirect_uri,
         )
@@ -358,8 +359,25 @@ def _may_have_redeemed(error: ProviderUnavailable) -> bool:
     return error.request_sent
 
 
+def _refused_before_redeeming(response: httpx.Response) -> bool:
+    # Module functions, not lambdas: the retry rule is built once per rule (oauth/retry.py).
+    return response.status_code in (429, 503)
+
+
+def _never_sent(error: BaseException) -> bool:
+    return isinstance(error, NEVER_SENT)
+
+
+class _KeepNothing(CookieJar):
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+
 class _NoCookies(httpx.Cookies):
-    """A cookie jar that keeps nothing."""
+    """A cookie jar that keeps nothing, whether an answer or the code sets a cookie."""
+
+    def __init__(self) -> None:
+        super().__init__(_KeepNothing())
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
@@ -371,13 +389,13 @@ class _CookielessClient(httpx.AsyncClient):
     request. httpx also built two urllib objects per response to look for cookies (~4% of a
     bulk refresh's CPU)."""
 
-    _jar = _NoCookies()
-
     @property
     def cookies(self) -> httpx.Cookies:
-        return self._jar
+        return _NO_COOKIES
 
     @cookies.setter
     def cookies(self, cookies: object) -> None:
-        # httpx's __init__ sets the client's cookies; there are none to keep.
-        return None
+        return None  # there are none to keep
+
+
+_NO_COOKIES = _NoCookies()
