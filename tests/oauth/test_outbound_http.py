@@ -123,16 +123,12 @@ async def test_an_encoded_answer_is_decoded_by_httpx() -> None:
     document = b'{"issuer": "https://accounts.google.com"}'
     packed = gzip.compress(document)
 
-    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
+    server, url = await _start(
+        _answering_once(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
             b"Content-Length: " + str(len(packed)).encode() + b"\r\n\r\n" + packed
         )
-        await writer.drain()
-        writer.close()
-
-    server, url = await _start(gzipped)
+    )
     async with server, httpx.AsyncClient(transport=provider_transport()) as client:
         answer = await client.get(url)
     assert answer.json() == {"issuer": "https://accounts.google.com"}
@@ -283,14 +279,22 @@ async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
     assert not isinstance(error, NEVER_SENT)
 
 
-async def test_a_body_cut_short_is_a_read_error() -> None:
-    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _answering_once(answer: bytes) -> Handler:
+    """A server that reads a request's head, writes ``answer`` and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"access')
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
-    server, url = await _start(truncated)
+    return handle
+
+
+async def test_a_body_cut_short_is_a_read_error() -> None:
+    server, url = await _start(
+        _answering_once(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"access')
+    )
     async with server:
         error = await _failure(url)
     assert isinstance(error, httpx.ReadError)
@@ -298,13 +302,7 @@ async def test_a_body_cut_short_is_a_read_error() -> None:
 
 
 async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, url = await _start(garbage)
+    server, url = await _start(_answering_once(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"))
     async with server:
         error = await _failure(url)
     assert isinstance(error, httpx.RemoteProtocolError)
