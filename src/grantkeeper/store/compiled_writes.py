@@ -7,8 +7,10 @@ SQLite spent on it. The statements the store builds once (module constants and
 statement runs on the ``sqlite3`` connection with SQLAlchemy's own SQL for those parameter keys
 and SQLAlchemy's bind and result processors (as :mod:`.compiled_reads` does for the token
 read). Errors are SQLAlchemy's (``IntegrityError`` and so on, parameters hidden). A statement
-SQLAlchemy would treat specially (Python-side column defaults, expanding parameters, RETURNING
-on many rows) goes through SQLAlchemy as before.
+SQLAlchemy would treat specially (Python-side column defaults, expanding parameters, values
+computed per call, RETURNING on many rows) goes through SQLAlchemy as before. One difference
+is kept: ``rowcount`` of an UPDATE … RETURNING is the rows written (SQLAlchemy reports 0 on
+SQLite, PostgreSQL the rows written); the store reads RETURNING rows, not that count.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class CompiledWrite:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
         returning = compiled.effective_returning
         if (
-            compiled.insert_prefetch
+            any(bind.callable is not None for bind in compiled.binds.values())
+            or compiled.insert_prefetch
             or compiled.update_prefetch
             or compiled.literal_execute_params
             or compiled.post_compile_params
@@ -96,7 +99,9 @@ class CompiledWrite:
             if name in values:
                 value = values[name]
             elif required:
-                raise exc.ArgumentError(f"A value is required for bind parameter {name!r}")
+                raise exc.InvalidRequestError(
+                    f"A value is required for bind parameter {name!r}", code="cd3x"
+                )
             else:
                 value = default
             processed[name] = value if process is None else process(value)
@@ -130,13 +135,23 @@ class WrittenRow:
 
 
 class WrittenResult:
-    """What the store uses of a write's ``CursorResult``: ``rowcount`` and the RETURNING rows."""
+    """What the store uses of a write's ``CursorResult``: ``rowcount`` and the RETURNING rows
+    (``first``, ``one``, ``one_or_none``, ``all``, the ``scalar`` family). A result without
+    RETURNING has no rows to ask for, as in SQLAlchemy (``ResourceClosedError``)."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_fetched", "rowcount")
 
-    def __init__(self, rowcount: int, rows: list[WrittenRow]) -> None:
+    def __init__(self, rowcount: int, rows: list[WrittenRow] | None) -> None:
         self.rowcount = rowcount
-        self._rows = rows
+        self._fetched = rows
+
+    @property
+    def _rows(self) -> list[WrittenRow]:
+        if self._fetched is None:
+            raise exc.ResourceClosedError(
+                "This result object does not return rows. It has been closed automatically."
+            )
+        return self._fetched
 
     def first(self) -> WrittenRow | None:
         return self._rows[0] if self._rows else None
@@ -198,18 +213,36 @@ class CompiledWrites:
         raw = conn.connection.dbapi_connection
         if raw is None:
             return None
+        # Errors as SQLAlchemy raises them, its parameters hidden: a bind processor's (a naive
+        # datetime) as a StatementError, the driver's as its DBAPIError (IntegrityError, …),
+        # a closed database's with the connection invalidated.
         try:
-            if many:
-                cursor = raw.executemany(compiled.sql, [compiled.parameters(r) for r in rows])
-            else:
-                cursor = raw.execute(compiled.sql, compiled.parameters(rows[0]))
-            fetched = cursor.fetchall() if compiled.names is not None else []
+            bound = [compiled.parameters(r) for r in rows]
         except Exception as error:
-            # As SQLAlchemy raises it: a driver's error as its DBAPIError (IntegrityError, …),
-            # a bind processor's (a naive datetime) as a StatementError.
             raise exc.DBAPIError.instance(
                 compiled.sql, None, error, sqlite3.Error, hide_parameters=True, ismulti=many
             ) from error
+        try:
+            if many:
+                cursor = raw.executemany(compiled.sql, bound)
+            else:
+                cursor = raw.execute(compiled.sql, bound[0])
+            fetched = cursor.fetchall() if compiled.names is not None else None
+        except sqlite3.Error as error:
+            gone = self._dialect.is_disconnect(error, raw, None)  # type: ignore[arg-type]
+            if gone:
+                conn.invalidate(error)
+            raise exc.DBAPIError.instance(
+                compiled.sql,
+                None,
+                error,
+                sqlite3.Error,
+                hide_parameters=True,
+                connection_invalidated=gone,
+                ismulti=many,
+            ) from error
+        if fetched is None:
+            return WrittenResult(cursor.rowcount, None)
         return WrittenResult(cursor.rowcount, [self._row(compiled, r) for r in fetched])
 
     @staticmethod
