@@ -33,6 +33,26 @@ def bound_parameters(
     }
 
 
+def processed_parameters(
+    bound: Mapping[str, tuple[bool, Any, Callable[[Any], Any] | None]],
+    values: Mapping[str, Any],
+    missing: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """``values`` by parameter name as the driver takes them: the statement's own value where
+    the caller gives none, each through its bind processor; ``missing(name)`` is raised for a
+    parameter the statement does not bind and ``values`` lacks."""
+    processed = {}
+    for name, (required, default, process) in bound.items():
+        if name in values:
+            value = values[name]
+        elif required:
+            raise missing(name)
+        else:
+            value = default
+        processed[name] = value if process is None else process(value)
+    return processed
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRead:
     """The SQL of one read statement for one dialect, its parameters' order, its columns."""
@@ -72,15 +92,7 @@ class CompiledRead:
         Raises:
             KeyError: a parameter the statement does not bind is missing from ``values``.
         """
-        processed = {}
-        for name, (required, default, process) in self.bound.items():
-            if name in values:
-                value = values[name]
-            elif required:
-                raise KeyError(name)
-            else:
-                value = default
-            processed[name] = value if process is None else process(value)
+        processed = processed_parameters(self.bound, values, KeyError)
         if self.positional is None:
             return processed
         return tuple(processed[name] for name in self.positional)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 
-from grantkeeper.store.compiled_reads import bound_parameters
+from grantkeeper.store.compiled_reads import bound_parameters, processed_parameters
 
 S = TypeVar("S")
 
@@ -94,18 +94,12 @@ class CompiledWrite:
         )
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
-        processed: dict[str, Any] = {}
-        for name, (required, default, process) in self.bound.items():
-            if name in values:
-                value = values[name]
-            elif required:
-                raise exc.InvalidRequestError(
-                    f"A value is required for bind parameter {name!r}", code="cd3x"
-                )
-            else:
-                value = default
-            processed[name] = value if process is None else process(value)
+        processed = processed_parameters(self.bound, values, _required)
         return tuple(processed[name] for name in self.positional)
+
+
+def _required(name: str) -> Exception:
+    return exc.InvalidRequestError(f"A value is required for bind parameter {name!r}", code="cd3x")
 
 
 class WrittenRow:
