@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 
 import anyio
 import pytest
@@ -242,3 +242,51 @@ async def test_a_sign_in_with_its_retry_answer_writes_the_answer_and_one_audit_e
         assert event.detail["offline"] is True
         store_clock.advance(60)
     assert len(await store.list_audit(sub, kind="sign_in")) == 2
+
+
+@pytest.mark.parametrize("with_answer", [False, True], ids=["alone", "with-retry-answer"])
+async def test_the_record_of_a_sign_in_is_the_grant_and_user_as_stored(
+    store: GrantStore, store_clock: ManualClock, with_answer: bool
+) -> None:
+    # With an answer to keep, PostgreSQL writes the grant without reading it back (one
+    # statement with the audit event and the answer): the record must still be what is stored,
+    # in every field, through a first sign-in, an incremental one, a new refresh token, a
+    # revocation and a reactivation, with an expiry given in another time zone.
+    sub = "110169484474386276334"
+    warsaw = timezone(timedelta(hours=1))
+    steps: list[tuple[set[str], str | None, dict[str, str | None]]] = [
+        ({"openid"}, "1//0g-refresh-one", {}),
+        ({"openid", DRIVE}, None, {"name": "Ada King", "picture": None}),
+        ({PHOTOS}, "1//0g-refresh-two", {"locale": None}),
+        ({"openid"}, None, {}),
+        ({"openid"}, "1//0g-refresh-three", {"name": "Ada Lovelace"}),
+    ]
+    for n, (scopes, refresh_token, claims) in enumerate(steps):
+        if n == 3:
+            assert await store.mark_revoked(sub, CLIENT, "invalid_grant") == 1
+        replay = (
+            ReplayEntry(f"{n:064x}", timedelta(minutes=10), lambda r: r.grant.sub)
+            if with_answer
+            else None
+        )
+        if replay is not None:
+            assert await store.claim_signin(replay.code_hash, timedelta(minutes=1))
+        record = await store.record_sign_in(
+            profile(sub, **claims),
+            CLIENT,
+            scopes,
+            refresh_token,
+            f"ya29.access-{n}",
+            (store_clock.now() + timedelta(hours=1)).astimezone(warsaw),
+            store_clock.now() + timedelta(days=7) if refresh_token else None,
+            replay=replay,
+        )
+        assert record.grant == await store.get_grant(sub, CLIENT)
+        assert record.grant.access_token_expires_at.tzinfo == UTC
+        assert record.user == await store.get_user(sub)
+        assert record.new_user is (n == 0)
+        assert record.reactivated is (n == 4)
+        if replay is not None:
+            assert await store.recall_signin_response(replay.code_hash) == sub
+        store_clock.advance(60)
+    assert len(await store.list_audit(sub, kind="sign_in")) == len(steps)

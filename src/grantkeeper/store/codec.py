@@ -118,8 +118,9 @@ class GrantCodec:
         )
 
     @staticmethod
-    def user(row: sa.Row[Any]) -> User:
-        r = row._mapping
+    def user(row: sa.Row[Any] | Mapping[str, Any]) -> User:
+        """A user's row (or its columns by name) as a :class:`User`."""
+        r = row if isinstance(row, Mapping) else row._mapping
         return User(
             sub=r["sub"],
             created_at=r["created_at"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -221,25 +221,31 @@ class GrantStore(
                 ", ".join(shortened),
             )
         sub = profile.sub
+        postgres = self.dialect == "postgresql"
+        user_row: sa.Row[Any] | Mapping[str, Any]
+        claimed: Mapping[Any, Any]
         async with self._write() as conn:
-            new_user, user_row = await self._upsert_user(conn, profile, now)
-            row = (
-                await conn.execute(
-                    self._prebuilt("grant_claim", self._grant_claim),
-                    {
-                        "p_sub": sub,
-                        "p_client_id": client_id,
-                        "p_status": GrantStatus.ACTIVE.value,
-                        "p_created_at": now,
-                        "p_updated_at": now,
-                    },
+            if postgres:
+                new_user, user_row, claimed = await self._claim_user_and_grant(
+                    conn, profile, client_id, now
                 )
-            ).one()
-            stored_scopes = scopes_from_column(row.scopes)
+            else:
+                new_user, user_row = await self._upsert_user(conn, profile, now)
+                claimed = (
+                    (
+                        await conn.execute(
+                            self._prebuilt("grant_claim", self._grant_claim),
+                            self._grant_claim_parameters(sub, client_id, now),
+                        )
+                    )
+                    .one()
+                    ._mapping
+                )
+            stored_scopes = scopes_from_column(claimed["scopes"])
             scopes = merge_scopes(stored_scopes, granted_scopes)
             values: dict[str, Any] = {
                 "scopes": scopes_to_column(scopes),
-                "version": row.version + 1,
+                "version": claimed["version"] + 1,
                 "updated_at": now,
                 **self._codec.access_columns(sub, client_id, access_token, access_token_expires_at),
             }
@@ -247,18 +253,24 @@ class GrantStore(
             if refresh_token is not None:
                 values.update(self._codec.refresh_columns(sub, client_id, refresh_token))
                 values["refresh_token_expires_at"] = refresh_token_expires_at
-                if row.status != GrantStatus.ACTIVE:
+                if claimed["status"] != GrantStatus.ACTIVE:
                     reactivated = True
                     values.update(
                         status=GrantStatus.ACTIVE.value, status_reason=None, status_changed_at=now
                     )
-            # RETURNING: the row as written, without reading it back.
             columns = tuple(values)
-            written = await conn.execute(
-                self._prebuilt(("grant_signed_in", columns), lambda: _grant_signed_in(columns)),
-                {**params(values), "w_id": row.id},
-            )
-            grant = self._codec.grant(written.one())
+            # PostgreSQL with an answer to keep: the grant as it will be written (the locked
+            # row with these values), so that its update, the audit event and the answer to a
+            # retry go in one statement. Elsewhere RETURNING gives the row as written.
+            one_statement = postgres and replay is not None
+            if one_statement:
+                grant = self._codec.grant_from({**claimed, **_as_stored(values)})
+            else:
+                written = await conn.execute(
+                    self._prebuilt(("grant_signed_in", columns), lambda: _grant_signed_in(columns)),
+                    {**params(values), "w_id": claimed["id"]},
+                )
+                grant = self._codec.grant(written.one())
             added = scopes - stored_scopes
             record = SignInRecord(
                 user=self._codec.user(user_row),
@@ -276,12 +288,19 @@ class GrantStore(
                 "reactivated": reactivated,
                 **(audit_detail or {}),
             }
-            if replay is not None and self.dialect == "postgresql":
-                # The audit event and the answer to a retry in one statement.
+            if one_statement:
+                assert replay is not None
                 await conn.execute(
-                    self._prebuilt("remember_signed_in", self._remember_signed_in),
+                    self._prebuilt(
+                        ("signed_in_remembered", columns),
+                        lambda: self._signed_in_remembered(columns),
+                    ),
                     {
-                        **self._row(replay.code_hash, sub, replay.answer(record), now, replay.ttl),
+                        **params(values),
+                        "w_id": claimed["id"],
+                        **self._row(
+                            replay.code_hash, sub, replay.answer(record), now, replay.ttl, "r_"
+                        ),
                         "a_at_now": now,
                         "a_sub": sub,
                         "a_client_id": client_id,
@@ -300,16 +319,44 @@ class GrantStore(
             await enqueue(conn, outbox_for(outbox, record))
         return record
 
+    @staticmethod
+    def _grant_claim_parameters(sub: str, client_id: str, now: datetime) -> dict[str, Any]:
+        return {
+            "p_sub": sub,
+            "p_client_id": client_id,
+            "p_status": GrantStatus.ACTIVE.value,
+            "p_created_at": now,
+            "p_updated_at": now,
+        }
+
+    async def _claim_user_and_grant(
+        self, conn: AsyncConnection, profile: UserProfile, client_id: str, now: datetime
+    ) -> tuple[bool, Mapping[str, Any], Mapping[str, Any]]:
+        """PostgreSQL: :meth:`_upsert_user` and the grant's claim (:meth:`_grant_claim`) in one
+        statement (:func:`_user_and_grant_claim`): (whether the user is new, the user's row,
+        the grant's row), as stored now."""
+        claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
+        bound = {
+            **params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims}),
+            "g_client_id": client_id,
+            "g_status": GrantStatus.ACTIVE.value,
+        }
+        both = (
+            (await conn.execute(self._prebuilt("user_and_grant", _user_and_grant_claim), bound))
+            .one()
+            ._mapping
+        )
+        user_row = {c.name: both["u_" + c.name] for c in users.c}
+        grant_row = {c.name: both["g_" + c.name] for c in grants.c}
+        return bool(both["gk_inserted"]), user_row, grant_row
+
     async def _upsert_user(
         self, conn: AsyncConnection, profile: UserProfile, now: datetime
     ) -> tuple[bool, sa.Row[Any]]:
-        """(whether the user is new, the user's row as stored now)."""
+        """SQLite: (whether the user is new, the user's row as stored now). PostgreSQL does
+        this in one statement with the grant's claim (:meth:`_claim_user_and_grant`)."""
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         bound = params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims})
-        if self.dialect == "postgresql":
-            upserted = await conn.execute(self._prebuilt("user_upsert", _user_upsert), bound)
-            both = upserted.one()
-            return bool(both.gk_inserted), both
         inserted = await conn.execute(self._prebuilt("user_insert", self._user_insert), bound)
         row = inserted.first()
         if row is not None:
@@ -327,11 +374,13 @@ class GrantStore(
             .returning(*users.c)
         )
 
-    def _remember_signed_in(self) -> Any:
-        """PostgreSQL: the answer to a retry of the code (:meth:`_upsert`) and the sign-in's
-        audit event in ONE statement (the event's insert as a data-modifying CTE), a round trip
-        fewer per sign-in. Parameters: :meth:`_row`'s and ``a_at_now``,
-        ``a_sub``, ``a_client_id``, ``a_detail``."""
+    def _signed_in_remembered(self, columns: tuple[str, ...]) -> Any:
+        """PostgreSQL: the grant's new values (:func:`_grant_signed_in` without RETURNING), the
+        sign-in's audit event and the answer to a retry of the code (:meth:`_upsert`) in ONE
+        statement (the update and the event's insert as data-modifying CTEs): two round trips
+        fewer per sign-in. Parameters: :func:`params` of the values and ``w_id``,
+        :meth:`_row`'s with the prefix ``r_``, and ``a_at_now``, ``a_sub``, ``a_client_id``,
+        ``a_detail``."""
         event = audit_events.insert().values(
             at=sa.bindparam("a_at_now", type_=audit_events.c.at.type),
             kind="sign_in",
@@ -340,7 +389,9 @@ class GrantStore(
             outcome="ok",
             detail=sa.bindparam("a_detail", type_=audit_events.c.detail.type),
         )
-        return self._upsert().add_cte(event.cte("audited"))
+        update = _grant_signed_in(columns, returning=False)
+        remembered = self._upsert(prefix="r_")
+        return remembered.add_cte(update.cte("signed_in")).add_cte(event.cte("audited"))
 
     def _grant_claim(self) -> Any:
         """The grant's row, a new empty one if there was none, locked for this transaction
@@ -361,20 +412,65 @@ class GrantStore(
         ).returning(*grants.c)
 
 
-def _grant_signed_in(columns: tuple[str, ...]) -> sa.Update:
-    return (
+def _grant_signed_in(columns: tuple[str, ...], *, returning: bool = True) -> sa.Update:
+    update = (
         grants.update()
         .where(grants.c.id == sa.bindparam("w_id", type_=grants.c.id.type))
         .values({name: param(grants.c[name]) for name in columns})
-        .returning(*grants.c)
     )
+    return update.returning(*grants.c) if returning else update
+
+
+def _as_stored(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values as :class:`~grantkeeper.store.tables.UTCDateTime` gives them back: aware
+    datetimes in UTC (a naive one is refused by the statement that writes it)."""
+    return {
+        name: value.astimezone(UTC)
+        if isinstance(value, datetime) and value.tzinfo is not None
+        else value
+        for name, value in values.items()
+    }
+
+
+def _user_and_grant_claim() -> sa.Select[Any]:
+    """PostgreSQL: :func:`_user_upsert` and the grant's claim (as ``_grant_claim``: the row,
+    a new empty one if there was none, locked for this transaction) in one statement, a round
+    trip fewer per sign-in. The claim inserts the user's ``sub`` as the upsert returns it, so
+    PostgreSQL runs the user's upsert first: rows are locked user, then grant, as before.
+    Columns: the user's as ``u_<name>`` with ``gk_inserted``, the grant's as ``g_<name>``.
+    Parameters: :func:`params` of the user's columns, ``g_client_id`` and ``g_status``."""
+    user = _user_upsert().cte("gk_user")
+    at = grants.c.created_at.type
+    insert = postgresql.insert(grants).from_select(
+        ["sub", "client_id", "scopes", "version", "status", "created_at", "updated_at"],
+        sa.select(
+            user.c.sub,
+            sa.bindparam("g_client_id", type_=grants.c.client_id.type),
+            sa.literal("", grants.c.scopes.type),
+            sa.literal(0, grants.c.version.type),
+            sa.bindparam("g_status", type_=grants.c.status.type),
+            sa.bindparam("p_created_at", type_=at),
+            sa.bindparam("p_updated_at", type_=at),
+        ),
+    )
+    claim = (
+        insert.on_conflict_do_update(
+            index_elements=["sub", "client_id"], set_={"sub": insert.excluded.sub}
+        )
+        .returning(*grants.c)
+        .cte("gk_claim")
+    )
+    return sa.select(
+        *(user.c[c.name].label("u_" + c.name) for c in users.c),
+        user.c.gk_inserted,
+        *(claim.c[c.name].label("g_" + c.name) for c in grants.c),
+    ).select_from(user.join(claim, sa.true()))
 
 
 def _user_upsert() -> Any:
     """PostgreSQL: the user inserted, or a returning user's claims updated as
     :data:`USER_SIGNED_IN` does, in one statement; ``gk_inserted`` tells which (a row this
-    statement inserted has no ``xmax``; one it updated has this transaction's). A returning
-    user's sign-in took two round trips (the insert that found the row, then the update)."""
+    statement inserted has no ``xmax``; one it updated has this transaction's)."""
     insert = postgresql.insert(users).values({c.name: param(c) for c in users.c})
     claims = {
         name: sa.func.coalesce(insert.excluded[name], users.c[name]) for name in PROFILE_FIELDS

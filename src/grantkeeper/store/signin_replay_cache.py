@@ -87,24 +87,28 @@ class SignInReplayCache(StoreCore):
                 )
             )
 
-    _upserts: dict[bool, Any] | None = None
+    _upserts: dict[tuple[bool, str], Any] | None = None
 
-    def _upsert(self, *, only_expired: bool = False) -> Any:
+    def _upsert(self, *, only_expired: bool = False, prefix: str = "") -> Any:
         """Write a code's entry, replacing the one there (``only_expired``: only if it has
         expired, so a live claim or answer is never taken over; the code's hash comes back
         when the entry was taken). Built once per store (its dialect), parameters per call
-        (:meth:`_row`): one runs in every sign-in."""
+        (:meth:`_row`, with the same ``prefix``: a statement that also updates a table with a
+        ``sub`` column needs other names for these): one runs in every sign-in."""
         if self._upserts is None:
             self._upserts = {}
-        if only_expired not in self._upserts:
+        key = (only_expired, prefix)
+        if key not in self._upserts:
             at = signin_replays.c.created_at.type
-            now = sa.bindparam("now", type_=at)
+            now = sa.bindparam(prefix + "now", type_=at)
             statement = self._insert(signin_replays).values(
-                code_hash=sa.bindparam("code_hash"),
-                sub=sa.bindparam("sub"),
-                response_json=sa.bindparam("response_json"),
+                code_hash=sa.bindparam(prefix + "code_hash", type_=signin_replays.c.code_hash.type),
+                sub=sa.bindparam(prefix + "sub", type_=signin_replays.c.sub.type),
+                response_json=sa.bindparam(
+                    prefix + "response_json", type_=signin_replays.c.response_json.type
+                ),
                 created_at=now,
-                expires_at=sa.bindparam("expires_at", type_=at),
+                expires_at=sa.bindparam(prefix + "expires_at", type_=at),
             )
             replaced = ("sub", "response_json", "created_at", "expires_at")
             upsert = statement.on_conflict_do_update(
@@ -113,21 +117,26 @@ class SignInReplayCache(StoreCore):
                 where=signin_replays.c.expires_at <= now if only_expired else None,
             )
             # RETURNING, not rowcount: psycopg reports -1 for this statement.
-            self._upserts[only_expired] = hot(
+            self._upserts[key] = hot(
                 upsert.returning(signin_replays.c.code_hash) if only_expired else upsert
             )
-        return self._upserts[only_expired]
+        return self._upserts[key]
 
     @staticmethod
     def _row(
-        code_hash: str, sub: str | None, response_json: str, now: datetime, ttl: timedelta
+        code_hash: str,
+        sub: str | None,
+        response_json: str,
+        now: datetime,
+        ttl: timedelta,
+        prefix: str = "",
     ) -> dict[str, Any]:
         return {
-            "code_hash": code_hash,
-            "sub": sub,
-            "response_json": response_json,
-            "now": now,
-            "expires_at": now + ttl,
+            prefix + "code_hash": code_hash,
+            prefix + "sub": sub,
+            prefix + "response_json": response_json,
+            prefix + "now": now,
+            prefix + "expires_at": now + ttl,
         }
 
     async def _remember(
