@@ -134,6 +134,12 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
         path.chmod(0o600)
         return StoreTarget("sqlite", f"sqlite:///{path}", None)
     schema: str = request.getfixturevalue("postgres_schema")
+    empty_schema(schema)
+    return StoreTarget("postgres", POSTGRES_URL, schema)
+
+
+def empty_schema(schema: str) -> None:
+    """Empty every table of the test session's schema (a test starts on an empty store)."""
     with postgres_connect() as conn:
         # Every table the migrations made (other features add theirs), not Alembic's own.
         names = conn.execute(
@@ -142,7 +148,6 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
         ).fetchall()
         tables = ", ".join(f'"{schema}"."{name}"' for (name,) in names)
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    return StoreTarget("postgres", POSTGRES_URL, schema)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore, pg_direct_reads
 from grantkeeper.store.pg_direct_reads import (
-    APPLICATION_NAME,
     DirectPathUnavailable,
     DirectReads,
 )
@@ -184,13 +183,15 @@ async def test_a_read_the_direct_path_cannot_serve_goes_through_sqlalchemy(
     await sign_in(store, store_clock)
     assert (await store.get_grant(SUB, CLIENT)) is not None
     assert direct_calls == ["served"]
-    # The server drops every connection of the direct pool (a restart, an administrator).
+    # The server drops every connection of this store's direct pool (a restart, an
+    # administrator); other tests' stores on the same server keep theirs.
+    assert store._direct is not None
+    assert store._direct._pool is not None
+    pids = [conn.info.backend_pid for conn in store._direct._pool._pool]
+    assert pids
     with postgres_connect() as admin:
-        killed = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (APPLICATION_NAME,),
-        ).fetchall()
-    assert killed
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     monkeypatch.setattr(pg_direct_reads, "BACK_OFF_SECONDS", 60.0)
     for _ in range(3):
         grant = await store.get_grant(SUB, CLIENT)
@@ -224,9 +225,9 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
         with caplog.at_level("INFO", logger="grantkeeper.store"):
             for _ in range(3):
                 assert (await store.get_grant(SUB, CLIENT)) is not None
-        rests = [r for r in caplog.records if "direct PostgreSQL reads rest" in r.getMessage()]
+        rests = [r for r in caplog.records if "direct PostgreSQL path rests" in r.getMessage()]
         assert [r.getMessage().split(" after ")[1] for r in rests] == [
-            "PoolTimeout; reads take the SQLAlchemy path"
+            "PoolTimeout; reads and writes take the SQLAlchemy path"
         ]
     finally:
         await broken.close()

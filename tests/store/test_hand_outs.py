@@ -26,7 +26,7 @@ SUBS = [f"1101694844743862763{i:02d}" for i in range(5)]
 def replace_writes(
     monkeypatch: pytest.MonkeyPatch,
     store: GrantStore,
-    make: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+    make: Callable[..., AbstractAsyncContextManager[AsyncConnection]],
 ) -> Callable[[], None]:
     """Every write transaction of the store from now on is ``make()`` (a batch of audit rows
     alone is a one-statement write, ``_write_one``; one with last uses a ``_write``), until
@@ -47,9 +47,9 @@ def count_writes(store: GrantStore, monkeypatch: pytest.MonkeyPatch) -> list[int
     writes = [0]
     write = store._write
 
-    def counted() -> AbstractAsyncContextManager[AsyncConnection]:
+    def counted(**options: Any) -> AbstractAsyncContextManager[AsyncConnection]:
         writes[0] += 1
-        return write()
+        return write(**options)
 
     replace_writes(monkeypatch, store, counted)
     return writes
@@ -90,7 +90,7 @@ async def test_a_failed_write_fails_every_hand_out_of_its_batch_and_the_next_one
     await sign_in(store, store_clock, sub=SUBS[0])
 
     @asynccontextmanager
-    async def failing() -> AsyncIterator[AsyncConnection]:
+    async def failing(**_options: Any) -> AsyncIterator[AsyncConnection]:
         raise StoreUnavailable("The database is unavailable (test).")
         yield  # pragma: no cover
 
@@ -169,9 +169,9 @@ async def test_a_batch_cancelled_while_it_waits_for_the_one_before_does_not_stop
     release = asyncio.Event()
 
     @asynccontextmanager
-    async def slow() -> AsyncIterator[AsyncConnection]:
+    async def slow(**options: Any) -> AsyncIterator[AsyncConnection]:
         await release.wait()
-        async with write() as conn:
+        async with write(**options) as conn:
             yield conn
 
     restore = replace_writes(monkeypatch, store, slow)

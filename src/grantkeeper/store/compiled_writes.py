@@ -38,9 +38,10 @@ MAX_COMPILED = 256
 
 
 def hot(statement: S) -> S:
-    """Mark a write statement built once (a module constant, a prebuilt statement) for the
-    compiled path on SQLite; other statements are returned unmarked."""
-    if isinstance(statement, sa.Insert | sa.Update | sa.Delete):
+    """Mark a statement built once (a module constant, a prebuilt statement) for the compiled
+    path (inside a SQLite write; PostgreSQL's direct writes, :mod:`.pg_direct_writes`); other
+    objects are returned unmarked. SQLite runs only INSERT, UPDATE and DELETE this way."""
+    if isinstance(statement, sa.Insert | sa.Update | sa.Delete | sa.Select):
         _HOT.add(statement)
     return statement
 
@@ -51,10 +52,13 @@ def is_hot(statement: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CompiledWrite:
-    """One write statement's SQL for one set of parameter keys, and its RETURNING columns."""
+    """One write statement's SQL for one set of parameter keys, and its RETURNING columns (a
+    SELECT's columns, for a SELECT whose CTEs write)."""
 
     sql: str
-    positional: tuple[str, ...]
+    #: Parameter names in the order of the SQL's placeholders (SQLite's ``?``); ``None`` where
+    #: the driver takes them by name (psycopg's ``%(name)s``).
+    positional: tuple[str, ...] | None
     bound: Mapping[str, tuple[bool, Any, Callable[[Any], Any] | None]]
     #: The RETURNING columns' names and result processors; ``None`` without RETURNING.
     names: tuple[str, ...] | None
@@ -66,8 +70,13 @@ class CompiledWrite:
     ) -> CompiledWrite | None:
         """The statement compiled as SQLAlchemy compiles it for these parameter keys, or
         ``None`` where SQLAlchemy's execution does more than bind and run it."""
+        selecting = isinstance(statement, sa.Select)
+        if isinstance(statement, sa.Insert) and not statement.exported_columns:
+            # Without RETURNING of its own, PostgreSQL's single-row INSERT would return the new
+            # primary key (SQLAlchemy's inserted_primary_key), which the store never asks for.
+            statement = statement.inline()
         compiled = statement.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
-        returning = compiled.effective_returning
+        returning = selecting or bool(compiled.effective_returning)
         if (
             any(bind.callable is not None for bind in compiled.binds.values())
             or compiled.insert_prefetch
@@ -75,16 +84,18 @@ class CompiledWrite:
             or compiled.literal_execute_params
             or compiled.post_compile_params
             or compiled.escaped_bind_names
-            or compiled.positiontup is None
+            or (dialect.positional and compiled.positiontup is None)
             or (returning and many)
         ):
             return None
-        columns = list(statement.exported_columns) if returning else []
+        columns = list(statement.selected_columns if selecting else statement.exported_columns)
+        if not returning:
+            columns = []
         if len({column.name for column in columns}) != len(columns):
             return None  # a row by name would lose a column
         return cls(
             sql=compiled.string,
-            positional=tuple(compiled.positiontup),
+            positional=tuple(compiled.positiontup) if dialect.positional else None,
             bound=bound_parameters(compiled, dialect),
             names=tuple(column.name for column in columns) if returning else None,
             processors=tuple(
@@ -93,8 +104,10 @@ class CompiledWrite:
             ),
         )
 
-    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         processed = processed_parameters(self.bound, values, _required)
+        if self.positional is None:
+            return processed
         return tuple(processed[name] for name in self.positional)
 
 
@@ -184,9 +197,12 @@ class CompiledWrites:
         self._dialect = dialect
         self._found: dict[tuple[Any, tuple[str, ...], bool], CompiledWrite | None] = {}
 
-    def run(self, conn: sa.Connection, statement: Any, parameters: Any) -> WrittenResult | None:
-        """Run ``statement`` on ``conn``'s sqlite3 connection (inside its transaction); ``None``
-        when it must go through SQLAlchemy instead."""
+    def compiled(
+        self, statement: Any, parameters: Any
+    ) -> tuple[CompiledWrite, Sequence[Mapping[str, Any]]] | None:
+        """The compiled form of ``statement`` for these parameters (a mapping, or a list of
+        them for an executemany) and the parameters as a list; ``None`` where it must go
+        through SQLAlchemy's execution instead."""
         if isinstance(parameters, Mapping):
             rows: Sequence[Mapping[str, Any]] = (parameters,)
         elif isinstance(parameters, list | tuple) and parameters:
@@ -202,8 +218,18 @@ class CompiledWrites:
             compiled = CompiledWrite.of(statement, self._dialect, keys, many)
             if len(self._found) < MAX_COMPILED:
                 self._found[key] = compiled
-        if compiled is None:
+        return None if compiled is None else (compiled, rows)
+
+    def run(self, conn: sa.Connection, statement: Any, parameters: Any) -> WrittenResult | None:
+        """Run ``statement`` on ``conn``'s sqlite3 connection (inside its transaction); ``None``
+        when it must go through SQLAlchemy instead (a SELECT always does on SQLite)."""
+        if isinstance(statement, sa.Select):
             return None
+        found = self.compiled(statement, parameters)
+        if found is None:
+            return None
+        compiled, rows = found
+        many = len(rows) > 1
         raw = conn.connection.dbapi_connection
         if raw is None:
             return None
@@ -237,15 +263,15 @@ class CompiledWrites:
             ) from error
         if fetched is None:
             return WrittenResult(cursor.rowcount, None)
-        return WrittenResult(cursor.rowcount, [self._row(compiled, r) for r in fetched])
+        return WrittenResult(cursor.rowcount, [written_row(compiled, r) for r in fetched])
 
-    @staticmethod
-    def _row(compiled: CompiledWrite, values: Sequence[Any]) -> WrittenRow:
-        assert compiled.names is not None
-        mapping = {
-            name: value if process is None or value is None else process(value)
-            for name, process, value in zip(
-                compiled.names, compiled.processors, values, strict=True
-            )
-        }
-        return WrittenRow(mapping, tuple(mapping.values()))
+
+def written_row(compiled: CompiledWrite, values: Sequence[Any]) -> WrittenRow:
+    """A driver's row of ``compiled``'s RETURNING (or SELECT) columns, processed as SQLAlchemy
+    processes it."""
+    assert compiled.names is not None
+    mapping = {
+        name: value if process is None or value is None else process(value)
+        for name, process, value in zip(compiled.names, compiled.processors, values, strict=True)
+    }
+    return WrittenRow(mapping, tuple(mapping.values()))

@@ -224,7 +224,7 @@ class GrantStore(
         postgres = self.dialect == "postgresql"
         user_row: sa.Row[Any] | Mapping[str, Any]
         claimed: Mapping[Any, Any]
-        async with self._write() as conn:
+        async with self._write(direct=True) as conn:
             if postgres:
                 new_user, user_row, claimed = await self._claim_user_and_grant(
                     conn, profile, client_id, now

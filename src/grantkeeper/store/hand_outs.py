@@ -129,7 +129,9 @@ class HandOutLog(StoreCore):
             # Audit rows alone are one statement: PostgreSQL runs it without BEGIN and COMMIT
             # (psycopg sends an executemany as one pipeline ending in one Sync, so its rows
             # still commit or fail together): a lone hand-out's write cost ~25% less CPU.
-            writing = self._write() if pending.last_used else self._write_one()
+            writing = (
+                self._write(direct=True) if pending.last_used else self._write_one(direct=True)
+            )
             async with writing as conn:
                 if pending.last_used:
                     await conn.execute(LAST_USED, _one_per_grant_in_order(pending.last_used))

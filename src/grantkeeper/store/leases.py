@@ -43,7 +43,7 @@ class GrantLeases(StoreCore):
         statement = self._prebuilt(
             ("lease", unless_cooling_down), lambda: _lease(unless_cooling_down)
         )
-        async with self._write_one() as conn:
+        async with self._write_one(direct=True) as conn:
             taken = await conn.execute(
                 statement,
                 {
@@ -58,7 +58,7 @@ class GrantLeases(StoreCore):
 
     async def release_lease(self, sub: str, client_id: str, owner: str) -> bool:
         """Give the lease back; ``False`` if ``owner`` no longer held it."""
-        async with self._write_one() as conn:
+        async with self._write_one(direct=True) as conn:
             result = await conn.execute(
                 RELEASE_LEASE, {**of_grant(sub, client_id), "w_owner": owner}
             )
@@ -124,7 +124,7 @@ class GrantLeases(StoreCore):
                 lambda: _save_refreshed_at_once(columns, releasing, kinds, clear_cooldown),
             )
             event_details = {f"a_detail_{n}": detail for n, (_, detail) in enumerate(details)}
-            async with self._write_one() as conn:
+            async with self._write_one(direct=True) as conn:
                 result = await conn.execute(at_once, {**written, **event_details, "a_at": now})
             return bool(result.scalar_one() == 1)
         # SQLite has no data-modifying CTEs: one transaction (its statements cost microseconds

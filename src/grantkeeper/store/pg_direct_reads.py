@@ -5,9 +5,9 @@ A token read is one ``SELECT`` of one grant row. Through SQLAlchemy's asyncio en
 hop, the pool's checkout and reset events, the execution context, the result wrapper) that read
 cost ~610 µs of CPU per call on the development machine; the same SQL, compiled once by
 SQLAlchemy, run on a connection of a psycopg pool and decoded by the same codec cost ~190 µs
-(``store.get_grant``, 8 at once, one run each, interleaved). The store's writes stay on
-SQLAlchemy: they hold transactions, compare-and-swap and ``RETURNING`` logic that is not worth
-a second implementation.
+(``store.get_grant``, 8 at once, one run each, interleaved). The writes of the hot paths use
+the same pool (:mod:`.pg_direct_writes`), with rules of their own: a write never falls back
+once sent.
 
 The direct path never changes what a read answers, only what it costs. When it cannot serve a
 read (no connection free within :data:`CHECKOUT_TIMEOUT_SECONDS`, a connection the database
@@ -15,12 +15,14 @@ closed, any database error, another event loop than the one its pool lives on), 
 down the SQLAlchemy path, which reconnects, pings idle connections and turns failures into
 :class:`~grantkeeper.errors.StoreUnavailable` as before; after a failure the direct path rests
 for :data:`BACK_OFF_SECONDS` so that a database that is down costs no one a checkout wait per
-request. Reads run without ``BEGIN``/``COMMIT`` (autocommit), as the SQLAlchemy path's reads do
-on PostgreSQL: under READ COMMITTED every statement has its own snapshot either way, so a read
-sees every write committed before it, whichever pool wrote it.
+request (the pool being merely busy does not make it rest). A connection idle for a second or
+more is pinged at checkout, as the SQLAlchemy pool does. Reads run without ``BEGIN``/``COMMIT``
+(autocommit), as the SQLAlchemy path's reads do on PostgreSQL: under READ COMMITTED every
+statement has its own snapshot either way, so a read sees every write committed before it,
+whichever pool wrote it.
 
 Each process keeps at most :data:`MAX_CONNECTIONS` connections here, besides the SQLAlchemy
-pool's fifteen; they are opened when first needed and closed with the store.
+pool's ten; they are opened when first needed and closed with the store.
 """
 
 from __future__ import annotations
@@ -28,23 +30,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import URL
 
 from grantkeeper.store.compiled_reads import CompiledRead
+from grantkeeper.store.engine import PING_AFTER_IDLE_SECONDS
 
 log = logging.getLogger("grantkeeper.store")
 
-#: Connections of the direct pool per process (reads take well under a millisecond of each).
-MAX_CONNECTIONS = 5
+#: Connections of the direct pool per process, for reads and the direct writes
+#: (:mod:`.pg_direct_writes`; each takes a few round trips of one).
+MAX_CONNECTIONS = 10
 #: How long a read waits for a free connection before it takes the SQLAlchemy path instead.
 CHECKOUT_TIMEOUT_SECONDS = 0.5
 #: The connections' name in ``pg_stat_activity`` (unless the URL names its own).
-APPLICATION_NAME = "grantkeeper-reads"
+APPLICATION_NAME = "grantkeeper-direct"
 #: How long the direct path rests after a failure (every read meanwhile takes SQLAlchemy's).
 BACK_OFF_SECONDS = 5.0
+
+
+#: When each connection of a direct pool was last given back.
+_idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+async def _alive(conn: Any) -> bool:
+    """``conn`` was in use less than a second ago, or answers a ping now (else it is closed)."""
+    import psycopg
+
+    since = _idle_since.get(conn)
+    if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        return True
+    try:
+        await conn.execute("SELECT 1")
+    except (psycopg.Error, OSError):
+        await conn.close()
+        return False
+    return True
+
+
+async def _connected(conn: Any) -> None:
+    # A connection the pool opened counts as idle from then on (it may wait long for its
+    # first checkout).
+    _idle_since[conn] = time.monotonic()
 
 
 class DirectPathUnavailable(Exception):
@@ -87,17 +117,59 @@ class DirectReads:
             DirectPathUnavailable: take the SQLAlchemy path for this read.
         """
         import psycopg
-        import psycopg_pool
 
+        conn = await self.checkout()
         try:
-            pool = await self._pool_here()
-            async with pool.connection() as conn:
-                cursor = await conn.execute(read.sql, read.parameters(parameters))
-                row = await cursor.fetchone()
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as error:
+            cursor = await conn.execute(read.sql, read.parameters(parameters))
+            row = await cursor.fetchone()
+        except (psycopg.Error, OSError) as error:
             self._rest(error)
             raise DirectPathUnavailable from error
+        finally:
+            await self.checkin(conn)
         return None if row is None else read.row(row)
+
+    async def checkout(self) -> Any:
+        """A connection of the pool (give it back with :meth:`checkin`). One that sat idle for
+        :data:`~.engine.PING_AFTER_IDLE_SECONDS` or more is pinged first, and one that fails
+        the ping is dropped for the next (after a database restart every connection left
+        from before it has been idle that long), as the SQLAlchemy pool does.
+
+        Raises:
+            DirectPathUnavailable: none within :data:`CHECKOUT_TIMEOUT_SECONDS`, the pool is
+                another event loop's, or the path rests after a failure.
+        """
+        import psycopg
+        import psycopg_pool
+
+        pool = await self._pool_here()
+        for _ in range(MAX_CONNECTIONS + 1):
+            try:
+                conn = await pool.getconn()
+            except psycopg_pool.PoolTimeout as error:
+                if pool.get_stats().get("pool_size", 0) < MAX_CONNECTIONS:
+                    self._rest(error)  # it could not connect: the database is down or far
+                # Else every connection is busy: this call takes the other path, the next
+                # may not.
+                raise DirectPathUnavailable from error
+            except (psycopg.Error, OSError) as error:
+                self._rest(error)
+                raise DirectPathUnavailable from error
+            if await _alive(conn):
+                return conn
+            await pool.putconn(conn)  # closed: the pool drops it and opens another
+        self._rest(DirectPathUnavailable("every connection failed its ping"))
+        raise DirectPathUnavailable
+
+    async def checkin(self, conn: Any) -> None:
+        """Give ``conn`` back: the pool rolls back an open transaction and drops a connection
+        that failed or is still busy (a cancelled statement)."""
+        _idle_since[conn] = time.monotonic()
+        pool = self._pool
+        if pool is None:  # closed meanwhile
+            await conn.close()
+            return
+        await pool.putconn(conn)
 
     async def _check(self, pool: Any) -> None:
         try:
@@ -136,7 +208,8 @@ class DirectReads:
                 min_size=1,
                 max_size=MAX_CONNECTIONS,
                 timeout=CHECKOUT_TIMEOUT_SECONDS,
-                name="grantkeeper-reads",
+                configure=_connected,
+                name="grantkeeper-direct",
                 open=False,
             )
             self._loop = loop
@@ -153,7 +226,8 @@ class DirectReads:
             self._checking = asyncio.ensure_future(self._check(self._pool))
         # The class name only: a driver's message can quote parameters.
         log.info(
-            "direct PostgreSQL reads rest for %.0f s after %s; reads take the SQLAlchemy path",
+            "the direct PostgreSQL path rests for %.0f s after %s; reads and writes take the "
+            "SQLAlchemy path",
             BACK_OFF_SECONDS,
             type(error).__name__,
         )

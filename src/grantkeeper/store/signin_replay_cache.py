@@ -24,6 +24,12 @@ log = logging.getLogger("grantkeeper.store")
 PENDING = ""
 #: How often a store deletes expired answers as a side effect of a sign-in.
 PURGE_EVERY = timedelta(minutes=1)
+#: The expired answers (parameter ``now``), built once: it runs inside a sign-in's write.
+PURGE_EXPIRED = hot(
+    signin_replays.delete().where(
+        signin_replays.c.expires_at <= sa.bindparam("now", type_=signin_replays.c.expires_at.type)
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ class SignInReplayCache(StoreCore):
         entries need not be purged first (:meth:`purge_expired_signin_responses` does that
         now and then)."""
         now = self._clock.now()
-        async with self._write_one() as conn:
+        async with self._write_one(direct=True) as conn:
             entry = await conn.execute(
                 self._upsert(only_expired=True), self._row(code_hash, None, PENDING, now, ttl)
             )
@@ -60,7 +66,7 @@ class SignInReplayCache(StoreCore):
             # Its own write: the claim is committed (on PostgreSQL in autocommit), so a failed
             # purge must not make this call fail and leave the claim standing unanswered.
             try:
-                async with self._write() as conn:
+                async with self._write(direct=True) as conn:
                     await self._purge_now_and_then(conn, now)
             except StoreUnavailable as error:
                 log.warning("purging expired sign-in answers failed: %s", error.message)
@@ -75,7 +81,7 @@ class SignInReplayCache(StoreCore):
         if not self._purge_due(now):
             return
         self._replays_purged_at = now
-        await conn.execute(signin_replays.delete().where(signin_replays.c.expires_at <= now))
+        await conn.execute(PURGE_EXPIRED, {"now": now})
 
     async def release_signin_claim(self, code_hash: str) -> None:
         """Drop this code's claim if no answer replaced it (the sign-in failed)."""

@@ -18,6 +18,7 @@ from grantkeeper.store.compiled_reads import CompiledReads
 from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.engine import postgres_options, transaction
 from grantkeeper.store.pg_direct_reads import DirectPathUnavailable, DirectReads
+from grantkeeper.store.pg_direct_writes import DirectWrites
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
 from grantkeeper.tracing import span
@@ -56,6 +57,12 @@ class StoreCore:
             if engine.dialect.name == "postgresql" and DirectReads.available()
             else None
         )
+        # PostgreSQL: the hot paths' writes on the same pool (see pg_direct_writes).
+        self._direct_writes = (
+            DirectWrites(self._direct, engine.url, engine.dialect)
+            if self._direct is not None
+            else None
+        )
         self._statements: dict[Hashable, Any] = {}
         self._compiled_reads = CompiledReads(engine.dialect)
 
@@ -71,24 +78,32 @@ class StoreCore:
     def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._transaction(write=False)
 
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return self._transaction(write=True)
+    def _write(self, *, direct: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction. ``direct``: every statement in it is built once (``hot``), so
+        on PostgreSQL it may run on the direct pool (:mod:`.pg_direct_writes`)."""
+        return self._transaction(write=True, direct=direct)
 
-    def _write_one(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _write_one(self, *, direct: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write of ONE statement (atomic by itself): on PostgreSQL it runs without BEGIN and
-        COMMIT, two round trips of three; on SQLite it is an ordinary write."""
-        return self._transaction(write=True, one_statement=True)
+        COMMIT, two round trips of three; on SQLite it is an ordinary write. ``direct``: as
+        for :meth:`_write`."""
+        return self._transaction(write=True, one_statement=True, direct=direct)
 
     @asynccontextmanager
     async def _transaction(
-        self, *, write: bool, one_statement: bool = False
+        self, *, write: bool, one_statement: bool = False, direct: bool = False
     ) -> AsyncIterator[AsyncConnection]:
         with span("grantkeeper.store.transaction", db_system=self.dialect, write=write):
-            inner = (
-                self._inline.transaction(write=write)
-                if self._inline is not None
-                else transaction(self._engine, write=write, one_statement=one_statement)
-            )
+            inner: AbstractAsyncContextManager[AsyncConnection] | None = None
+            if self._inline is not None:
+                inner = self._inline.transaction(write=write)
+            elif direct and write and self._direct_writes is not None:
+                try:
+                    inner = await self._direct_writes.begin(one_statement=one_statement)
+                except DirectPathUnavailable:
+                    inner = None  # nothing was sent: the SQLAlchemy path takes the write
+            if inner is None:
+                inner = transaction(self._engine, write=write, one_statement=one_statement)
             async with inner as conn:
                 yield conn
 

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.store_core import StoreCore
 from grantkeeper.store.tables import webhook_outbox
 
@@ -37,6 +38,8 @@ T = TypeVar("T")
 Outbox = Sequence["OutboxMessage"] | Callable[[T], Sequence["OutboxMessage"]]
 
 LAST_ERROR_CHARS = 200
+#: A message's row, built once: it may run inside a sign-in's write (a reactivated grant's).
+OUTBOX_INSERT = hot(webhook_outbox.insert())
 #: ``last_error`` of a message whose last attempt's deliverer died before recording an outcome.
 DELIVERER_LOST = "deliverer lost: its claim lapsed during the last attempt"
 
@@ -107,7 +110,7 @@ async def enqueue(conn: AsyncConnection, messages: Sequence[OutboxMessage]) -> N
     """Write ``messages`` inside the caller's transaction, due at once."""
     if not messages:
         return
-    await conn.execute(webhook_outbox.insert(), _rows(messages))
+    await conn.execute(OUTBOX_INSERT, _rows(messages))
 
 
 def _rows(messages: Sequence[OutboxMessage]) -> list[dict[str, Any]]:

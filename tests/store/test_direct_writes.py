@@ -1,0 +1,266 @@
+"""PostgreSQL: the hot paths' writes on psycopg's own pool (store/pg_direct_writes.py). Every hot
+path takes it; it falls back to SQLAlchemy only before sending anything; a connection lost
+after that is StoreUnavailable, not a second attempt; an idle connection the server dropped is
+replaced at the checkout; errors are SQLAlchemy's, without parameters; a failed transaction
+leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from grantkeeper.clock import ManualClock
+from grantkeeper.errors import StoreUnavailable
+from grantkeeper.store import GrantStore, pg_direct_reads, store_core
+from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
+from grantkeeper.store.compiled_writes import hot
+from grantkeeper.store.pg_direct_reads import APPLICATION_NAME, DirectReads
+from grantkeeper.store.pg_direct_writes import DirectStatementRefused
+from grantkeeper.store.signin_replay_cache import ReplayEntry
+from grantkeeper.store.tables import audit_events, webhook_outbox
+from grantkeeper.store.webhook_outbox import OUTBOX_INSERT, OutboxMessage
+
+from ..conftest import postgres_connect
+from .helpers import CLIENT, profile, raw_sql, sign_in
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+SUB = "110169484474386276334"
+
+
+@pytest.fixture
+def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The store's transactions that took the SQLAlchemy path, as their options."""
+    taken: list[dict[str, Any]] = []
+    real = store_core.transaction
+
+    def counted(engine: Any, **options: Any) -> Any:
+        taken.append(options)
+        return real(engine, **options)
+
+    monkeypatch.setattr(store_core, "transaction", counted)
+    return taken
+
+
+def direct_pids(store: GrantStore) -> list[int]:
+    """The backend pids of the direct pool's idle connections (this store's alone: other tests
+    run their own stores on the same server)."""
+    assert store._direct is not None
+    assert store._direct._pool is not None
+    return [conn.info.backend_pid for conn in store._direct._pool._pool]
+
+
+def terminate(pids: list[int]) -> None:
+    with postgres_connect() as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@pytest.fixture
+def idle_for_long(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every direct connection counts as idle for a minute (due for its ping)."""
+    monkeypatch.setattr(pg_direct_reads, "PING_AFTER_IDLE_SECONDS", -60.0)
+    return
+
+
+async def test_every_hot_write_takes_the_direct_path(
+    pg_store: GrantStore, store_clock: ManualClock, through_sqlalchemy: list[dict[str, Any]]
+) -> None:
+    store = pg_store
+    code = "c0de" * 16
+    assert await store.claim_signin(code, timedelta(minutes=1))  # and the purge of old answers
+    record = await store.record_sign_in(
+        profile(SUB),
+        CLIENT,
+        {"openid"},
+        "1//0g-refresh",
+        "ya29.access",
+        store_clock.now() + timedelta(hours=1),
+        replay=ReplayEntry(code, timedelta(minutes=10), lambda r: "answer"),
+    )
+    assert await store.mark_revoked(SUB, CLIENT, "invalid_grant") == 1
+    writes_before = len(through_sqlalchemy)
+    # A reactivating sign-in writes its notification (the outbox) in the same transaction.
+    reactivated = await store.record_sign_in(
+        profile(SUB),
+        CLIENT,
+        {"openid"},
+        "1//0g-refresh-2",
+        "ya29.access-2",
+        store_clock.now() + timedelta(hours=1),
+        outbox=lambda r: [
+            OutboxMessage("evt-recovered", "grant.recovered", "{}", store_clock.now())
+        ],
+    )
+    assert reactivated.reactivated
+    leased = await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
+    assert leased is not None
+    assert await store.save_refreshed(
+        SUB,
+        CLIENT,
+        leased.version,
+        "ya29.access-3",
+        store_clock.now() + timedelta(hours=1),
+        owner="worker-1",
+        audit_detail={"why": "test"},
+        hand_out_detail={"caller": "test"},
+        clear_cooldown=True,
+    )
+    assert await store.try_acquire_lease(SUB, CLIENT, "worker-2", timedelta(seconds=30))
+    assert await store.release_lease(SUB, CLIENT, "worker-2")
+    await store.record_hand_out(SUB, CLIENT, audit_detail={"caller": "a"})
+    await store.record_hand_out(SUB, CLIENT, used_at=store_clock.now(), audit_detail={"n": 1})
+    assert [o for o in through_sqlalchemy[writes_before:] if o["write"]] == []
+    assert len([o for o in through_sqlalchemy if o["write"]]) == 1  # mark_revoked's
+    grant = await store.get_grant(SUB, CLIENT)
+    assert grant is not None
+    assert (grant.access_token, grant.version, grant.lease_owner) == ("ya29.access-3", 4, None)
+    assert grant.last_used_at == store_clock.now()
+    assert record.grant.version == 1
+    kinds = [event.kind for event in await store.list_audit(SUB)]  # newest first
+    assert kinds == ["token", "token", "token", "refresh", "sign_in", "sign_in"]
+    async with raw_sql(store, write=False) as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(webhook_outbox))).scalar()
+
+
+async def test_a_write_without_a_direct_connection_goes_through_sqlalchemy(
+    pg_store: GrantStore,
+    store_clock: ManualClock,
+    through_sqlalchemy: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = pg_store
+    # Nothing listens on port 1: the direct pool never gets a connection.
+    broken = DirectReads(store._engine.url.set(port=1))
+    monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
+    assert store._direct_writes is not None
+    monkeypatch.setattr(store._direct_writes, "_reads", broken)
+    try:
+        await sign_in(store, store_clock)
+        assert await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
+        assert {"write": True, "one_statement": True} in through_sqlalchemy  # claims, leases
+        assert {"write": True, "one_statement": False} in through_sqlalchemy  # the sign-in
+        grant = await store.get_grant(SUB, CLIENT)
+        assert grant is not None
+        assert grant.lease_owner == "worker-1"
+    finally:
+        await broken.close()
+
+
+async def test_a_connection_lost_after_sending_fails_the_write_without_a_second_attempt(
+    pg_store: GrantStore, store_clock: ManualClock, through_sqlalchemy: list[dict[str, Any]]
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    before = len(through_sqlalchemy)
+
+    async def audit_twice_losing_the_connection_between() -> None:
+        async with store._write(direct=True) as conn:
+            await conn.execute(
+                AUDIT_INSERT, audit_row(store_clock.now(), "test", SUB, CLIENT, "ok", {"n": 1})
+            )
+            # The server drops this very connection mid-transaction.
+            [pid] = (
+                await conn.execute(hot(sa.select(sa.func.pg_backend_pid().label("pid"))), {})
+            ).one()
+            terminate([pid])
+            await conn.execute(
+                AUDIT_INSERT, audit_row(store_clock.now(), "test", SUB, CLIENT, "ok", {"n": 2})
+            )
+
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await audit_twice_losing_the_connection_between()
+    assert through_sqlalchemy[before:] == []  # not sent again through SQLAlchemy
+    assert [e for e in await store.list_audit(SUB) if e.kind == "test"] == []
+    # The pool dropped the dead connection: the next write works, on the direct path.
+    before = len(through_sqlalchemy)
+    await store.record_hand_out(SUB, CLIENT, audit_detail={"after": "loss"})
+    assert through_sqlalchemy[before:] == []
+
+
+async def test_idle_connections_the_server_dropped_are_replaced_at_the_checkout(
+    pg_store: GrantStore,
+    store_clock: ManualClock,
+    through_sqlalchemy: list[dict[str, Any]],
+    idle_for_long: None,
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    await store.get_grant(SUB, CLIENT)
+    pids = direct_pids(store)
+    assert pids
+    with postgres_connect() as admin:
+        names = admin.execute(
+            "SELECT DISTINCT application_name FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchall()
+    assert names == [(APPLICATION_NAME,)]
+    terminate(pids)  # a database restart, as far as these connections can tell
+    before = len(through_sqlalchemy)
+    for n in range(3):
+        await store.record_hand_out(SUB, CLIENT, audit_detail={"n": n})
+        assert await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
+    assert len(through_sqlalchemy) == before
+    assert not set(direct_pids(store)) & set(pids)
+
+
+async def test_errors_are_sqlalchemys_without_parameters_and_roll_back(
+    pg_store: GrantStore, store_clock: ManualClock
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    row = {
+        "id": "evt-1",
+        "type": "grant.recovered",
+        "body": "{}",
+        "created_at": store_clock.now(),
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": store_clock.now(),
+    }
+    async with store._write(direct=True) as conn:
+        await conn.execute(OUTBOX_INSERT, row)
+
+    async def audit_then_insert_the_same_message_again() -> None:
+        async with store._write(direct=True) as conn:
+            secret_detail = {"secret": "ya29.must-not-show"}
+            await conn.execute(
+                AUDIT_INSERT, audit_row(store_clock.now(), "test", SUB, CLIENT, "ok", secret_detail)
+            )
+            await conn.execute(OUTBOX_INSERT, row)
+
+    with pytest.raises(exc.IntegrityError) as raised:
+        await audit_then_insert_the_same_message_again()
+    # The driver's own words (PostgreSQL's DETAIL names the duplicate key) and the SQL, as
+    # SQLAlchemy gives them; never the parameters.
+    assert "already exists" in str(raised.value)
+    assert "ya29.must-not-show" not in str(raised.value)
+    assert "[parameters:" not in str(raised.value)
+    assert [e for e in await store.list_audit(SUB) if e.kind == "test"] == []
+
+    async def audit_at_a_naive_time() -> None:
+        async with store._write_one(direct=True) as conn:
+            naive = audit_row(store_clock.now().replace(tzinfo=None), "t", SUB, CLIENT, "ok", {})
+            await conn.execute(AUDIT_INSERT, naive)
+
+    # A naive datetime is refused before anything is sent, as SQLAlchemy refuses it.
+    with pytest.raises(exc.StatementError, match="timezone-aware"):
+        await audit_at_a_naive_time()
+
+
+async def test_a_statement_not_built_once_is_refused_before_it_is_sent(
+    pg_store: GrantStore, store_clock: ManualClock
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    with pytest.raises(DirectStatementRefused, match="build it once"):
+        async with store._write(direct=True) as conn:
+            await conn.execute(
+                audit_events.insert(),
+                audit_row(store_clock.now(), "test", SUB, CLIENT, "ok", {}),
+            )
+    assert [e for e in await store.list_audit(SUB) if e.kind == "test"] == []
