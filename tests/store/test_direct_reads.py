@@ -20,7 +20,7 @@ from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore, pg_direct_reads
 from grantkeeper.store.pg_direct_reads import (
     DirectPathUnavailable,
-    DirectReads,
+    DirectPool,
 )
 from grantkeeper.store.store_core import GRANT_OF_CLIENT
 from grantkeeper.store.tables import grants
@@ -218,7 +218,7 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
     store = pg_store
     await sign_in(store, store_clock)
     # Nothing listens on port 1: the pool never gets a connection.
-    broken = DirectReads(store._engine.url.set(port=1))
+    broken = DirectPool(store._engine.url.set(port=1))
     monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr(store, "_direct", broken)
     try:

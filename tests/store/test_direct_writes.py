@@ -6,10 +6,12 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -19,13 +21,13 @@ from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore, pg_direct_reads, store_core
 from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
 from grantkeeper.store.compiled_writes import hot
-from grantkeeper.store.pg_direct_reads import APPLICATION_NAME, DirectReads
+from grantkeeper.store.pg_direct_reads import APPLICATION_NAME, DirectPool
 from grantkeeper.store.pg_direct_writes import DirectStatementRefused
 from grantkeeper.store.signin_replay_cache import ReplayEntry
 from grantkeeper.store.tables import audit_events, webhook_outbox
 from grantkeeper.store.webhook_outbox import OUTBOX_INSERT, OutboxMessage
 
-from ..conftest import postgres_connect
+from ..conftest import POSTGRES_URL, postgres_connect
 from .helpers import CLIENT, profile, raw_sql, sign_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -47,12 +49,14 @@ def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return taken
 
 
-def direct_pids(store: GrantStore) -> list[int]:
-    """The backend pids of the direct pool's idle connections (this store's alone: other tests
-    run their own stores on the same server)."""
+def direct_pids(store: GrantStore, *, reads: bool = True) -> list[int]:
+    """The backend pids of the idle connections of the store's direct pools (the writes' and,
+    with ``reads``, the reads'); this store's alone: other tests run their own stores on the
+    same server."""
     assert store._direct is not None
-    assert store._direct._pool is not None
-    return [conn.info.backend_pid for conn in store._direct._pool._pool]
+    assert store._direct_writes is not None
+    pools = [store._direct_writes._pool._pool] + ([store._direct._pool] if reads else [])
+    return [conn.info.backend_pid for pool in pools if pool is not None for conn in pool._pool]
 
 
 def terminate(pids: list[int]) -> None:
@@ -136,10 +140,10 @@ async def test_a_write_without_a_direct_connection_goes_through_sqlalchemy(
 ) -> None:
     store = pg_store
     # Nothing listens on port 1: the direct pool never gets a connection.
-    broken = DirectReads(store._engine.url.set(port=1))
+    broken = DirectPool(store._engine.url.set(port=1))
     monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
     assert store._direct_writes is not None
-    monkeypatch.setattr(store._direct_writes, "_reads", broken)
+    monkeypatch.setattr(store._direct_writes, "_pool", broken)
     try:
         await sign_in(store, store_clock)
         assert await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
@@ -205,7 +209,7 @@ async def test_idle_connections_the_server_dropped_are_replaced_at_the_checkout(
         await store.record_hand_out(SUB, CLIENT, audit_detail={"n": n})
         assert await store.try_acquire_lease(SUB, CLIENT, "worker-1", timedelta(seconds=30))
     assert len(through_sqlalchemy) == before
-    assert not set(direct_pids(store)) & set(pids)
+    assert not set(direct_pids(store, reads=False)) & set(pids)
 
 
 async def test_errors_are_sqlalchemys_without_parameters_and_roll_back(
@@ -264,3 +268,67 @@ async def test_a_statement_not_built_once_is_refused_before_it_is_sent(
                 audit_row(store_clock.now(), "test", SUB, CLIENT, "ok", {}),
             )
     assert [e for e in await store.list_audit(SUB) if e.kind == "test"] == []
+
+
+async def test_a_sign_in_and_forgetting_the_same_user_do_not_deadlock(
+    pg_store: GrantStore, store_clock: ManualClock, postgres_schema: str
+) -> None:
+    # Both lock the user's row first, then the grant's. (forget_user deleted the grants first:
+    # queued behind it on the grant's row, a sign-in holding the user's row deadlocked it.)
+    store = pg_store
+    await sign_in(store, store_clock)
+    holder = await psycopg.AsyncConnection.connect(
+        POSTGRES_URL, options=f"-c search_path={postgres_schema}"
+    )
+    try:
+        # Someone holds the grant's row, so both calls below queue behind it in this order.
+        await holder.execute("SELECT 1 FROM gk_grants WHERE sub = %s FOR UPDATE", (SUB,))
+        forgetting = asyncio.ensure_future(store.forget_user(SUB))
+        await asyncio.sleep(0.2)
+        signing_in = asyncio.ensure_future(sign_in(store, store_clock, access_token="ya29.again"))
+        await asyncio.sleep(0.2)
+        await holder.commit()
+        forgotten, record = await asyncio.gather(forgetting, signing_in)
+    finally:
+        await holder.close()
+    assert forgotten
+    assert record.new_user  # the sign-in came after the user was forgotten
+    grant = await store.get_grant(SUB, CLIENT)
+    assert grant is not None
+    assert grant.access_token == "ya29.again"
+
+
+async def test_a_call_cancelled_during_the_checkouts_ping_gives_the_connection_back(
+    pg_store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    await store.get_grant(SUB, CLIENT)
+    pinging = asyncio.Event()
+
+    async def a_ping_that_hangs(_conn: Any) -> bool:
+        pinging.set()
+        await asyncio.Event().wait()
+        return True  # pragma: no cover
+
+    monkeypatch.setattr(pg_direct_reads, "_alive", a_ping_that_hangs)
+    # More cancelled calls than either pool has connections: none may keep one.
+    for n in range(2 * pg_direct_reads.MAX_WRITE_CONNECTIONS):
+        pinging.clear()
+        call = (
+            store.get_grant(SUB, CLIENT)
+            if n % 2
+            else store.try_acquire_lease(SUB, CLIENT, "w", timedelta(seconds=1))
+        )
+        task = asyncio.ensure_future(call)
+        await asyncio.wait_for(pinging.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    monkeypatch.undo()
+    assert store._direct is not None
+    assert store._direct_writes is not None
+    for direct in (store._direct, store._direct_writes._pool):
+        assert direct._pool is not None
+        stats = direct._pool.get_stats()
+        assert stats.get("pool_available", 0) == stats["pool_size"]

@@ -254,3 +254,23 @@ async def test_one_hand_out_with_its_last_use_is_no_sign_of_a_busy_keeper(
     monkeypatch.setattr(hand_outs, "BUSY_WITHIN_SECONDS", 30.0)
     await store.record_hand_out(SUBS[0], CLIENT, used_at=store_clock.now(), audit_detail={"n": 0})
     await asyncio.wait_for(store.record_hand_out(SUBS[0], CLIENT, audit_detail={"n": 1}), 5)
+
+
+async def test_a_hand_out_whose_detail_is_not_json_fails_alone(
+    store: GrantStore, store_clock: ManualClock
+) -> None:
+    # psycopg serializes JSON while it sends a batch: a detail it cannot serialize, in the
+    # middle of a batch, made every hand-out of the batch fail after those before it had
+    # been committed (in autocommit). It now fails alone, before it joins a batch.
+    await sign_in(store, store_clock, sub=SUBS[0])
+    outcomes = await asyncio.gather(
+        store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": "a"}),
+        store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": object()}),
+        store.record_hand_out(SUBS[0], CLIENT, audit_detail={"caller": "c"}),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], TypeError)
+    assert outcomes[2] is None
+    events = await store.list_audit(SUBS[0], kind="token")
+    assert sorted(event.detail["caller"] for event in events) == ["a", "c"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from grantkeeper.store.leases import NO_LEASE
@@ -153,6 +154,12 @@ class GrantStatusChanges(StoreCore):
         """Erase the user's profile, grants and cached sign-in responses (the audit log keeps
         only the ``sub``). Returns whether the user existed."""
         async with self._write() as conn:
+            if self.dialect == "postgresql":
+                # The user's row first, as a sign-in locks it (then the grant's): deleting the
+                # grants first deadlocked with a sign-in of the same user.
+                await conn.execute(
+                    sa.select(users.c.sub).where(users.c.sub == sub).with_for_update()
+                )
             await conn.execute(signin_replays.delete().where(signin_replays.c.sub == sub))
             await conn.execute(grant_cooldowns.delete().where(grant_cooldowns.c.sub == sub))
             await conn.execute(grants.delete().where(grants.c.sub == sub))

@@ -155,6 +155,8 @@ class GrantStore(
             self._inline.close()
         if self._direct is not None:
             await self._direct.close()
+        if self._direct_writes is not None:
+            await self._direct_writes.close()
         await self._engine.dispose()
 
     @property

@@ -6,8 +6,8 @@ hop, the pool's checkout and reset events, the execution context, the result wra
 cost ~610 µs of CPU per call on the development machine; the same SQL, compiled once by
 SQLAlchemy, run on a connection of a psycopg pool and decoded by the same codec cost ~190 µs
 (``store.get_grant``, 8 at once, one run each, interleaved). The writes of the hot paths use
-the same pool (:mod:`.pg_direct_writes`), with rules of their own: a write never falls back
-once sent.
+a pool of this class of their own (:mod:`.pg_direct_writes`), with rules of their own: a write
+never falls back once sent.
 
 The direct path never changes what a read answers, only what it costs. When it cannot serve a
 read (no connection free within :data:`CHECKOUT_TIMEOUT_SECONDS`, a connection the database
@@ -21,8 +21,10 @@ more is pinged at checkout, as the SQLAlchemy pool does. Reads run without ``BEG
 statement has its own snapshot either way, so a read sees every write committed before it,
 whichever pool wrote it.
 
-Each process keeps at most :data:`MAX_CONNECTIONS` connections here, besides the SQLAlchemy
-pool's ten; they are opened when first needed and closed with the store.
+Each process keeps at most :data:`MAX_CONNECTIONS` connections for these reads and
+:data:`MAX_WRITE_CONNECTIONS` for the direct writes (a pool each: a write waiting on a row lock
+never keeps a read waiting for a connection), besides the SQLAlchemy pool's five; they are
+opened when first needed and closed with the store.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ from grantkeeper.store.engine import PING_AFTER_IDLE_SECONDS
 
 log = logging.getLogger("grantkeeper.store")
 
-#: Connections of the direct pool per process, for reads and the direct writes
-#: (:mod:`.pg_direct_writes`; each takes a few round trips of one).
-MAX_CONNECTIONS = 10
+#: Connections of the direct reads' pool per process (a read holds one for one round trip).
+MAX_CONNECTIONS = 5
+#: Connections of the direct writes' pool per process (:mod:`.pg_direct_writes`; a write holds
+#: one for up to five round trips: with five, writers queued for one at eight at once).
+MAX_WRITE_CONNECTIONS = 10
 #: How long a read waits for a free connection before it takes the SQLAlchemy path instead.
 CHECKOUT_TIMEOUT_SECONDS = 0.5
 #: The connections' name in ``pg_stat_activity`` (unless the URL names its own).
@@ -81,10 +85,20 @@ class DirectPathUnavailable(Exception):
     """This read must take the SQLAlchemy path. Never leaves the store."""
 
 
-class DirectReads:
-    """Single-row reads of statements SQLAlchemy compiled, on a psycopg pool of their own."""
+class DirectPool:
+    """A psycopg pool past SQLAlchemy: single-row reads of statements SQLAlchemy compiled
+    (:meth:`first`), and connections for the direct writes (:meth:`checkout`)."""
 
-    def __init__(self, url: URL, *, options: str | None = None) -> None:
+    def __init__(
+        self,
+        url: URL,
+        *,
+        options: str | None = None,
+        name: str = "reads",
+        max_connections: int | None = None,
+    ) -> None:
+        self._name = f"grantkeeper-direct-{name}"
+        self._max = MAX_CONNECTIONS if max_connections is None else max_connections
         # libpq takes the URL as SQLAlchemy holds it, without the "+psycopg" driver name.
         self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._kwargs: dict[str, Any] = {"autocommit": True}
@@ -143,11 +157,11 @@ class DirectReads:
         import psycopg_pool
 
         pool = await self._pool_here()
-        for _ in range(MAX_CONNECTIONS + 1):
+        for _ in range(self._max + 1):
             try:
                 conn = await pool.getconn()
             except psycopg_pool.PoolTimeout as error:
-                if pool.get_stats().get("pool_size", 0) < MAX_CONNECTIONS:
+                if pool.get_stats().get("pool_size", 0) < self._max:
                     self._rest(error)  # it could not connect: the database is down or far
                 # Else every connection is busy: this call takes the other path, the next
                 # may not.
@@ -155,7 +169,12 @@ class DirectReads:
             except (psycopg.Error, OSError) as error:
                 self._rest(error)
                 raise DirectPathUnavailable from error
-            if await _alive(conn):
+            try:
+                alive = await _alive(conn)
+            except BaseException:  # cancelled during the ping: the connection goes back
+                await pool.putconn(conn)
+                raise
+            if alive:
                 return conn
             await pool.putconn(conn)  # closed: the pool drops it and opens another
         self._rest(DirectPathUnavailable("every connection failed its ping"))
@@ -206,10 +225,10 @@ class DirectReads:
                 self._conninfo,
                 kwargs=self._kwargs,
                 min_size=1,
-                max_size=MAX_CONNECTIONS,
+                max_size=self._max,
                 timeout=CHECKOUT_TIMEOUT_SECONDS,
                 configure=_connected,
-                name="grantkeeper-direct",
+                name=self._name,
                 open=False,
             )
             self._loop = loop

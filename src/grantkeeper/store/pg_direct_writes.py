@@ -7,7 +7,7 @@ of this process's CPU; psycopg alone spends ~50 µs on a round trip. The writes 
 (the claim on a sign-in's code, the sign-in itself, a refresh's lease and result, the hand-outs'
 audit events) run here: the statements the store builds once (:func:`.compiled_writes.hot`),
 compiled by SQLAlchemy once per parameter key set, with SQLAlchemy's bind and result processors
-(:mod:`.compiled_writes`), on a connection of the pool the direct reads use
+(:mod:`.compiled_writes`), on a psycopg pool of their own beside the direct reads'
 (:mod:`.pg_direct_reads`).
 
 Unlike a read, a write never goes down the SQLAlchemy path once anything was sent: a statement
@@ -48,7 +48,7 @@ from grantkeeper.store.compiled_writes import (
 from grantkeeper.store.engine import store_error
 
 if TYPE_CHECKING:
-    from grantkeeper.store.pg_direct_reads import DirectReads
+    from grantkeeper.store.pg_direct_reads import DirectPool
 
 
 class DirectStatementRefused(RuntimeError):
@@ -107,8 +107,8 @@ class DirectConnection:
 class DirectWrites:
     """Write transactions on the direct pool (see the module docstring)."""
 
-    def __init__(self, reads: DirectReads, url: URL, dialect: Dialect) -> None:
-        self._reads = reads
+    def __init__(self, pool: DirectPool, url: URL, dialect: Dialect) -> None:
+        self._pool = pool
         self._url = url
         self._writes = CompiledWrites(dialect)
 
@@ -120,7 +120,10 @@ class DirectWrites:
             DirectPathUnavailable: at the checkout, before anything is sent; take the
                 SQLAlchemy path.
         """
-        return self._transaction(await self._reads.checkout(), one_statement)
+        return self._transaction(await self._pool.checkout(), one_statement)
+
+    async def close(self) -> None:
+        await self._pool.close()
 
     @asynccontextmanager
     async def _transaction(self, conn: Any, one_statement: bool) -> AsyncIterator[AsyncConnection]:
@@ -149,7 +152,7 @@ class DirectWrites:
                 raise
             raise mapped from error
         finally:
-            await self._reads.checkin(conn)
+            await self._pool.checkin(conn)
 
 
 def _as_async(conn: DirectConnection) -> AsyncConnection:

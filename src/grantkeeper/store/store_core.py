@@ -17,7 +17,11 @@ from grantkeeper.store.codec import GrantCodec
 from grantkeeper.store.compiled_reads import CompiledReads
 from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.engine import postgres_options, transaction
-from grantkeeper.store.pg_direct_reads import DirectPathUnavailable, DirectReads
+from grantkeeper.store.pg_direct_reads import (
+    MAX_WRITE_CONNECTIONS,
+    DirectPathUnavailable,
+    DirectPool,
+)
 from grantkeeper.store.pg_direct_writes import DirectWrites
 from grantkeeper.store.sqlite_inline import SqliteInline, inline_supported
 from grantkeeper.store.tables import grants
@@ -52,15 +56,22 @@ class StoreCore:
         # SQLite files: transactions without a thread hop per statement (see sqlite_inline).
         self._inline = SqliteInline(engine.url) if inline_supported(engine.url) else None
         # PostgreSQL: the grant read of every hand-out past SQLAlchemy (see pg_direct_reads).
-        self._direct = (
-            DirectReads(engine.url, options=postgres_options(schema))
-            if engine.dialect.name == "postgresql" and DirectReads.available()
-            else None
-        )
-        # PostgreSQL: the hot paths' writes on the same pool (see pg_direct_writes).
+        direct = engine.dialect.name == "postgresql" and DirectPool.available()
+        options = postgres_options(schema) if direct else None
+        self._direct = DirectPool(engine.url, options=options) if direct else None
+        # PostgreSQL: the hot paths' writes on a pool of their own (see pg_direct_writes).
         self._direct_writes = (
-            DirectWrites(self._direct, engine.url, engine.dialect)
-            if self._direct is not None
+            DirectWrites(
+                DirectPool(
+                    engine.url,
+                    options=options,
+                    name="writes",
+                    max_connections=MAX_WRITE_CONNECTIONS,
+                ),
+                engine.url,
+                engine.dialect,
+            )
+            if direct
             else None
         )
         self._statements: dict[Hashable, Any] = {}
