@@ -1,5 +1,5 @@
 """The token read past SQLAlchemy's execution (store/compiled_reads.py): on sqlite3 directly and
-on psycopg's own pool (store/pg_direct_reads.py), the same grant as the SQLAlchemy path gives,
+on psycopg's own pool (store/pg_direct_pool.py), the same grant as the SQLAlchemy path gives,
 whatever PostgreSQL's session time zone; and when the PostgreSQL path cannot serve a read, the
 read still succeeds through SQLAlchemy and the direct path rests."""
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
 from grantkeeper.errors import StoreUnavailable
-from grantkeeper.store import GrantStore, pg_direct_reads
-from grantkeeper.store.pg_direct_reads import (
+from grantkeeper.store import GrantStore, pg_direct_pool
+from grantkeeper.store.pg_direct_pool import (
     DirectPathUnavailable,
     DirectPool,
 )
@@ -192,7 +192,7 @@ async def test_a_read_the_direct_path_cannot_serve_goes_through_sqlalchemy(
     with postgres_connect() as admin:
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    monkeypatch.setattr(pg_direct_reads, "BACK_OFF_SECONDS", 60.0)
+    monkeypatch.setattr(pg_direct_pool, "BACK_OFF_SECONDS", 60.0)
     for _ in range(3):
         grant = await store.get_grant(SUB, CLIENT)
         assert grant is not None
@@ -219,7 +219,7 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
     await sign_in(store, store_clock)
     # Nothing listens on port 1: the pool never gets a connection.
     broken = DirectPool(store._engine.url.set(port=1))
-    monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(pg_direct_pool, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
     monkeypatch.setattr(store, "_direct", broken)
     try:
         with caplog.at_level("INFO", logger="grantkeeper.store"):

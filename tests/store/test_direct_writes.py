@@ -18,10 +18,10 @@ from sqlalchemy import exc
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.errors import StoreUnavailable
-from grantkeeper.store import GrantStore, pg_direct_reads, store_core
+from grantkeeper.store import GrantStore, pg_direct_pool, store_core
 from grantkeeper.store.audit_log import AUDIT_INSERT, audit_row
 from grantkeeper.store.compiled_writes import hot
-from grantkeeper.store.pg_direct_reads import APPLICATION_NAME, DirectPool
+from grantkeeper.store.pg_direct_pool import APPLICATION_NAME, DirectPool
 from grantkeeper.store.pg_direct_writes import DirectStatementRefused
 from grantkeeper.store.signin_replay_cache import ReplayEntry
 from grantkeeper.store.tables import audit_events, webhook_outbox
@@ -68,7 +68,7 @@ def terminate(pids: list[int]) -> None:
 @pytest.fixture
 def idle_for_long(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every direct connection counts as idle for a minute (due for its ping)."""
-    monkeypatch.setattr(pg_direct_reads, "PING_AFTER_IDLE_SECONDS", -60.0)
+    monkeypatch.setattr(pg_direct_pool, "PING_AFTER_IDLE_SECONDS", -60.0)
     return
 
 
@@ -141,7 +141,7 @@ async def test_a_write_without_a_direct_connection_goes_through_sqlalchemy(
     store = pg_store
     # Nothing listens on port 1: the direct pool never gets a connection.
     broken = DirectPool(store._engine.url.set(port=1))
-    monkeypatch.setattr(pg_direct_reads, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(pg_direct_pool, "CHECKOUT_TIMEOUT_SECONDS", 0.2)
     assert store._direct_writes is not None
     monkeypatch.setattr(store._direct_writes, "_pool", broken)
     try:
@@ -311,9 +311,9 @@ async def test_a_call_cancelled_during_the_checkouts_ping_gives_the_connection_b
         await asyncio.Event().wait()
         return True  # pragma: no cover
 
-    monkeypatch.setattr(pg_direct_reads, "_alive", a_ping_that_hangs)
+    monkeypatch.setattr(pg_direct_pool, "_alive", a_ping_that_hangs)
     # More cancelled calls than either pool has connections: none may keep one.
-    for n in range(2 * pg_direct_reads.MAX_WRITE_CONNECTIONS):
+    for n in range(2 * pg_direct_pool.MAX_WRITE_CONNECTIONS):
         pinging.clear()
         call = (
             store.get_grant(SUB, CLIENT)

@@ -82,7 +82,7 @@ def create_engine(url: URL, *, schema: str | None = None) -> AsyncEngine:
         # libpq applies this to every new connection, including those Alembic uses.
         connect_args["options"] = options
     # Three kept connections, two more at a peak: the hot paths' reads and writes take the
-    # direct pools' five and ten (pg_direct_reads), so a process still opens at most twenty.
+    # direct pools' five and ten (pg_direct_pool), so a process still opens at most twenty.
     engine = create_async_engine(url, connect_args=connect_args, pool_size=3, max_overflow=2)
     _ping_when_idle(engine.sync_engine)
     return engine

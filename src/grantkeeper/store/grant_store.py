@@ -223,26 +223,10 @@ class GrantStore(
                 ", ".join(shortened),
             )
         sub = profile.sub
-        postgres = self.dialect == "postgresql"
-        user_row: sa.Row[Any] | Mapping[str, Any]
-        claimed: Mapping[Any, Any]
         async with self._write(direct=True) as conn:
-            if postgres:
-                new_user, user_row, claimed = await self._claim_user_and_grant(
-                    conn, profile, client_id, now
-                )
-            else:
-                new_user, user_row = await self._upsert_user(conn, profile, now)
-                claimed = (
-                    (
-                        await conn.execute(
-                            self._prebuilt("grant_claim", self._grant_claim),
-                            self._grant_claim_parameters(sub, client_id, now),
-                        )
-                    )
-                    .one()
-                    ._mapping
-                )
+            new_user, user_row, claimed = await self._claim_user_and_grant(
+                conn, profile, client_id, now
+            )
             stored_scopes = scopes_from_column(claimed["scopes"])
             scopes = merge_scopes(stored_scopes, granted_scopes)
             values: dict[str, Any] = {
@@ -264,7 +248,7 @@ class GrantStore(
             # PostgreSQL with an answer to keep: the grant as it will be written (the locked
             # row with these values), so that its update, the audit event and the answer to a
             # retry go in one statement. Elsewhere RETURNING gives the row as written.
-            one_statement = postgres and replay is not None
+            one_statement = self.dialect == "postgresql" and replay is not None
             if one_statement:
                 grant = self._codec.grant_from({**claimed, **_as_stored(values)})
             else:
@@ -321,22 +305,25 @@ class GrantStore(
             await enqueue(conn, outbox_for(outbox, record))
         return record
 
-    @staticmethod
-    def _grant_claim_parameters(sub: str, client_id: str, now: datetime) -> dict[str, Any]:
-        return {
-            "p_sub": sub,
-            "p_client_id": client_id,
-            "p_status": GrantStatus.ACTIVE.value,
-            "p_created_at": now,
-            "p_updated_at": now,
-        }
-
     async def _claim_user_and_grant(
         self, conn: AsyncConnection, profile: UserProfile, client_id: str, now: datetime
-    ) -> tuple[bool, Mapping[str, Any], Mapping[str, Any]]:
-        """PostgreSQL: :meth:`_upsert_user` and the grant's claim (:meth:`_grant_claim`) in one
-        statement (:func:`_user_and_grant_claim`): (whether the user is new, the user's row,
-        the grant's row), as stored now."""
+    ) -> tuple[bool, sa.Row[Any] | Mapping[str, Any], Mapping[Any, Any]]:
+        """The user upserted and the grant's row claimed (:meth:`_grant_claim`): (whether the
+        user is new, the user's row, the grant's row), as stored now. PostgreSQL does both in
+        one statement (:func:`_user_and_grant_claim`)."""
+        if self.dialect != "postgresql":
+            new_user, user = await self._upsert_user(conn, profile, now)
+            claim = await conn.execute(
+                self._prebuilt("grant_claim", self._grant_claim),
+                {
+                    "p_sub": profile.sub,
+                    "p_client_id": client_id,
+                    "p_status": GrantStatus.ACTIVE.value,
+                    "p_created_at": now,
+                    "p_updated_at": now,
+                },
+            )
+            return new_user, user, claim.one()._mapping
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         bound = {
             **params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims}),
@@ -355,8 +342,7 @@ class GrantStore(
     async def _upsert_user(
         self, conn: AsyncConnection, profile: UserProfile, now: datetime
     ) -> tuple[bool, sa.Row[Any]]:
-        """SQLite: (whether the user is new, the user's row as stored now). PostgreSQL does
-        this in one statement with the grant's claim (:meth:`_claim_user_and_grant`)."""
+        """SQLite: (whether the user is new, the user's row as stored now)."""
         claims = {name: getattr(profile, name) for name in PROFILE_FIELDS}
         bound = params({"sub": profile.sub, "created_at": now, "updated_at": now, **claims})
         inserted = await conn.execute(self._prebuilt("user_insert", self._user_insert), bound)

@@ -8,7 +8,7 @@ of this process's CPU; psycopg alone spends ~50 µs on a round trip. The writes 
 audit events) run here: the statements the store builds once (:func:`.compiled_writes.hot`),
 compiled by SQLAlchemy once per parameter key set, with SQLAlchemy's bind and result processors
 (:mod:`.compiled_writes`), on a psycopg pool of their own beside the direct reads'
-(:mod:`.pg_direct_reads`).
+(:mod:`.pg_direct_pool`).
 
 Unlike a read, a write never goes down the SQLAlchemy path once anything was sent: a statement
 the server may have applied must not be sent again. So the choice is made at the checkout:
@@ -48,7 +48,7 @@ from grantkeeper.store.compiled_writes import (
 from grantkeeper.store.engine import store_error
 
 if TYPE_CHECKING:
-    from grantkeeper.store.pg_direct_reads import DirectPool
+    from grantkeeper.store.pg_direct_pool import DirectPool
 
 
 class DirectStatementRefused(RuntimeError):

@@ -17,7 +17,7 @@ from grantkeeper.store.codec import GrantCodec
 from grantkeeper.store.compiled_reads import CompiledReads
 from grantkeeper.store.compiled_writes import hot
 from grantkeeper.store.engine import postgres_options, transaction
-from grantkeeper.store.pg_direct_reads import (
+from grantkeeper.store.pg_direct_pool import (
     MAX_WRITE_CONNECTIONS,
     DirectPathUnavailable,
     DirectPool,
@@ -55,7 +55,7 @@ class StoreCore:
         self._schema = schema
         # SQLite files: transactions without a thread hop per statement (see sqlite_inline).
         self._inline = SqliteInline(engine.url) if inline_supported(engine.url) else None
-        # PostgreSQL: the grant read of every hand-out past SQLAlchemy (see pg_direct_reads).
+        # PostgreSQL: the grant read of every hand-out past SQLAlchemy (see pg_direct_pool).
         direct = engine.dialect.name == "postgresql" and DirectPool.available()
         options = postgres_options(schema) if direct else None
         self._direct = DirectPool(engine.url, options=options) if direct else None
@@ -123,7 +123,7 @@ class StoreCore:
     ) -> Mapping[str, Any] | None:
         """The first row of a one-statement read, by column name, past SQLAlchemy's execution
         where the database allows (SQLite files; PostgreSQL with psycopg_pool), through it
-        elsewhere and whenever the direct path cannot serve the read (pg_direct_reads)."""
+        elsewhere and whenever the direct path cannot serve the read (pg_direct_pool)."""
         with span("grantkeeper.store.transaction", db_system=self.dialect, write=False):
             if self._inline is not None:
                 return self._inline.first(self._compiled_reads[statement], parameters)

@@ -1,13 +1,13 @@
-"""PostgreSQL: the grant read of every token hand-out on psycopg's own pool, past SQLAlchemy's
-asyncio layer.
+"""PostgreSQL: psycopg pools of the store's own, past SQLAlchemy's asyncio layer: one serves
+the grant read of every token hand-out (:meth:`DirectPool.first`), another the writes of the
+hot paths (:mod:`.pg_direct_writes`, through :meth:`DirectPool.checkout`).
 
 A token read is one ``SELECT`` of one grant row. Through SQLAlchemy's asyncio engine (a greenlet
 hop, the pool's checkout and reset events, the execution context, the result wrapper) that read
 cost ~610 µs of CPU per call on the development machine; the same SQL, compiled once by
 SQLAlchemy, run on a connection of a psycopg pool and decoded by the same codec cost ~190 µs
-(``store.get_grant``, 8 at once, one run each, interleaved). The writes of the hot paths use
-a pool of this class of their own (:mod:`.pg_direct_writes`), with rules of their own: a write
-never falls back once sent.
+(``store.get_grant``, 8 at once, one run each, interleaved). The writes have rules of their
+own: a write never falls back once sent.
 
 The direct path never changes what a read answers, only what it costs. When it cannot serve a
 read (no connection free within :data:`CHECKOUT_TIMEOUT_SECONDS`, a connection the database
