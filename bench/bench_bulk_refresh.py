@@ -7,7 +7,11 @@ The limit is GRANTS x 50 ms / CONCURRENCY; the goals (issue 9): within 1.5x of i
 one refresh after the other). Peak RSS is this process's (keeper, store and sweep; the emulator
 runs in its own process).
 
+The store is a SQLite file (the embedded default) or, with ``--database postgresql``, a fresh
+schema on the PostgreSQL server of benchlib.POSTGRES.
+
   python bench/bench_bulk_refresh.py [--grants 10000] [--concurrency 32] [--loop 100]
+                                     [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import google.auth.transport.requests
-from benchlib import Emulator, tree_cpu
+from benchlib import POSTGRES, Emulator, drop_schema, postgres_schema, tree_cpu
 from google.oauth2.credentials import Credentials
 
 from grantkeeper.clock import OffsetClock
@@ -68,7 +72,20 @@ def main() -> int:
     parser.add_argument("--grants", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--loop", type=int, default=100)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
+    schema = postgres_schema("gk_bulk") if args.database == "postgresql" else None
+    if args.database == "postgresql" and schema is None:
+        print(f"PostgreSQL is not reachable at {POSTGRES}", file=sys.stderr)
+        return 1
+    try:
+        return run_bench(args, schema)
+    finally:
+        if schema is not None:
+            drop_schema(schema)
+
+
+def run_bench(args: argparse.Namespace, schema: str | None) -> int:
     with tempfile.TemporaryDirectory(prefix="gk-bulk-") as tmp:
         workdir = Path(tmp)
         emulator = Emulator.start(workdir)
@@ -87,7 +104,10 @@ def main() -> int:
                 client_secrets_file=workdir / "client_secret.json",
                 issuer=emulator.base_url,
                 allowed_client_ids=[ios],
-                database_url=f"sqlite:///{workdir / 'bulk.sqlite3'}",
+                database_url=(
+                    POSTGRES if schema is not None else f"sqlite:///{workdir / 'bulk.sqlite3'}"
+                ),
+                database_schema=schema,
                 encryption_keys=[generate_key()],
                 data_dir=workdir,
             )
@@ -145,8 +165,8 @@ def main() -> int:
     limit = args.grants * LATENCY_MS / 1000 / args.concurrency
     loop_total = per_refresh * args.grants
     print(
-        f"Bulk refresh of {args.grants:,} expired grants, emulator latency {LATENCY_MS} ms, "
-        f"concurrency {args.concurrency} ({datetime.now(UTC):%Y-%m-%d})"
+        f"Bulk refresh of {args.grants:,} expired grants on {args.database}, emulator latency "
+        f"{LATENCY_MS} ms, concurrency {args.concurrency} ({datetime.now(UTC):%Y-%m-%d})"
     )
     print(f"  keeper (sweep --keep-alive)   {seconds:8.1f} s   {refreshes:,} refreshes at Google")
     print(f"  keeper CPU per refresh        {cpu / args.grants * 1000:8.2f} ms  (this process)")
