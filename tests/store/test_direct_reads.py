@@ -225,9 +225,12 @@ async def test_an_unreachable_direct_pool_costs_one_checkout_wait_then_rests(
         with caplog.at_level("INFO", logger="grantkeeper.store"):
             for _ in range(3):
                 assert (await store.get_grant(SUB, CLIENT)) is not None
-        rests = [r for r in caplog.records if "direct PostgreSQL path rests" in r.getMessage()]
+        rests = [r for r in caplog.records if "direct PostgreSQL pool" in r.getMessage()]
+        assert [r.getMessage().split(" rests ")[0] for r in rests] == [
+            "the direct PostgreSQL pool grantkeeper-direct-reads"
+        ]
         assert [r.getMessage().split(" after ")[1] for r in rests] == [
-            "PoolTimeout; reads and writes take the SQLAlchemy path"
+            "PoolTimeout; its calls take the SQLAlchemy path"
         ]
     finally:
         await broken.close()

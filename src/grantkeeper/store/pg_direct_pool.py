@@ -245,8 +245,9 @@ class DirectPool:
             self._checking = asyncio.ensure_future(self._check(self._pool))
         # The class name only: a driver's message can quote parameters.
         log.info(
-            "the direct PostgreSQL path rests for %.0f s after %s; reads and writes take the "
+            "the direct PostgreSQL pool %s rests for %.0f s after %s; its calls take the "
             "SQLAlchemy path",
+            self._name,
             BACK_OFF_SECONDS,
             type(error).__name__,
         )
