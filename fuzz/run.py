@@ -55,6 +55,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import Failure, FailureGroup
 
+from grantkeeper import errors_doc
 from grantkeeper.crypto import generate_key
 from grantkeeper.emulator.client import EmulatorControl
 
@@ -468,7 +469,10 @@ class Fuzzer:
             timeout=self.timeout,
         )
         document.raise_for_status()
-        self.vocabulary = document.text
+        # The keeper's own words: its document, and every error's title and advice (Hypothesis
+        # draws strings from the source's constants too: a made-up body "emulator" came back in
+        # the advice of a refused security event, "… (or the emulator's) …").
+        self.vocabulary = document.text + "\n" + errors_doc.render()
         schema = schemathesis.openapi.from_dict(document.json())
         operations = [result.ok() for result in schema.get_all_operations()]
         self.sign_in_everyone()
