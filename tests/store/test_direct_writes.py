@@ -332,3 +332,36 @@ async def test_a_call_cancelled_during_the_checkouts_ping_gives_the_connection_b
         assert direct._pool is not None
         stats = direct._pool.get_stats()
         assert stats.get("pool_available", 0) == stats["pool_size"]
+
+
+async def test_a_write_postgresql_undid_in_a_deadlock_says_so(
+    pg_store: GrantStore, store_clock: ManualClock, postgres_schema: str
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    other = await psycopg.AsyncConnection.connect(
+        POSTGRES_URL, options=f"-c search_path={postgres_schema}"
+    )
+    try:
+        # Another session holds the grant's row; the sign-in locks the user's row and waits
+        # for the grant's; the other session then asks for the user's row: a deadlock, which
+        # the sign-in (waiting first) detects and is undone for.
+        await other.execute("SELECT 1 FROM gk_grants WHERE sub = %s FOR UPDATE", (SUB,))
+        signing_in = asyncio.ensure_future(sign_in(store, store_clock, access_token="ya29.b"))
+        await asyncio.sleep(0.3)
+        await other.execute("SELECT 1 FROM gk_users WHERE sub = %s FOR UPDATE", (SUB,))
+        with pytest.raises(StoreUnavailable) as raised:
+            await signing_in
+    finally:
+        await other.rollback()
+        await other.close()
+    assert raised.value.message.endswith(
+        "rolled this write back to resolve a conflict with another one (DeadlockDetected); "
+        "retry it."
+    )
+    assert raised.value.public_detail == (
+        "The grant store undid this write to resolve a conflict; retry it."
+    )
+    grant = await store.get_grant(SUB, CLIENT)
+    assert grant is not None
+    assert grant.access_token == "ya29.access-token-one"  # nothing of the undone sign-in

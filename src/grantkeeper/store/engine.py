@@ -253,7 +253,16 @@ def unavailable(url: URL, error: BaseException) -> StoreUnavailable:
             "run: grantkeeper db upgrade.",
             public_detail="The grant store has no grantkeeper tables yet.",
         )
-    cause = type(getattr(error, "orig", None) or error).__name__
+    driver_error = getattr(error, "orig", None) or error
+    cause = type(driver_error).__name__
+    if str(getattr(driver_error, "sqlstate", None) or "").startswith("40"):
+        # PostgreSQL's transaction rollback class (a deadlock, a serialization failure): the
+        # database is fine, it undid this write to let a conflicting one through.
+        return StoreUnavailable(
+            f"The database at {display_url(url)} rolled this write back to resolve a conflict "
+            f"with another one ({cause}); retry it.",
+            public_detail="The grant store undid this write to resolve a conflict; retry it.",
+        )
     return StoreUnavailable(
         f"The database at {display_url(url)} is unavailable ({cause}).",
         public_detail="The grant store is unavailable.",
