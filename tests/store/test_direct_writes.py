@@ -7,7 +7,8 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -63,6 +64,19 @@ def terminate(pids: list[int]) -> None:
     with postgres_connect() as admin:
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+@asynccontextmanager
+async def grant_row_held(schema: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Another session, in a transaction that holds the row of SUB's grant (``FOR UPDATE``)
+    until it commits or the block ends."""
+    other = await psycopg.AsyncConnection.connect(POSTGRES_URL, options=f"-c search_path={schema}")
+    try:
+        await other.execute("SELECT 1 FROM gk_grants WHERE sub = %s FOR UPDATE", (SUB,))
+        yield other
+    finally:
+        await other.rollback()
+        await other.close()
 
 
 @pytest.fixture
@@ -277,20 +291,14 @@ async def test_a_sign_in_and_forgetting_the_same_user_do_not_deadlock(
     # queued behind it on the grant's row, a sign-in holding the user's row deadlocked it.)
     store = pg_store
     await sign_in(store, store_clock)
-    holder = await psycopg.AsyncConnection.connect(
-        POSTGRES_URL, options=f"-c search_path={postgres_schema}"
-    )
-    try:
+    async with grant_row_held(postgres_schema) as holder:
         # Someone holds the grant's row, so both calls below queue behind it in this order.
-        await holder.execute("SELECT 1 FROM gk_grants WHERE sub = %s FOR UPDATE", (SUB,))
         forgetting = asyncio.ensure_future(store.forget_user(SUB))
         await asyncio.sleep(0.2)
         signing_in = asyncio.ensure_future(sign_in(store, store_clock, access_token="ya29.again"))
         await asyncio.sleep(0.2)
         await holder.commit()
         forgotten, record = await asyncio.gather(forgetting, signing_in)
-    finally:
-        await holder.close()
     assert forgotten
     assert record.new_user  # the sign-in came after the user was forgotten
     grant = await store.get_grant(SUB, CLIENT)
@@ -339,22 +347,15 @@ async def test_a_write_postgresql_undid_in_a_deadlock_says_so(
 ) -> None:
     store = pg_store
     await sign_in(store, store_clock)
-    other = await psycopg.AsyncConnection.connect(
-        POSTGRES_URL, options=f"-c search_path={postgres_schema}"
-    )
-    try:
+    async with grant_row_held(postgres_schema) as other:
         # Another session holds the grant's row; the sign-in locks the user's row and waits
         # for the grant's; the other session then asks for the user's row: a deadlock, which
         # the sign-in (waiting first) detects and is undone for.
-        await other.execute("SELECT 1 FROM gk_grants WHERE sub = %s FOR UPDATE", (SUB,))
         signing_in = asyncio.ensure_future(sign_in(store, store_clock, access_token="ya29.b"))
         await asyncio.sleep(0.3)
         await other.execute("SELECT 1 FROM gk_users WHERE sub = %s FOR UPDATE", (SUB,))
         with pytest.raises(StoreUnavailable) as raised:
             await signing_in
-    finally:
-        await other.rollback()
-        await other.close()
     assert raised.value.message.endswith(
         "rolled this write back to resolve a conflict with another one (DeadlockDetected); "
         "retry it."
