@@ -194,8 +194,8 @@ class DirectPool:
         try:
             await pool.check()
         except Exception as error:
-            # A check that fails leaves the dead connections to the next reads after the rest.
-            log.info("checking the direct reads' connections failed: %s", type(error).__name__)
+            # A check that fails leaves the dead connections to the next calls after the rest.
+            log.info("checking the connections of %s failed: %s", self._name, type(error).__name__)
         finally:
             self._checking = None
 
