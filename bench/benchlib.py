@@ -206,11 +206,13 @@ def measure(
     return Phase(name, len(calls), cpu, wall, latencies, failures, samples)
 
 
-def postgres_schema(prefix: str) -> str | None:
-    """A fresh schema in the test database, or None when PostgreSQL is not reachable."""
+def postgres_schema(prefix: str, *, exact: bool = False) -> str | None:
+    """A fresh schema in the test database (``prefix`` and this process's id, or ``prefix``
+    itself with ``exact``; one left there before is dropped), or None when PostgreSQL is not
+    reachable."""
     try:
         with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3) as conn:
-            schema = f"{prefix}_{os.getpid()}"
+            schema = prefix if exact else f"{prefix}_{os.getpid()}"
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             conn.execute(f'CREATE SCHEMA "{schema}"')
             return schema
