@@ -140,6 +140,7 @@ def _keeper_launcher(database_url: str | None, schema: str | None) -> Callable[.
         }
         if schema is not None:
             env["GRANTKEEPER_DATABASE_SCHEMA"] = schema
+        env.update(KEEPER_ENV)
         subprocess.run(
             [*grantkeeper_command(), "db", "upgrade"],
             env=env,
@@ -159,6 +160,8 @@ def _keeper_launcher(database_url: str | None, schema: str | None) -> Callable[.
 
 
 IOS_CLIENT: list[str] = []
+#: --keeper-env: settings the keeper's servers run with on top of the bench's own.
+KEEPER_ENV: dict[str, str] = {}
 
 
 def run_stack(
@@ -295,9 +298,21 @@ def main() -> int:
         "--rounds", type=int, default=1, help="run every stack this many times, in turn"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--keeper-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the keeper's servers (GRANTKEEPER_ACCESS_LOG=false, say); repeatable",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    for setting in args.keeper_env:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.startswith("GRANTKEEPER_"):
+            parser.error(f"--keeper-env takes GRANTKEEPER_NAME=VALUE, not {setting!r}")
+        KEEPER_ENV[name] = value
     wanted = args.stacks.split(",")
 
     with tempfile.TemporaryDirectory(prefix="gk-bench-") as tmp:

@@ -4,14 +4,20 @@ each inside its own savepoint, and none returns before its writes are committed.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from grantkeeper.clock import ManualClock
 from grantkeeper.crypto import KeyRing, generate_key
+from grantkeeper.errors import StoreUnavailable
 from grantkeeper.store import GrantStore
+from grantkeeper.store.sqlite_inline import _WriterThread
 from grantkeeper.store.tables import audit_events
 
 pytestmark = pytest.mark.anyio
@@ -201,3 +207,74 @@ async def test_a_write_that_cannot_get_the_lock_in_time_is_store_unavailable_not
         await store.append_audit("after")  # the store works on
     finally:
         await store.close()
+
+
+async def test_write_transactions_keep_their_connections_and_a_failed_commit_drops_its_own(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "kept.sqlite3", generate_key("g"))
+    inline = store._inline
+    assert inline is not None
+    checkouts = 0
+
+    def counted(*args: object) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    sa.event.listen(inline.engine, "checkout", counted)
+    original = inline._commit_and_unlock
+    failed: list[object] = []
+
+    def failing_once(batch: Any) -> None:
+        if not failed:
+            failed.append(batch.conn)
+            batch.transaction.rollback()
+            raise sqlite3.OperationalError("disk I/O error")
+        original(batch)
+
+    try:
+        for i in range(30):  # one after another: a batch each
+            await store.append_audit("kept", outcome=f"ok-{i}")
+        assert checkouts == 1  # every batch on the same connection
+        inline._commit_and_unlock = failing_once  # type: ignore[method-assign]
+        with pytest.raises(StoreUnavailable):
+            await store.append_audit("kept", outcome="lost")
+        assert failed
+        assert failed[0] not in inline._write_connections
+        await store.append_audit("kept", outcome="after")  # on a fresh connection
+        assert checkouts == 2
+        outcomes = [e.outcome for e in await store.list_audit(kind="kept", limit=100)]
+    finally:
+        await store.close()
+    assert sorted(outcomes) == sorted([f"ok-{i}" for i in range(30)] + ["after"])
+    assert not any(t.name == "grantkeeper-sqlite-writer" for t in threading.enumerate())
+
+
+def test_the_writer_thread_outlives_a_loop_that_closed_before_its_call_ended() -> None:
+    writer = _WriterThread("grantkeeper-test-writer")
+    started, release = threading.Event(), threading.Event()
+
+    async def leave_early() -> None:
+        writer.submit(lambda: (started.set(), release.wait(5)))
+        await asyncio.to_thread(started.wait, 5)
+
+    async def call_again() -> int:
+        return await writer.submit(lambda: 42)
+
+    async def fail() -> None:
+        def boom() -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await writer.submit(boom)
+
+    try:
+        asyncio.run(leave_early())  # its loop is closed while the call still runs
+        release.set()
+        assert asyncio.run(call_again()) == 42
+        asyncio.run(fail())  # an error reaches its caller, and the thread goes on
+        assert asyncio.run(call_again()) == 42
+    finally:
+        release.set()
+        writer.shutdown()
+    assert not any(t.name == "grantkeeper-test-writer" for t in threading.enumerate())

@@ -35,13 +35,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import sqlite3
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -102,7 +104,7 @@ class SqliteInline:
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         configure_sqlite_connections(self.engine)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="grantkeeper-sqlite-writer")
+        self._writer = _WriterThread("grantkeeper-sqlite-writer")
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -111,12 +113,19 @@ class SqliteInline:
         self._between_processes = _WriterLock.beside(url.database or "")
         # Reads run on the event loop (of any thread), one connection each while they last.
         self._readers: list[sa.Connection] = []
+        # Write transactions' connections, kept between batches: taking one from the pool,
+        # setting its options and giving it back were half of opening a write (py-spy). A
+        # batch's connection comes back once its commit has run; two are in use at most (one
+        # committing, the next batch's beginning).
+        self._write_connections: list[sa.Connection] = []
         self._writes = CompiledWrites(self.engine.dialect)
 
     def close(self) -> None:
         while self._readers:
             self._readers.pop().close()
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
+        while self._write_connections:
+            self._write_connections.pop().close()
         self.engine.dispose()
         self._between_processes.close()
 
@@ -130,7 +139,7 @@ class SqliteInline:
     async def _on_writer(self, call: Callable[[], T]) -> T:
         """Run ``call`` on the writer thread; a cancelled caller still waits for it to end, so
         the connection is never used from two threads at once."""
-        future = asyncio.get_running_loop().run_in_executor(self._writer, call)
+        future = self._writer.submit(call)
         cancelled = False
         while True:
             try:
@@ -219,7 +228,7 @@ class SqliteInline:
         try:
             batch = self._batch
             if batch is None:
-                conn = self.engine.connect().execution_options(grantkeeper_write=True)
+                conn = self._write_connection()
                 # Not while this process's previous batch commits: it still holds both locks
                 # (and a flock taken again through our own descriptor would succeed).
                 try:
@@ -264,6 +273,12 @@ class SqliteInline:
         if failure is not None:
             raise failure
         await asyncio.shield(batch.committed)
+
+    def _write_connection(self) -> sa.Connection:
+        try:
+            return self._write_connections.pop()
+        except IndexError:
+            return self.engine.connect().execution_options(grantkeeper_write=True)
 
     def _begin_at_once(self, conn: sa.Connection) -> sa.RootTransaction | None:
         """``BEGIN IMMEDIATE`` here, on the loop, when nothing makes it wait: the lock between
@@ -329,10 +344,77 @@ class SqliteInline:
             self._unlock(batch)
             batch.committed.set_exception(error)
             batch.committed.exception()  # retrieved: a batch with no waiter left is no error
+            batch.conn.close()  # whatever happened, the next batch starts on a fresh connection
         else:
             batch.committed.set_result(None)
-        finally:
-            batch.conn.close()
+            self._write_connections.append(batch.conn)
+
+
+class _WriterThread:
+    """One thread that runs calls in turn, each settling an asyncio future on its caller's
+    loop. A ``ThreadPoolExecutor`` and ``run_in_executor`` did the same through a
+    ``concurrent.futures.Future`` (a ``Condition`` each), a semaphore and a chained asyncio
+    future: its ``submit`` alone was a fifth of opening a write on the event loop (py-spy)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._thread is None:
+            self._start()
+        self._calls.put(_Call(call, loop, future))
+        return future
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                # A daemon, as an executor's threads are not: an interpreter that exits without
+                # closing the store must not hang on a thread waiting for work. A commit cut
+                # off by the exit is rolled back by SQLite, and its caller is gone anyway.
+                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            try:
+                result = item.call()
+            except BaseException as error:  # handed to the caller, as an executor does
+                settle: Callable[[], None] = partial(_fail, item.future, error)
+            else:
+                settle = partial(_succeed, item.future, result)
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody is waiting
+                item.loop.call_soon_threadsafe(settle)
+
+    def shutdown(self) -> None:
+        """Let the calls already submitted run, then end the thread."""
+        thread = self._thread
+        if thread is not None:
+            self._calls.put(None)
+            thread.join()
+            self._thread = None
+
+
+@dataclass
+class _Call(Generic[T]):
+    call: Callable[[], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+def _succeed(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 class _WriterLock:
