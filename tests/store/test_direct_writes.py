@@ -366,3 +366,50 @@ async def test_a_write_postgresql_undid_in_a_deadlock_says_so(
     grant = await store.get_grant(SUB, CLIENT)
     assert grant is not None
     assert grant.access_token == "ya29.access-token-one"  # nothing of the undone sign-in
+
+
+async def test_several_audit_rows_are_one_insert_and_all_or_nothing(
+    pg_store: GrantStore, store_clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = pg_store
+    await sign_in(store, store_clock)
+    executemany = psycopg.AsyncCursor.executemany
+    pipelined: list[int] = []
+
+    async def counted(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        rows = list(params_seq)
+        pipelined.append(len(rows))
+        await executemany(self, query, rows, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "executemany", counted)
+
+    def rows(kind: str, count: int, **detail: Any) -> list[dict[str, Any]]:
+        at = store_clock.now()
+        return [
+            audit_row(at, kind, SUB, CLIENT, f"ok-{i}", {"i": i, **detail}) for i in range(count)
+        ]
+
+    async def write(batch: list[dict[str, Any]]) -> None:
+        async with store._write_one(direct=True) as conn:
+            await conn.execute(AUDIT_INSERT, batch)
+
+    await write(rows("several", 5, note="naïve ☃"))
+    await write(rows("many", 40))  # more than one statement takes: an executemany
+    assert pipelined == [40]
+    several = sorted(
+        (e for e in await store.list_audit(SUB, limit=100) if e.kind == "several"),
+        key=lambda e: e.outcome,
+    )
+    assert [(e.outcome, e.detail) for e in several] == [
+        (f"ok-{i}", {"i": i, "note": "naïve ☃"}) for i in range(5)
+    ]
+    assert all(e.at == store_clock.now() for e in several)
+    assert len([e for e in await store.list_audit(SUB, limit=100) if e.kind == "many"]) == 40
+
+    # PostgreSQL refuses the third row (an outcome longer than its column): none is written.
+    broken = rows("broken", 5)
+    broken[2]["outcome"] = "x" * 33
+    with pytest.raises(exc.DBAPIError, match="too long"):
+        await write(broken)
+    assert [e for e in await store.list_audit(SUB, limit=100) if e.kind == "broken"] == []
+    assert pipelined == [40]

@@ -76,6 +76,10 @@ class DirectConnection:
             )
         compiled, rows = found
         many = len(rows) > 1
+        if many:
+            several = self._writes.rows(statement, rows)
+            if several is not None:
+                compiled, rows, many = several[0], (several[1],), False
         try:
             bound = [compiled.parameters(row) for row in rows]
         except Exception as error:  # a bind processor's (a naive datetime), as SQLAlchemy's
