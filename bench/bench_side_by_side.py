@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,6 @@ def _launch_guide(
         "GUIDE_SCOPES": " ".join(SCOPES),
     }
     command = [
-        *SERVER_PREFIX,
         str(BIN / "gunicorn"),
         "--workers=2",
         "--threads=8",
@@ -149,11 +148,7 @@ def _keeper_launcher(database_url: str | None, schema: str | None) -> Callable[.
             check=True,
             capture_output=True,
         )
-        command = [
-            *SERVER_PREFIX,
-            *grantkeeper_command(),
-            *["serve", "--host", "127.0.0.1", "--port", str(port)],
-        ]
+        command = [*grantkeeper_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
         log_path = workdir / f"keeper_{tag}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -165,12 +160,6 @@ def _keeper_launcher(database_url: str | None, schema: str | None) -> Callable[.
 
 
 IOS_CLIENT: list[str] = []
-#: What every server's command starts with (bench_instructions.py runs them under valgrind).
-SERVER_PREFIX: list[str] = []
-#: How a phase is measured, and the stack being run (bench_instructions.py counts instructions
-#: around each phase).
-measure_phase: Callable[[str, str, int, Sequence[Call], int], Phase] = measure
-running: list[str] = []
 #: --keeper-env: settings the keeper's servers run with on top of the bench's own.
 KEEPER_ENV: dict[str, str] = {}
 
@@ -214,20 +203,18 @@ def run_stack(
         c = args.concurrency
         pid = process.pid
         # Warm every worker: imports, discovery, JWKS, connection pools.
-        measure_phase("warm", base_url, pid, [Call("GET", "/healthz")] * 200, c)
-        measure_phase("warm", base_url, pid, signins(users["warm"]), c)
-        measure_phase("warm", base_url, pid, reads(users["warm"], 200), c)
+        measure("warm", base_url, pid, [Call("GET", "/healthz")] * 200, c)
+        measure("warm", base_url, pid, signins(users["warm"]), c)
+        measure("warm", base_url, pid, reads(users["warm"], 200), c)
 
-        phases["null"] = measure_phase(
-            "null", base_url, pid, [Call("GET", "/healthz")] * args.null, c
-        )
-        phases["signin"] = measure_phase("signin", base_url, pid, signins(users["main"]), c)
-        phases["read"] = measure_phase("read", base_url, pid, reads(users["main"], args.reads), c)
+        phases["null"] = measure("null", base_url, pid, [Call("GET", "/healthz")] * args.null, c)
+        phases["signin"] = measure("signin", base_url, pid, signins(users["main"]), c)
+        phases["read"] = measure("read", base_url, pid, reads(users["main"], args.reads), c)
         control.update_settings(access_token_ttl=60)
         try:
-            measure_phase("setup", base_url, pid, signins(users["refresh"]), c)
+            measure("setup", base_url, pid, signins(users["refresh"]), c)
             before = control.stats()["token"]["refresh_token"]
-            phases["refresh"] = measure_phase(
+            phases["refresh"] = measure(
                 "refresh", base_url, pid, reads(users["refresh"], args.refresh_reads), c
             )
             refreshes = control.stats()["token"]["refresh_token"] - before
@@ -393,7 +380,6 @@ def main() -> int:
                     # path.
                     round_dir = workdir / f"round{number}"
                     round_dir.mkdir(exist_ok=True)
-                    running[:] = [stack.name]
                     results[stack.name] = run_stack(
                         stack, emulator, control, users, args, round_dir
                     )
