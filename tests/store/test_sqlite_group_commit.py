@@ -278,3 +278,5 @@ def test_the_writer_thread_outlives_a_loop_that_closed_before_its_call_ended() -
         release.set()
         writer.shutdown()
     assert not any(t.name == "grantkeeper-test-writer" for t in threading.enumerate())
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        asyncio.run(call_again())

@@ -361,8 +361,11 @@ class _WriterThread:
         self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
+        self._shut_down = False
 
     def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        if self._shut_down:  # as an executor refuses: the store is closed
+            raise RuntimeError("cannot schedule new calls after shutdown")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if self._thread is None:
@@ -393,6 +396,7 @@ class _WriterThread:
 
     def shutdown(self) -> None:
         """Let the calls already submitted run, then end the thread."""
+        self._shut_down = True
         thread = self._thread
         if thread is not None:
             self._calls.put(None)
