@@ -174,6 +174,117 @@ async def test_exceptions_retry_or_propagate_by_predicate() -> None:
     assert len(calls) == 1
 
 
+@pytest.mark.anyio
+async def test_an_attempt_not_worth_retrying_never_reaches_the_retry_machinery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from grantkeeper.oauth import retry
+
+    def no_retrying(*args: object) -> None:
+        raise AssertionError("tenacity's rule was built for a call that needed no retry")
+
+    monkeypatch.setattr(retry, "_retrying", no_retrying)
+    request = httpx.Request("POST", "https://x.test/token")
+    send, calls = answers(httpx.Response(400), httpx.ReadTimeout("slow", request=request))
+    for _ in range(2):  # a final answer, then an exception the rule does not retry
+        try:
+            response = await send_with_retries(
+                send,
+                policy=RetryPolicy(attempts=3),
+                retry_response=retry_5xx,
+                retry_exception=lambda e: isinstance(e, httpx.ConnectError),
+                now=lambda: NOW,
+            )
+        except httpx.ReadTimeout:
+            continue
+        assert response.status_code == 400
+    assert len(calls) == 2
+
+
+@pytest.mark.anyio
+async def test_a_single_attempt_budget_returns_or_raises_the_first_outcome() -> None:
+    recorder = Recorder()
+    request = httpx.Request("POST", "https://x.test/token")
+    send, calls = answers(
+        httpx.Response(503, headers={"Retry-After": "1"}),
+        httpx.ConnectError("refused", request=request),
+    )
+    policy = RetryPolicy(attempts=1, sleep=recorder.sleep)
+    response = await send_with_retries(
+        send,
+        policy=policy,
+        retry_response=retry_5xx,
+        retry_exception=lambda e: True,
+        now=lambda: NOW,
+    )
+    assert response.status_code == 503
+    with pytest.raises(httpx.ConnectError):
+        await send_with_retries(
+            send,
+            policy=policy,
+            retry_response=retry_5xx,
+            retry_exception=lambda e: True,
+            now=lambda: NOW,
+        )
+    assert len(calls) == 2
+    assert recorder.waits == []
+
+
+@pytest.mark.anyio
+async def test_a_failure_on_every_attempt_raises_the_last_one_after_the_backoff() -> None:
+    recorder = Recorder()
+    request = httpx.Request("POST", "https://x.test/token")
+    send, calls = answers(
+        httpx.ConnectError("first", request=request),
+        httpx.ConnectError("second", request=request),
+        httpx.ConnectError("third", request=request),
+    )
+    policy = RetryPolicy(attempts=3, multiplier=0.5, jitter=0.0, sleep=recorder.sleep)
+    with pytest.raises(httpx.ConnectError, match="third"):
+        await send_with_retries(
+            send,
+            policy=policy,
+            retry_response=retry_5xx,
+            retry_exception=lambda e: True,
+            now=lambda: NOW,
+        )
+    assert len(calls) == 3
+    assert recorder.waits == [0.5, 1.0]
+
+
 def test_policy_needs_one_attempt() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_is_parsed_once_and_the_parsed_urls_stay_few() -> None:
+    from grantkeeper.clock import SYSTEM_CLOCK
+    from grantkeeper.oauth.provider_calls import ProviderCalls, never
+
+    seen: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        calls = ProviderCalls(http, SYSTEM_CLOCK, RetryPolicy())
+        for _ in range(2):
+            await calls.post(
+                "token",
+                "https://x.test/token?a=1",
+                {"k": "v"},
+                retry_response=never,
+                retry_exception=never,
+            )
+        assert calls._url("https://x.test/token?a=1") is calls._url("https://x.test/token?a=1")
+        for i in range(100):  # endpoints that keep moving: the map is bounded
+            assert str(calls._url(f"https://x.test/{i}")) == f"https://x.test/{i}"
+        assert len(calls._urls) <= 64
+        await calls.get("jwks", "https://x.test/certs")
+    assert [str(u) for u in seen] == [
+        "https://x.test/token?a=1",
+        "https://x.test/token?a=1",
+        "https://x.test/certs",
+    ]
