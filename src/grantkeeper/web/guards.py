@@ -24,7 +24,9 @@ from grantkeeper.service_keys import ServiceKey, ServiceKeyRing
 def require_https(request: Request, allow_insecure_http: bool) -> None:
     """Refuse plain HTTP unless allowed; a trusted proxy's ``X-Forwarded-Proto`` has already been
     applied to the scope by uvicorn's ``ProxyHeadersMiddleware``."""
-    if request.url.scheme != "https" and not allow_insecure_http:
+    # The scope's scheme, which is what request.url.scheme reads, without building the URL
+    # (16 µs a request on the bench machine: the Host header parsed, a URL built and parsed).
+    if request.scope.get("scheme", "http") != "https" and not allow_insecure_http:
         raise InsecureTransport("This endpoint only accepts HTTPS.")
 
 

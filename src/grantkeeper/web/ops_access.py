@@ -42,8 +42,9 @@ class OpsAccessMiddleware:
         await self.app(scope, receive, send)
 
     def check(self, request: Request) -> None:
+        https = request.scope.get("scheme", "http") == "https"  # what request.url.scheme reads
         if self.key:
-            if request.url.scheme != "https" and not (self.public or self.allow_insecure_http):
+            if not https and not (self.public or self.allow_insecure_http):
                 raise InsecureTransport("The operations endpoints only answer over HTTPS.")
             try:
                 self.key.check(request)
@@ -54,7 +55,7 @@ class OpsAccessMiddleware:
             return
         if self.public or self.allow_insecure_http:
             return
-        if request.url.scheme != "https":
+        if not https:
             raise InsecureTransport(
                 "The operations endpoints only answer over HTTPS on a strict keeper; set "
                 "GRANTKEEPER_OPS_KEY, or GRANTKEEPER_OPS_PUBLIC=true on a private network."
