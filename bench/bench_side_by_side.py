@@ -12,13 +12,18 @@ from psutil, with p50/p99 latency as the clients saw it. The PostgreSQL figure l
 database server's own CPU (it is not the keeper's process tree). Ratios are from this one run
 on this machine; the emulator runs in its own process and is not counted for anyone.
 
-With ``--rounds N`` every stack runs N times, in turn (guide, SQLite, PostgreSQL, guide, ...),
-each time on a fresh database. A ratio is taken within a round, between servers measured
-minutes apart, and the run reports each ratio's median over the rounds with its range: on a
-shared machine one round's figures drift by up to a quarter, and a goal judged on one round
-flips with it.
+All servers run at once, each phase sent to them in ``--slices`` slices taken in turn (the
+order rotating: guide, SQLite, PostgreSQL, then SQLite, PostgreSQL, guide, ...), each slice on
+CONCURRENCY keep-alive connections of its own. So a ratio compares servers
+measured within seconds of each other, over the same minutes: on a shared machine a server's
+CPU per request drifts by a quarter within minutes, and measured one after another (the way
+this bench worked before) a ratio moved with it.
 
-  python bench/bench_side_by_side.py [--signins 400] [--reads 2000] [--rounds 1] [--json FILE]
+With ``--rounds N`` the whole comparison runs N times, each time on fresh databases, and the
+run reports each ratio's median over the rounds with its range.
+
+  python bench/bench_side_by_side.py [--signins 400] [--reads 2000] [--rounds 1] [--slices 5]
+      [--json FILE]
 """
 
 from __future__ import annotations
@@ -39,12 +44,12 @@ from typing import Any
 from benchlib import (
     BIN,
     Call,
+    Driver,
     Emulator,
     Phase,
     drop_schema,
     free_port,
     grantkeeper_command,
-    measure,
     postgres_schema,
     stop,
     wait_until_up,
@@ -164,14 +169,26 @@ IOS_CLIENT: list[str] = []
 KEEPER_ENV: dict[str, str] = {}
 
 
-def run_stack(
+@dataclass
+class Running:
+    """A started, warmed server of one stack and what its phases send it."""
+
+    stack: Stack
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    driver: Driver
+    signins: Callable[[list[dict[str, Any]]], list[Call]]
+    reads: Callable[[list[dict[str, Any]], int], list[Call]]
+
+
+def start_stack(
     stack: Stack,
     emulator: Emulator,
     control: EmulatorControl,
     users: dict[str, list[dict[str, Any]]],
     args: argparse.Namespace,
     workdir: Path,
-) -> dict[str, Phase]:
+) -> Running:
     web = control.create_client("web")
     server_id = web["web"]["client_id"]
     service_key = secrets.token_urlsafe(24)
@@ -197,53 +214,110 @@ def run_stack(
         ]
 
     process, base_url, log_path = stack.launch(workdir, emulator, web, service_key)
-    phases: dict[str, Phase] = {}
     try:
         wait_until_up(base_url + stack.ready_path, process)
-        c = args.concurrency
-        pid = process.pid
-        # Warm every worker: imports, discovery, JWKS, connection pools.
-        measure("warm", base_url, pid, [Call("GET", "/healthz")] * 200, c)
-        measure("warm", base_url, pid, signins(users["warm"]), c)
-        measure("warm", base_url, pid, reads(users["warm"], 200), c)
+        driver = Driver(base_url, process.pid, args.concurrency)
+    except BaseException:
+        stop(process)
+        raise
+    running = Running(stack, process, log_path, driver, signins, reads)
+    # Warm every worker: imports, discovery, JWKS, connection pools.
+    driver.measure("warm", [Call("GET", "/healthz")] * 200)
+    driver.measure("warm", signins(users["warm"]))
+    driver.measure("warm", reads(users["warm"], 200))
+    return running
 
-        phases["null"] = measure("null", base_url, pid, [Call("GET", "/healthz")] * args.null, c)
-        phases["signin"] = measure("signin", base_url, pid, signins(users["main"]), c)
-        phases["read"] = measure("read", base_url, pid, reads(users["main"], args.reads), c)
+
+def stop_stack(running: Running) -> None:
+    """Stop the server, saying why from its log if it exited during the run (the requests
+    after that failed, so the run fails)."""
+    exited = running.process.poll()
+    running.driver.close()
+    stop(running.process)
+    if exited is None:
+        return
+    # Every request after this failed to connect: say why, while the log still exists.
+    tail = running.log_path.read_text(errors="replace").splitlines()[-15:]
+    print(f"  FAILED: the {running.stack.name} server exited with code {exited} during the run:")
+    for line in tail:
+        print(f"    | {line}")
+
+
+def slices(calls: list[Call], count: int) -> list[list[Call]]:
+    """``calls`` cut into ``count`` runs of consecutive calls, as even as they come."""
+    size, extra = divmod(len(calls), count)
+    cuts = [i * size + min(i, extra) for i in range(count + 1)]
+    return [calls[cuts[i] : cuts[i + 1]] for i in range(count)]
+
+
+def run_round(
+    stacks: list[Stack],
+    emulator: Emulator,
+    control: EmulatorControl,
+    users: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, dict[str, Phase]]:
+    """Every server up at once; each phase sent to them in ``args.slices`` slices taken in
+    turn (the order rotating), so each server's figure and the guide's sample the same minutes
+    of a machine whose speed drifts."""
+    running: list[Running] = []
+    parts: dict[str, dict[str, list[Phase]]] = {}
+    refreshes: dict[str, int] = {}
+    try:
+        for stack in stacks:
+            print(f"  starting {stack.name} ...", file=sys.stderr, flush=True)
+            running.append(start_stack(stack, emulator, control, users, args, workdir))
+            parts[stack.name] = {}
+            refreshes[stack.name] = 0
+
+        def interleaved(phase: str, calls_of: Callable[[Running], list[Call]]) -> None:
+            print(f"  {phase} ...", file=sys.stderr, flush=True)
+            cut = {r.stack.name: slices(calls_of(r), args.slices) for r in running}
+            for index in range(args.slices):
+                turn = index % len(running)
+                for r in running[turn:] + running[:turn]:
+                    before = control.stats()["token"]["refresh_token"] if phase == "refresh" else 0
+                    part = r.driver.measure(phase, cut[r.stack.name][index])
+                    parts[r.stack.name].setdefault(phase, []).append(part)
+                    if phase == "refresh":
+                        refreshes[r.stack.name] += (
+                            control.stats()["token"]["refresh_token"] - before
+                        )
+
+        interleaved("null", lambda r: [Call("GET", r.stack.ready_path)] * args.null)
+        interleaved("signin", lambda r: r.signins(users["main"]))
+        interleaved("read", lambda r: r.reads(users["main"], args.reads))
         control.update_settings(access_token_ttl=60)
         try:
-            measure("setup", base_url, pid, signins(users["refresh"]), c)
-            before = control.stats()["token"]["refresh_token"]
-            phases["refresh"] = measure(
-                "refresh", base_url, pid, reads(users["refresh"], args.refresh_reads), c
-            )
-            refreshes = control.stats()["token"]["refresh_token"] - before
+            for r in running:
+                r.driver.measure("setup", r.signins(users["refresh"]))
+            interleaved("refresh", lambda r: r.reads(users["refresh"], args.refresh_reads))
         finally:
             control.update_settings(access_token_ttl=3599)
-        if refreshes < args.refresh_reads * 0.95:
+    finally:
+        for r in running:
+            stop_stack(r)
+    results = {
+        name: {phase: Phase.combined(phase, pieces) for phase, pieces in phases.items()}
+        for name, phases in parts.items()
+    }
+    for name, count in refreshes.items():
+        if count < args.refresh_reads * 0.95:
             print(
-                f"  warning: {stack.name} made {refreshes} refreshes for "
-                f"{args.refresh_reads} reads",
+                f"  warning: {name} made {count} refreshes for {args.refresh_reads} reads",
                 file=sys.stderr,
             )
-    finally:
-        exited = process.poll()
-        stop(process)
-    if exited is not None:
-        # Every request after this failed to connect: say why, while the log still exists.
-        tail = log_path.read_text(errors="replace").splitlines()[-15:]
-        print(f"  FAILED: the {stack.name} server exited with code {exited} during the run:")
-        for line in tail:
-            print(f"    | {line}")
-    for phase in phases.values():
-        if phase.failures:
-            print(
-                f"  FAILED: {stack.name} {phase.name}: {phase.failures} failed requests "
-                "(a failed request is cheaper than a served one: the run's ratios mean nothing)"
-            )
-            for sample in phase.failure_samples:
-                print(f"    {sample}")
-    return phases
+    for name, phases in results.items():
+        for phase in phases.values():
+            if phase.failures:
+                print(
+                    f"  FAILED: {name} {phase.name}: {phase.failures} failed requests (a failed "
+                    "request is cheaper than a served one: the run's ratios mean nothing)"
+                )
+                for sample in phase.failure_samples:
+                    print(f"    {sample}")
+    return results
 
 
 def table(results: dict[str, dict[str, Phase]], descriptions: dict[str, str]) -> None:
@@ -295,7 +369,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--stacks", default="guide,sqlite,postgresql")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="run every stack this many times, in turn"
+        "--rounds", type=int, default=1, help="run the whole comparison this many times"
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=5,
+        help="send each phase to the servers in this many slices, taken in turn",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
@@ -306,8 +386,8 @@ def main() -> int:
         help="a setting for the keeper's servers (GRANTKEEPER_ACCESS_LOG=false, say); repeatable",
     )
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.slices < 1:
+        parser.error("--rounds and --slices must be at least 1")
     for setting in args.keeper_env:
         name, equals, value = setting.partition("=")
         if not equals or not name.startswith("GRANTKEEPER_"):
@@ -368,22 +448,15 @@ def main() -> int:
                             "(its figures exclude the PostgreSQL server's own CPU)",
                         )
                     )
+            stacks = [s for s in stacks if s.name.split()[-1] in wanted or s.name in wanted]
             for number in range(1, args.rounds + 1):
-                results: dict[str, dict[str, Phase]] = {}
-                for stack in stacks:
-                    if stack.name.split()[-1] not in wanted and stack.name not in wanted:
-                        continue
-                    label = f" (round {number} of {args.rounds})" if args.rounds > 1 else ""
-                    print(f"running {stack.name}{label} ...", file=sys.stderr, flush=True)
-                    # A fresh database (file, schema) for every server in every round: a round
-                    # signs the same users in again, and a returning user's sign-in is another
-                    # path.
-                    round_dir = workdir / f"round{number}"
-                    round_dir.mkdir(exist_ok=True)
-                    results[stack.name] = run_stack(
-                        stack, emulator, control, users, args, round_dir
-                    )
-                rounds.append(results)
+                label = f" {number} of {args.rounds}" if args.rounds > 1 else ""
+                print(f"round{label} ...", file=sys.stderr, flush=True)
+                # A fresh database (file, schema) for every server in every round: a round
+                # signs the same users in again, and a returning user's sign-in is another path.
+                round_dir = workdir / f"round{number}"
+                round_dir.mkdir(exist_ok=True)
+                rounds.append(run_round(stacks, emulator, control, users, args, round_dir))
             control.close()
         finally:
             emulator.stop()
