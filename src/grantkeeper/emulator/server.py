@@ -26,6 +26,14 @@ from grantkeeper.logsafety import redact_access_log
 
 log = logging.getLogger("grantkeeper.emulator")
 
+#: How long the emulator keeps an idle keep-alive connection open. uvicorn's default, 5 s, is
+#: the idle expiry of httpx's and aiohttp's pools too, so a client reusing a connection after
+#: about 5 s raced the emulator closing it, and a code exchange sent on a connection closed
+#: under it failed (it is not retried: the code may have been redeemed). A server that keeps
+#: idle connections longer than its clients (nginx's default is 75 s) lets the clients close
+#: them first, and the race goes.
+KEEP_ALIVE_SECONDS = 75
+
 
 @dataclass
 class EmulatorHandle:
@@ -86,7 +94,14 @@ def run_emulator(config: EmulatorConfig | None = None) -> Iterator[EmulatorHandl
     # Where it really listens; config.base_url may say otherwise (a test of unreachable URLs).
     base_url = url_of(sock, "https" if config.https else "http")
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **tls)
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            **tls,
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="grantkeeper-emulator", daemon=True
@@ -160,5 +175,9 @@ def serve(
         announce(f"warning: {warning}")
     if config.certificate is not None:
         announce(f"CA certificate: {config.certificate.ca_path}")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", **tls))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, log_level="info", lifespan="off", timeout_keep_alive=KEEP_ALIVE_SECONDS, **tls
+        )
+    )
     server.run(sockets=[sock])
