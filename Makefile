@@ -76,7 +76,8 @@ docs: $(STAMP)
 	$(BIN)/python -m grantkeeper.errors_doc > docs/errors.md
 
 # Figures for issue 9: ratios against the backend written from Google's guide, and the goals.
-# The side-by-side runs every server three times in turn and judges each goal on the median.
+# The side-by-side runs the servers at once, each phase in slices taken in turn, three rounds,
+# and judges each goal on the median.
 # The bulk refresh takes about two minutes per database, most of it signing 10,000 users in and
 # the google-auth loop it is compared with.
 BENCHES := "bench_side_by_side.py --rounds 3" bench_bulk_refresh.py "bench_bulk_refresh.py --database postgresql" \
