@@ -99,18 +99,27 @@ def retry_5xx(response: httpx.Response) -> bool:
     return response.status_code >= 500 or response.status_code == 429
 
 
+async def retried(
+    send: Callable[[], Awaitable[httpx.Response]],
+    policy: RetryPolicy,
+    retry_exception: Callable[[BaseException], bool] = lambda e: True,
+) -> httpx.Response:
+    """``send_with_retries`` with 5xx and 429 answers retried, on the tests' clock."""
+    return await send_with_retries(
+        send,
+        policy=policy,
+        retry_response=retry_5xx,
+        retry_exception=retry_exception,
+        now=lambda: NOW,
+    )
+
+
 @pytest.mark.anyio
 async def test_backoff_grows_and_the_last_response_is_returned() -> None:
     recorder = Recorder()
     send, calls = answers(httpx.Response(500), httpx.Response(500), httpx.Response(502))
     policy = RetryPolicy(attempts=3, multiplier=0.5, jitter=0.0, sleep=recorder.sleep)
-    response = await send_with_retries(
-        send,
-        policy=policy,
-        retry_response=retry_5xx,
-        retry_exception=lambda e: True,
-        now=lambda: NOW,
-    )
+    response = await retried(send, policy)
     assert response.status_code == 502
     assert len(calls) == 3
     assert recorder.waits == [0.5, 1.0]
@@ -121,26 +130,14 @@ async def test_retry_after_is_honoured_and_too_long_stops() -> None:
     recorder = Recorder()
     send, calls = answers(httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200))
     policy = RetryPolicy(attempts=3, jitter=0.0, sleep=recorder.sleep)
-    response = await send_with_retries(
-        send,
-        policy=policy,
-        retry_response=retry_5xx,
-        retry_exception=lambda e: True,
-        now=lambda: NOW,
-    )
+    response = await retried(send, policy)
     assert response.status_code == 200
     assert recorder.waits == [3.0]
 
     recorder = Recorder()
     send, calls = answers(httpx.Response(503, headers={"Retry-After": "3600"}), httpx.Response(200))
     policy = RetryPolicy(attempts=3, max_retry_after=30, sleep=recorder.sleep)
-    response = await send_with_retries(
-        send,
-        policy=policy,
-        retry_response=retry_5xx,
-        retry_exception=lambda e: True,
-        now=lambda: NOW,
-    )
+    response = await retried(send, policy)
     assert response.status_code == 503
     assert len(calls) == 1
     assert recorder.waits == []
@@ -152,25 +149,13 @@ async def test_exceptions_retry_or_propagate_by_predicate() -> None:
     request = httpx.Request("POST", "https://x.test/token")
     send, calls = answers(httpx.ConnectError("refused", request=request), httpx.Response(200))
     policy = RetryPolicy(sleep=recorder.sleep)
-    response = await send_with_retries(
-        send,
-        policy=policy,
-        retry_response=retry_5xx,
-        retry_exception=lambda e: isinstance(e, httpx.ConnectError),
-        now=lambda: NOW,
-    )
+    response = await retried(send, policy, lambda e: isinstance(e, httpx.ConnectError))
     assert response.status_code == 200
     assert len(calls) == 2
 
     send, calls = answers(httpx.ReadTimeout("slow", request=request), httpx.Response(200))
     with pytest.raises(httpx.ReadTimeout):
-        await send_with_retries(
-            send,
-            policy=policy,
-            retry_response=retry_5xx,
-            retry_exception=lambda e: isinstance(e, httpx.ConnectError),
-            now=lambda: NOW,
-        )
+        await retried(send, policy, lambda e: isinstance(e, httpx.ConnectError))
     assert len(calls) == 1
 
 
@@ -188,12 +173,8 @@ async def test_an_attempt_not_worth_retrying_never_reaches_the_retry_machinery(
     send, calls = answers(httpx.Response(400), httpx.ReadTimeout("slow", request=request))
     for _ in range(2):  # a final answer, then an exception the rule does not retry
         try:
-            response = await send_with_retries(
-                send,
-                policy=RetryPolicy(attempts=3),
-                retry_response=retry_5xx,
-                retry_exception=lambda e: isinstance(e, httpx.ConnectError),
-                now=lambda: NOW,
+            response = await retried(
+                send, RetryPolicy(attempts=3), lambda e: isinstance(e, httpx.ConnectError)
             )
         except httpx.ReadTimeout:
             continue
@@ -210,22 +191,10 @@ async def test_a_single_attempt_budget_returns_or_raises_the_first_outcome() -> 
         httpx.ConnectError("refused", request=request),
     )
     policy = RetryPolicy(attempts=1, sleep=recorder.sleep)
-    response = await send_with_retries(
-        send,
-        policy=policy,
-        retry_response=retry_5xx,
-        retry_exception=lambda e: True,
-        now=lambda: NOW,
-    )
+    response = await retried(send, policy)
     assert response.status_code == 503
     with pytest.raises(httpx.ConnectError):
-        await send_with_retries(
-            send,
-            policy=policy,
-            retry_response=retry_5xx,
-            retry_exception=lambda e: True,
-            now=lambda: NOW,
-        )
+        await retried(send, policy)
     assert len(calls) == 2
     assert recorder.waits == []
 
@@ -241,13 +210,7 @@ async def test_a_failure_on_every_attempt_raises_the_last_one_after_the_backoff(
     )
     policy = RetryPolicy(attempts=3, multiplier=0.5, jitter=0.0, sleep=recorder.sleep)
     with pytest.raises(httpx.ConnectError, match="third"):
-        await send_with_retries(
-            send,
-            policy=policy,
-            retry_response=retry_5xx,
-            retry_exception=lambda e: True,
-            now=lambda: NOW,
-        )
+        await retried(send, policy)
     assert len(calls) == 3
     assert recorder.waits == [0.5, 1.0]
 
