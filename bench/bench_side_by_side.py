@@ -44,12 +44,12 @@ from typing import Any
 from benchlib import (
     BIN,
     Call,
-    Driver,
     Emulator,
     Phase,
     drop_schema,
     free_port,
     grantkeeper_command,
+    measure,
     postgres_schema,
     stop,
     wait_until_up,
@@ -175,10 +175,16 @@ class Running:
 
     stack: Stack
     process: subprocess.Popen[bytes]
+    base_url: str
     log_path: Path
-    driver: Driver
     signins: Callable[[list[dict[str, Any]]], list[Call]]
     reads: Callable[[list[dict[str, Any]], int], list[Call]]
+    concurrency: int
+
+    def measure(self, phase: str, calls: list[Call]) -> Phase:
+        # Connections of its own (not kept while the others take their turn: idle that long
+        # they pass gunicorn's 2 s keep-alive and fail as the guide closes them).
+        return measure(phase, self.base_url, self.process.pid, calls, self.concurrency)
 
 
 def start_stack(
@@ -214,17 +220,16 @@ def start_stack(
         ]
 
     process, base_url, log_path = stack.launch(workdir, emulator, web, service_key)
+    running = Running(stack, process, base_url, log_path, signins, reads, args.concurrency)
     try:
         wait_until_up(base_url + stack.ready_path, process)
-        driver = Driver(base_url, process.pid, args.concurrency)
+        # Warm every worker: imports, discovery, JWKS, connection pools.
+        running.measure("warm", [Call("GET", "/healthz")] * 200)
+        running.measure("warm", signins(users["warm"]))
+        running.measure("warm", reads(users["warm"], 200))
     except BaseException:
         stop(process)
         raise
-    running = Running(stack, process, log_path, driver, signins, reads)
-    # Warm every worker: imports, discovery, JWKS, connection pools.
-    driver.measure("warm", [Call("GET", "/healthz")] * 200)
-    driver.measure("warm", signins(users["warm"]))
-    driver.measure("warm", reads(users["warm"], 200))
     return running
 
 
@@ -232,7 +237,6 @@ def stop_stack(running: Running) -> None:
     """Stop the server, saying why from its log if it exited during the run (the requests
     after that failed, so the run fails)."""
     exited = running.process.poll()
-    running.driver.close()
     stop(running.process)
     if exited is None:
         return
@@ -274,13 +278,14 @@ def run_round(
         def interleaved(phase: str, calls_of: Callable[[Running], list[Call]]) -> None:
             print(f"  {phase} ...", file=sys.stderr, flush=True)
             cut = {r.stack.name: slices(calls_of(r), args.slices) for r in running}
+            counting = phase == "refresh"
             for index in range(args.slices):
                 turn = index % len(running)
                 for r in running[turn:] + running[:turn]:
-                    before = control.stats()["token"]["refresh_token"] if phase == "refresh" else 0
-                    part = r.driver.measure(phase, cut[r.stack.name][index])
+                    before = control.stats()["token"]["refresh_token"] if counting else 0
+                    part = r.measure(phase, cut[r.stack.name][index])
                     parts[r.stack.name].setdefault(phase, []).append(part)
-                    if phase == "refresh":
+                    if counting:
                         refreshes[r.stack.name] += (
                             control.stats()["token"]["refresh_token"] - before
                         )
@@ -291,7 +296,7 @@ def run_round(
         control.update_settings(access_token_ttl=60)
         try:
             for r in running:
-                r.driver.measure("setup", r.signins(users["refresh"]))
+                r.measure("setup", r.signins(users["refresh"]))
             interleaved("refresh", lambda r: r.reads(users["refresh"], args.refresh_reads))
         finally:
             control.update_settings(access_token_ttl=3599)
@@ -450,8 +455,7 @@ def main() -> int:
                     )
             stacks = [s for s in stacks if s.name.split()[-1] in wanted or s.name in wanted]
             for number in range(1, args.rounds + 1):
-                label = f" {number} of {args.rounds}" if args.rounds > 1 else ""
-                print(f"round{label} ...", file=sys.stderr, flush=True)
+                print(f"round {number} of {args.rounds} ...", file=sys.stderr, flush=True)
                 # A fresh database (file, schema) for every server in every round: a round
                 # signs the same users in again, and a returning user's sign-in is another path.
                 round_dir = workdir / f"round{number}"

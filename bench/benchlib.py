@@ -166,74 +166,58 @@ class Phase:
 
 
 async def _drive(
-    client: httpx.AsyncClient, calls: Sequence[Call], concurrency: int
+    base_url: str, calls: Sequence[Call], concurrency: int
 ) -> tuple[list[float], int, list[str]]:
     latencies: list[float] = []
     failures = 0
     samples: list[str] = []
     queue = iter(calls)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
 
-    async def worker() -> None:
-        nonlocal failures
-        for call in queue:
-            began = time.perf_counter()
-            what = ""
-            try:
-                response = await client.request(
-                    call.method, call.path, headers=call.headers, json=call.json
-                )
-                ok = response.status_code == 200
+        async def worker() -> None:
+            nonlocal failures
+            for call in queue:
+                began = time.perf_counter()
+                what = ""
+                try:
+                    response = await client.request(
+                        call.method, call.path, headers=call.headers, json=call.json
+                    )
+                    ok = response.status_code == 200
+                    if not ok:
+                        what = f"{response.status_code} {response.text[:200]}"
+                except httpx.HTTPError as error:
+                    ok = False
+                    what = type(error).__name__
+                latencies.append(time.perf_counter() - began)
                 if not ok:
-                    what = f"{response.status_code} {response.text[:200]}"
-            except httpx.HTTPError as error:
-                ok = False
-                what = type(error).__name__
-            latencies.append(time.perf_counter() - began)
-            if not ok:
-                failures += 1
-                if len(samples) < 3:
-                    samples.append(f"{call.method} {call.path.split('/')[1]}: {what}")
+                    failures += 1
+                    if len(samples) < 3:
+                        samples.append(f"{call.method} {call.path.split('/')[1]}: {what}")
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, failures, samples
 
 
-class Driver:
-    """``concurrency`` clients of one server, on one event loop kept from the first phase to
-    ``close()``. Each ``measure`` opens its own keep-alive connections: ones kept while other
-    servers take their turn would sit idle past the guide's keep-alive (gunicorn's is 2 s) and
-    fail as the server closes them."""
-
-    def __init__(self, base_url: str, server_pid: int, concurrency: int) -> None:
-        self.base_url = base_url
-        self.server_pid = server_pid
-        self.concurrency = concurrency
-        self._runner = asyncio.Runner()
-
-    def measure(self, name: str, calls: Sequence[Call]) -> Phase:
-        """Send ``calls``; the server's CPU over exactly that span."""
-        cpu_before = tree_cpu(self.server_pid)
-        began = time.perf_counter()
-        latencies, failures, samples = self._runner.run(self._drive(calls))
-        wall = time.perf_counter() - began
-        cpu_after = tree_cpu(self.server_pid)
-        gone = sorted(set(cpu_before) - set(cpu_after))
-        if gone:
-            # Its CPU left the sum with it (a worker killed by its supervisor's timeout, say):
-            # the figure would be too low, so the phase counts as failed.
-            failures += 1
-            samples.append(f"server process(es) {gone} exited during the phase")
-        cpu = sum(cpu_after.values()) - sum(cpu_before.get(p, 0.0) for p in cpu_after)
-        return Phase(name, len(calls), cpu, wall, latencies, failures, samples)
-
-    async def _drive(self, calls: Sequence[Call]) -> tuple[list[float], int, list[str]]:
-        c = self.concurrency
-        limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=60) as client:
-            return await _drive(client, calls, c)
-
-    def close(self) -> None:
-        self._runner.close()
+def measure(
+    name: str, base_url: str, server_pid: int, calls: Sequence[Call], concurrency: int
+) -> Phase:
+    """Send ``calls`` from ``concurrency`` clients on keep-alive connections of their own; the
+    server's CPU over exactly that span."""
+    cpu_before = tree_cpu(server_pid)
+    began = time.perf_counter()
+    latencies, failures, samples = asyncio.run(_drive(base_url, calls, concurrency))
+    wall = time.perf_counter() - began
+    cpu_after = tree_cpu(server_pid)
+    gone = sorted(set(cpu_before) - set(cpu_after))
+    if gone:
+        # Its CPU left the sum with it (a worker killed by its supervisor's timeout, say): the
+        # figure would be too low, so the phase counts as failed.
+        failures += 1
+        samples.append(f"server process(es) {gone} exited during the phase")
+    cpu = sum(cpu_after.values()) - sum(cpu_before.get(p, 0.0) for p in cpu_after)
+    return Phase(name, len(calls), cpu, wall, latencies, failures, samples)
 
 
 def postgres_schema(prefix: str, *, exact: bool = False) -> str | None:
